@@ -1,0 +1,95 @@
+// Shapes that cross the workflow/activity boundary. They live in workflow histories, so they stay small and
+// secret-free: credentials are referenced by name, files by path on a worker.
+import type { Arch, Builder, ImageType, ReleasePlan, Target } from '../config/schema';
+
+/** What every step knows about where it is. Every created resource carries releaseId (tag or name). */
+export interface StepContext {
+  releaseId: string;
+  arch: Arch;
+}
+
+/** A builder machine as the workflow remembers it: enough to reconnect and to tear down. */
+export interface BuilderHost {
+  provider: Builder['provider'];
+  /** Provider's id: instance id, domain name, ticket, or address for static hosts. */
+  id: string;
+  address: string;
+  port: number;
+  user: string;
+  /** Host key pinned for every later connection ("ssh-ed25519 AAAA..."). */
+  hostKey?: string;
+  /** Resources to delete on release (volumes, NICs...), by provider-specific kind. */
+  resources: { kind: string; id: string; region?: string }[];
+}
+
+export interface CheckResult {
+  ok: boolean;
+  /** Plain sentences: "Checking bucket permissions…", "Upload conditions met." */
+  messages: string[];
+}
+
+/** A builder provider: preflight, idempotent acquire (look up by release tag first), guaranteed release. */
+export interface BuilderProvider<B extends Builder = Builder> {
+  check(builder: B, ctx: StepContext): Promise<CheckResult>;
+  acquire(builder: B, ctx: StepContext): Promise<BuilderHost>;
+  release(builder: B, ctx: StepContext, host: BuilderHost): Promise<void>;
+}
+
+/** One file bootc-image-builder produced, on the builder. */
+export interface BuiltArtifact {
+  type: ImageType;
+  /** Absolute path on the builder. */
+  remotePath: string;
+  size: number;
+  sha256: string;
+}
+
+/** One artifact fetched into a worker's staging directory. */
+export interface StagedArtifact {
+  arch: Arch;
+  type: ImageType;
+  /** Absolute path on the worker that fetched it. */
+  path: string;
+  /** Apparent size in bytes. */
+  size: number;
+  /** Bytes that are data (not holes). */
+  dataBytes: number;
+  sha256: string;
+  /** Task queue of the worker that holds the file: publish activities run there. */
+  stagingQueue: string;
+}
+
+/** An image published to a target: one row of the "images to use or ignore" table. */
+export interface Candidate {
+  arch: Arch;
+  target: string;
+  kind: Target['kind'];
+  region?: string;
+  /** Host for libvirt, the cloud's image id elsewhere, the path for directory targets. */
+  imageId: string;
+  name: string;
+  type: ImageType;
+  size: number;
+  sha256: string;
+  /** Backing resources that `delete` removes too (snapshots, COS objects). */
+  resources?: { kind: string; id: string; region?: string }[];
+}
+
+export interface PublishRequest {
+  releaseId: string;
+  arch: Arch;
+  targetName: string;
+  target: Target;
+  artifact: StagedArtifact;
+  /** `<name>-<arch>-YYYYMMDD_HHMMSS` */
+  imageName: string;
+}
+
+/** A publish target: preflight, idempotent publish (resumes from heartbeat progress), delete for retention. */
+export interface PublishTargetDriver<T extends Target = Target> {
+  check(target: T, ctx: { releaseId: string; targetName: string }): Promise<CheckResult>;
+  publish(request: PublishRequest & { target: T }): Promise<Candidate[]>;
+  delete(target: T, candidate: Candidate): Promise<void>;
+}
+
+export type { ReleasePlan };

@@ -1,0 +1,363 @@
+// The release definition: one zod schema, every type in the project is inferred from it.
+// Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
+import { z } from 'zod';
+
+/** Anything that ends up in a resource name, a tag or a remote shell command. */
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export const name = () =>
+  z.string().regex(NAME_PATTERN, 'must be 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+/** Host names and addresses that reach ssh/virsh command lines. */
+const hostName = () =>
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'must be a host name or an IP address');
+
+/** Absolute paths that reach remote shells: no spaces, quotes or shell metacharacters. */
+export const absPath = () =>
+  z.string().regex(/^\/[A-Za-z0-9._@%+=:,/-]*$/, 'must be an absolute path of letters, digits and ._@%+=:,/-');
+
+/** Durations as Temporal and the `ms` package read them: 90s, 30m, 6h, 7d. */
+export const duration = () => z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration like 90s, 30m, 6h or 7d');
+
+/** Environment variable names: credentials are referenced by name and resolved on the worker. */
+const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
+
+export const ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x'] as const;
+export const Arch = z.enum(ARCHES);
+export type Arch = z.infer<typeof Arch>;
+
+/** bootc-image-builder --type values and where each lands under /output (DESIGN.md §6). */
+export const IMAGE_TYPES = ['ami', 'raw', 'qcow2', 'vmdk', 'vhd', 'gce', 'iso'] as const;
+export const ImageType = z.enum(IMAGE_TYPES);
+export type ImageType = z.infer<typeof ImageType>;
+
+export const Source = z.union([
+  z.strictObject({ image: z.string().min(1).regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'must be a container image reference') }),
+  z.strictObject({
+    git: z.string().regex(/^(https?|ssh|git|file):\/\/[^\s'"]+$|^\/[^\s'"]+$/, 'must be a git URL or an absolute path'),
+    ref: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch, tag or commit').default('main'),
+    containerfile: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('Containerfile'),
+    context: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('.'),
+  }),
+]);
+export type Source = z.infer<typeof Source>;
+
+export const ImageBuilder = z.strictObject({
+  image: z.string().default('quay.io/centos-bootc/bootc-image-builder:latest'),
+  rootfs: z.enum(['xfs', 'ext4', 'btrfs']).default('xfs'),
+  /** A bootc-image-builder config.toml on the worker; it is copied to the builder. */
+  config: z.string().optional(),
+  /**
+   * The container engine command that runs bootc-image-builder. Production leaves it at `podman`; a rig or a host
+   * with a wrapped engine may point it elsewhere. The arguments after it are always the documented ones.
+   */
+  engine: z.array(z.string().min(1)).min(1).default(['podman']),
+  extraArgs: z.array(z.string().regex(/^[A-Za-z0-9=._/:,-]+$/, 'must be a plain argument')).default([]),
+  timeout: duration().default('6h'),
+});
+
+const Ssh = z.strictObject({
+  user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a user name').default('root'),
+  port: z.number().int().min(1).max(65535).default(22),
+  /** Path of the private key on the worker; the key itself never enters a workflow. */
+  privateKeyPath: z.string().min(1).optional(),
+  /** Env var holding the private key path or PEM, for workers configured through the environment. */
+  privateKeyEnv: envName().optional(),
+  /** Pinned host key ("ssh-ed25519 AAAA..."), when known in advance. Otherwise trust on first use, then enforced. */
+  hostKey: z.string().optional(),
+  connectTimeout: duration().default('20s'),
+});
+
+const DataVolume = z.strictObject({
+  /** `swap` takes the device from /proc/swaps (what Fedora Copr's farm did), `attached` the provider's extra volume. */
+  device: z.union([z.enum(['swap', 'attached']), absPath()]).default('swap'),
+  mountpoint: absPath().default('/var/lib/containers'),
+  fsType: z.enum(['ext4', 'xfs']).default('ext4'),
+  /** Size of the extra volume a cloud provider attaches (aws). */
+  sizeGiB: z.number().int().min(8).max(16384).optional(),
+  /** Remount these tmpfs mounts with a new size, e.g. { "/run": "3G", "/tmp": "8G" }. */
+  tmpfs: z.record(absPath(), z.string().regex(/^\d+[KMG]$/, 'must be a size like 3G')).default({}),
+  /** Fail the step early when the data volume has less free space. */
+  minFreeGiB: z.number().min(0).default(20),
+});
+
+const BuilderCommon = {
+  ssh: Ssh.prefault({}),
+  dataVolume: DataVolume.optional(),
+  /** Where the build runs on the builder: config, output, logs. */
+  workDir: absPath().default('/var/tmp/bootc-release'),
+  keepBuilderOnFailure: z.boolean().default(false),
+  /** Task queue of a worker that can reach this builder (per-site workers); default: the release's queue. */
+  taskQueue: z.string().optional(),
+};
+
+const StaticHost = z.strictObject({
+  address: hostName(),
+  port: z.number().int().min(1).max(65535).optional(),
+  user: z.string().optional(),
+  hostKey: z.string().optional(),
+});
+
+const AwsCredentials = z.strictObject({
+  profile: z.string().optional(),
+  roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN').optional(),
+  /** Endpoint override (moto, LocalStack, VPC endpoints). */
+  endpoint: z.url().optional(),
+});
+
+export const Builder = z.discriminatedUnion('provider', [
+  z.strictObject({ provider: z.literal('static'), hosts: z.array(StaticHost).min(1), ...BuilderCommon }),
+  z.strictObject({
+    provider: z.literal('aws'),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region like us-east-1'),
+    instanceType: z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'must be an instance type like c7i.xlarge'),
+    ami: z.string().regex(/^ami-[0-9a-f]+$/, 'must be an AMI id'),
+    subnet: z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id').optional(),
+    securityGroups: z.array(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).default([]),
+    keyName: z.string().optional(),
+    instanceProfile: z.string().optional(),
+    credentials: AwsCredentials.prefault({}),
+    ...BuilderCommon,
+  }),
+  z.strictObject({
+    provider: z.literal('ibmcloud'),
+    region: z.string().regex(/^[a-z]{2}-[a-z]+$/, 'must be an IBM Cloud region like us-east'),
+    zone: z.string().regex(/^[a-z]{2}-[a-z]+-\d$/, 'must be a zone like us-east-1'),
+    profile: z.string().regex(/^[a-z0-9]+-\d+x\d+$/, 'must be an instance profile like bz2-4x16'),
+    image: z.string().min(1),
+    vpc: z.string().min(1),
+    subnet: z.string().min(1),
+    keys: z.array(z.string().min(1)).min(1),
+    resourceGroup: z.string().optional(),
+    apiKeyEnv: envName().default('IBMCLOUD_API_KEY'),
+    /** Endpoint overrides (private endpoints, the test stand-in). */
+    endpoint: z.url().optional(),
+    iamEndpoint: z.url().optional(),
+    ...BuilderCommon,
+  }),
+  z.strictObject({
+    provider: z.literal('libvirt'),
+    host: hostName(),
+    /** SSH access to the hypervisor itself (virsh runs there). */
+    hypervisorSsh: Ssh.prefault({}),
+    pool: name().default('images'),
+    baseVolume: name(),
+    memoryMiB: z.number().int().min(512).default(8192),
+    vcpus: z.number().int().min(1).default(4),
+    network: name().default('default'),
+    diskSizeGiB: z.number().int().min(10).default(60),
+    ...BuilderCommon,
+  }),
+  z.strictObject({
+    provider: z.literal('command'),
+    /** Prints a ticket/handle on stdout (e.g. `resalloc ticket --tag arch_x86_64`). */
+    acquire: z.array(z.string().min(1)).min(1),
+    /** Given the handle as its last argument, waits and prints the host address (e.g. `resalloc ticket-wait`). */
+    wait: z.array(z.string().min(1)).optional(),
+    /** Given the handle as its last argument, releases it (e.g. `resalloc ticket-close`). */
+    release: z.array(z.string().min(1)).min(1),
+    ...BuilderCommon,
+  }),
+]);
+export type Builder = z.infer<typeof Builder>;
+
+export const ArchitectureSpec = z.strictObject({
+  builder: Builder,
+  types: z.array(ImageType).min(1),
+  targets: z.array(name()).default([]),
+});
+
+export const Target = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('directory'),
+    path: z.string().min(1),
+  }),
+  z.strictObject({
+    kind: z.literal('aws'),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region like us-east-1'),
+    method: z.enum(['ebs-direct', 's3-import']).default('ebs-direct'),
+    /** Required for s3-import: the bucket the image is staged in. */
+    bucket: z.string().optional(),
+    copyTo: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region')).default([]),
+    shareWith: z.array(z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id')).default([]),
+    bootMode: z.enum(['uefi-preferred', 'uefi', 'legacy-bios']).default('uefi-preferred'),
+    credentials: AwsCredentials.prefault({}),
+  }),
+  z.strictObject({
+    kind: z.literal('ibmcloud'),
+    /** Regions that get a VPC custom image; the first is where the COS bucket lives unless cosRegion says. */
+    regions: z.array(z.string().regex(/^[a-z]{2}-[a-z]+$/, 'must be an IBM Cloud region')).min(1),
+    cosBucket: z.string().min(3),
+    cosRegion: z.string().optional(),
+    resourceGroup: z.string().optional(),
+    operatingSystem: z.string().default('fedora-40-s390x'),
+    apiKeyEnv: envName().default('IBMCLOUD_API_KEY'),
+    /** COS HMAC keys are referenced by env var name. */
+    cosAccessKeyEnv: envName().default('IBMCLOUD_COS_ACCESS_KEY_ID'),
+    cosSecretKeyEnv: envName().default('IBMCLOUD_COS_SECRET_ACCESS_KEY'),
+    cosEndpoint: z.url().optional(),
+    endpoint: z.url().optional(),
+    iamEndpoint: z.url().optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('libvirt'),
+    hosts: z.array(hostName()).min(1),
+    ssh: Ssh.prefault({}),
+    pool: name().default('images'),
+    format: z.enum(['raw', 'qcow2']).default('raw'),
+    uri: z.string().default('qemu:///system'),
+  }),
+  z.strictObject({
+    kind: z.literal('openstack'),
+    /** Keystone v3 URL; omit with `imageUrl` + `tokenEnv` for a pre-issued token. */
+    authUrl: z.url().optional(),
+    /** Prefix of the OS_* style variables on the worker: OSUOSL → OSUOSL_USERNAME, OSUOSL_PASSWORD, ... */
+    credentialsEnv: envName().optional(),
+    tokenEnv: envName().optional(),
+    /** Glance endpoint; from the Keystone catalog when omitted. */
+    imageUrl: z.url().optional(),
+    visibility: z.enum(['private', 'shared', 'community', 'public']).default('private'),
+    diskFormat: z.enum(['raw', 'qcow2']).optional(),
+  }),
+]);
+export type Target = z.infer<typeof Target>;
+
+export const Activation = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('image-map-file'),
+    /** Local path on the worker, or `host:/path` reached over SSH with `ssh`. */
+    path: z.string().min(1),
+    /** Key under which the image map is written (Fedora Copr's farm: copr_builder_images). */
+    key: z.string().default('copr_builder_images'),
+  }),
+  z.strictObject({
+    kind: z.literal('image-map-git'),
+    repository: z.string().min(1),
+    branch: z.string().default('main'),
+    file: z.string().min(1),
+    key: z.string().default('copr_builder_images'),
+  }),
+  z.strictObject({
+    kind: z.literal('ssm-parameter'),
+    region: z.string(),
+    /** Parameter name; {arch} is replaced per architecture. */
+    name: z.string().min(1),
+    credentials: AwsCredentials.prefault({}),
+  }),
+  z.strictObject({
+    kind: z.literal('command'),
+    /** Runs on the worker with the image map as JSON on stdin. */
+    command: z.array(z.string().min(1)).min(1),
+  }),
+]);
+export type Activation = z.infer<typeof Activation>;
+
+export const Channel = z.strictObject({
+  activation: z.array(Activation).default([]),
+  requires: name().optional(),
+});
+
+export const Approval = z.strictObject({
+  timeout: duration().default('7d'),
+  approvers: z.array(z.string().min(1)).min(1),
+  /** What happens to candidate images when the release is rejected or times out. */
+  onReject: z.enum(['keep', 'delete']).default('keep'),
+  channel: name().optional(),
+});
+
+export const ReleaseDefinition = z
+  .strictObject({
+    name: name(),
+    description: z.string().optional(),
+    source: Source,
+    imageBuilder: ImageBuilder.prefault({}),
+    architectures: z.partialRecord(Arch, ArchitectureSpec),
+    targets: z.record(name(), Target).default({}),
+    approval: Approval,
+    channels: z.record(name(), Channel).default({}),
+    retention: z.strictObject({ keep: z.number().int().min(1).default(2) }).prefault({}),
+  })
+  .superRefine((def, ctx) => {
+    const arches = Object.keys(def.architectures);
+    if (arches.length === 0) ctx.addIssue({ code: 'custom', path: ['architectures'], message: 'needs at least one architecture' });
+    for (const [arch, spec] of Object.entries(def.architectures)) {
+      if (!spec) continue;
+      const types = new Set(spec.types);
+      if (types.has('iso') && types.size > 1)
+        ctx.addIssue({ code: 'custom', path: ['architectures', arch, 'types'], message: 'iso cannot be mixed with disk image types in one build' });
+      spec.targets.forEach((t, i) => {
+        const target = def.targets[t];
+        if (!target) {
+          ctx.addIssue({ code: 'custom', path: ['architectures', arch, 'targets', i], message: `unknown target "${t}" (define it under targets)` });
+          return;
+        }
+        const usable = TARGET_TYPES[target.kind].filter((ty) => types.has(ty));
+        if (usable.length === 0)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['architectures', arch, 'targets', i],
+            message: `target "${t}" (${target.kind}) takes ${TARGET_TYPES[target.kind].join(' or ')} images, and ${arch} builds only ${spec.types.join(', ')}`,
+          });
+      });
+    }
+    for (const [t, target] of Object.entries(def.targets)) {
+      if (target.kind === 'aws' && target.method === 's3-import' && !target.bucket)
+        ctx.addIssue({ code: 'custom', path: ['targets', t, 'bucket'], message: 'required when method is s3-import' });
+      if (target.kind === 'openstack' && !target.authUrl && !(target.imageUrl && target.tokenEnv))
+        ctx.addIssue({ code: 'custom', path: ['targets', t, 'authUrl'], message: 'required unless imageUrl and tokenEnv are given' });
+    }
+    for (const [c, channel] of Object.entries(def.channels))
+      if (channel.requires && !def.channels[channel.requires])
+        ctx.addIssue({ code: 'custom', path: ['channels', c, 'requires'], message: `unknown channel "${channel.requires}"` });
+    if (def.approval.channel && !def.channels[def.approval.channel])
+      ctx.addIssue({ code: 'custom', path: ['approval', 'channel'], message: `unknown channel "${def.approval.channel}"` });
+  });
+export type ReleaseDefinition = z.infer<typeof ReleaseDefinition>;
+export type ReleaseDefinitionInput = z.input<typeof ReleaseDefinition>;
+export type ArchitectureSpec = z.infer<typeof ArchitectureSpec>;
+
+/**
+ * Which image types each target kind accepts, in order of preference. IBM Cloud VPC imports qcow2 or vhd only;
+ * an AMI is made from the raw disk bib writes for `ami`; libvirt and Glance prefer raw (boots in ~30 s vs 10+ min).
+ */
+export const TARGET_TYPES: Record<Target['kind'], ImageType[]> = {
+  directory: [...IMAGE_TYPES],
+  aws: ['ami'],
+  ibmcloud: ['qcow2', 'vhd'],
+  libvirt: ['raw', 'qcow2'],
+  openstack: ['raw', 'qcow2'],
+};
+
+/**
+ * What a release runs: a validated definition narrowed to the chosen architectures, with the release id.
+ * It is the workflow's state, so it holds references to credentials, never credentials.
+ */
+export const ReleasePlan = z.strictObject({
+  releaseId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be letters, digits, ".", "_" or "-"'),
+  definition: ReleaseDefinition,
+  arches: z.array(Arch).min(1),
+  reason: z.string().max(500).optional(),
+  requestedBy: z.string().max(100).optional(),
+  /** Image name stamp, YYYYMMDD_HHMMSS of the release start. */
+  stamp: z.string().regex(/^\d{8}_\d{6}$/),
+});
+export type ReleasePlan = z.infer<typeof ReleasePlan>;
+
+/**
+ * What `imageRelease` accepts. The short form is what a person types into the Temporal UI's start dialog:
+ * `{"definition": "copr-builder", "arches": ["s390x"], "reason": "..."}`. The long form is what the CLI sends.
+ */
+export const ReleaseInput = z.union([
+  z.strictObject({
+    definition: name(),
+    arches: z.array(Arch).min(1).optional(),
+    reason: z.string().max(500).optional(),
+    requestedBy: z.string().max(100).optional(),
+  }),
+  z.strictObject({
+    plan: z.unknown(),
+  }),
+]);
+export type ReleaseInput =
+  | { definition: string; arches?: Arch[]; reason?: string; requestedBy?: string }
+  | { plan: ReleasePlanInput };
+export type ReleasePlanInput = Omit<z.input<typeof ReleasePlan>, 'definition'> & { definition: ReleaseDefinitionInput };

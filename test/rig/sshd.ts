@@ -1,0 +1,89 @@
+// Real OpenSSH servers on distinct loopback addresses: each one is a "builder VM" or a "hypervisor" to the code.
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { freePort, tool, waitForPort } from './tools';
+
+export interface SshHost {
+  address: string;
+  port: number;
+  user: string;
+  /** "ssh-ed25519 AAAA..." as the server presents it. */
+  hostKey: string;
+  /** A directory on "the host" that a test may use as its disk. */
+  root: string;
+  logFile: string;
+}
+
+export interface RigKeys {
+  privateKeyPath: string;
+  publicKey: string;
+}
+
+export function generateKey(file: string, comment: string): string {
+  if (!existsSync(file)) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+  return readFileSync(`${file}.pub`, 'utf8').trim();
+}
+
+export function clientKeys(dir: string): RigKeys {
+  mkdirSync(dir, { recursive: true });
+  const privateKeyPath = path.join(dir, 'client_ed25519');
+  return { privateKeyPath, publicKey: generateKey(privateKeyPath, 'bootc-release-rig') };
+}
+
+export class SshServer {
+  private proc?: ChildProcess;
+  constructor(
+    readonly host: SshHost,
+    private readonly configFile: string,
+  ) {}
+
+  static async start(dir: string, address: string, keys: RigKeys, opts: { port?: number; hostKeyName?: string } = {}): Promise<SshServer> {
+    mkdirSync('/run/sshd', { recursive: true });
+    const root = path.join(dir, address);
+    mkdirSync(root, { recursive: true });
+    const hostKeyFile = path.join(root, opts.hostKeyName ?? 'ssh_host_ed25519_key');
+    const hostKey = generateKey(hostKeyFile, address).split(' ').slice(0, 2).join(' ');
+    const authorized = path.join(root, 'authorized_keys');
+    writeFileSync(authorized, `${keys.publicKey}\n`);
+    const port = opts.port ?? (await freePort(address));
+    const configFile = path.join(root, 'sshd_config');
+    writeFileSync(
+      configFile,
+      [
+        `ListenAddress ${address}`,
+        `Port ${port}`,
+        `HostKey ${hostKeyFile}`,
+        `PidFile ${path.join(root, 'sshd.pid')}`,
+        'PermitRootLogin prohibit-password',
+        'PasswordAuthentication no',
+        'KbdInteractiveAuthentication no',
+        `AuthorizedKeysFile ${authorized}`,
+        'StrictModes no',
+        'UsePAM no',
+        'MaxSessions 100',
+        'MaxStartups 100:30:200',
+        'Subsystem sftp internal-sftp',
+        'LogLevel ERROR',
+      ].join('\n') + '\n',
+    );
+    const logFile = path.join(root, 'sshd.log');
+    const server = new SshServer({ address, port, user: 'root', hostKey, root, logFile }, configFile);
+    await server.startProcess();
+    return server;
+  }
+
+  async startProcess(): Promise<void> {
+    this.proc = spawn(tool('sshd'), ['-D', '-f', this.configFile, '-E', this.host.logFile], { stdio: 'ignore' });
+    this.proc.unref();
+    await waitForPort(this.host.address, this.host.port, 10_000, `sshd ${this.host.address}`);
+  }
+
+  /** Kill the listener and every session it forked (a dropped connection, as a network fault would). */
+  async stop(): Promise<void> {
+    if (!this.proc || this.proc.exitCode !== null) return;
+    const exited = new Promise((r) => this.proc!.once('exit', r));
+    this.proc.kill('SIGTERM');
+    await exited;
+  }
+}
