@@ -7,6 +7,7 @@ CACHE="${BOOTC_RELEASE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bootc-release}"
 BIN="$CACHE/bin"
 VENV="$CACHE/venv"
 TEMPORAL_CLI_VERSION=1.5.1
+TEMPORAL_SERVER_VERSION=1.29.1  # what v1.5.1 embeds; go-installed builds report their own version as 0.0.0-DEV
 MOTO_VERSION=5.2.5
 APT_PACKAGES=(openssh-server openssh-client qemu-utils libvirt-daemon-system libvirt-clients glance-api
   python3-glanceclient e2fsprogs util-linux git iproute2 podman runc)
@@ -27,7 +28,7 @@ else
   say "Debian packages present"
 fi
 
-if [ -x "$BIN/temporal" ] && "$BIN/temporal" --version 2>/dev/null | grep -q "$TEMPORAL_CLI_VERSION"; then
+if [ -x "$BIN/temporal" ] && "$BIN/temporal" --version 2>/dev/null | grep -q "Server $TEMPORAL_SERVER_VERSION"; then
   say "temporal CLI $TEMPORAL_CLI_VERSION present"
 else
   command -v go >/dev/null || { say "go is required to build the Temporal CLI"; exit 1; }

@@ -1,0 +1,31 @@
+import { describe, expect, inject, it } from 'vitest';
+import { SshSession, shellQuote } from '../../activities/ssh/connection';
+
+describe('ssh session', () => {
+  const rig = inject('rig');
+  const host = rig.sshHosts[0];
+
+  it('runs an argument array on the host with every argument quoted', async () => {
+    const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
+    try {
+      const tricky = `it's a "test" $(whoami) ; rm -rf /nonexistent`;
+      const { stdout } = await ssh.exec(['printf', '%s', tricky]);
+      expect(stdout).toBe(tricky);
+      expect(ssh.hostKey.split(' ')[1]).toBe(host.hostKey.split(' ')[1]);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('refuses a host whose key differs from the pinned one', async () => {
+    const other = rig.sshHosts[1];
+    await expect(
+      SshSession.connect({ ...host, hostKey: other.hostKey }, { privateKeyPath: rig.privateKeyPath }),
+    ).rejects.toThrow(/host key changed/);
+  });
+
+  it('quotes the empty string and single quotes', () => {
+    expect(shellQuote('')).toBe("''");
+    expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
+  });
+});
