@@ -33,6 +33,24 @@ export interface BuilderProvider<B extends Builder = Builder> {
   check(builder: B, ctx: StepContext): Promise<CheckResult>;
   acquire(builder: B, ctx: StepContext): Promise<BuilderHost>;
   release(builder: B, ctx: StepContext, host: BuilderHost): Promise<void>;
+  /** Every builder resource this provider created, for any release (found by tag or name), for the janitor. */
+  listOwned?(builder: B): Promise<OwnedResource[]>;
+  deleteOwned?(builder: B, resource: OwnedResource): Promise<void>;
+}
+
+/** Tag keys (AWS) and name prefix (elsewhere) that mark what bootc-release created. */
+export const TAGS = { releaseId: 'bootc-release:release-id', arch: 'bootc-release:arch', step: 'bootc-release:step' } as const;
+export const resourceName = (releaseId: string, arch: string, step: string) =>
+  `bootc-release-${releaseId}-${arch}-${step}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, '');
+
+export interface OwnedResource {
+  kind: string;
+  id: string;
+  releaseId: string;
+  arch?: string;
+  region?: string;
+  /** ISO time, when the provider knows it. */
+  createdAt?: string;
 }
 
 /** One file bootc-image-builder produced, on the builder. */
