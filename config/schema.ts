@@ -1,6 +1,9 @@
 // The release definition: one zod schema, every type in the project is inferred from it.
 // Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
 import { z } from 'zod';
+import { ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
+
+export { ARCHES, IMAGE_TYPES, TARGET_TYPES };
 
 /** Anything that ends up in a resource name, a tag or a remote shell command. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -21,12 +24,9 @@ export const duration = () => z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a d
 /** Environment variable names: credentials are referenced by name and resolved on the worker. */
 const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
-export const ARCHES = ['x86_64', 'aarch64', 'ppc64le', 's390x'] as const;
 export const Arch = z.enum(ARCHES);
 export type Arch = z.infer<typeof Arch>;
 
-/** bootc-image-builder --type values and where each lands under /output (DESIGN.md §6). */
-export const IMAGE_TYPES = ['ami', 'raw', 'qcow2', 'vmdk', 'vhd', 'gce', 'iso'] as const;
 export const ImageType = z.enum(IMAGE_TYPES);
 export type ImageType = z.infer<typeof ImageType>;
 
@@ -54,6 +54,8 @@ export const ImageBuilder = z.strictObject({
   extraArgs: z.array(z.string().regex(/^[A-Za-z0-9=._/:,-]+$/, 'must be a plain argument')).default([]),
   timeout: duration().default('6h'),
 });
+
+export type ImageBuilderConfig = z.infer<typeof ImageBuilder>;
 
 const Ssh = z.strictObject({
   user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a user name').default('root'),
@@ -128,8 +130,10 @@ export const Builder = z.discriminatedUnion('provider', [
     subnet: z.string().min(1),
     keys: z.array(z.string().min(1)).min(1),
     resourceGroup: z.string().optional(),
+    /** Give the builder a floating IP and reach it there: needed when the worker is outside the VPC. Default: the primary IP. */
+    floatingIp: z.boolean().optional(),
     apiKeyEnv: envName().default('IBMCLOUD_API_KEY'),
-    /** Endpoint overrides (private endpoints, the test stand-in). */
+    /** Endpoint overrides (private endpoints, the test stand-in); `{region}` in `endpoint` is replaced by the region. */
     endpoint: z.url().optional(),
     iamEndpoint: z.url().optional(),
     ...BuilderCommon,
@@ -275,6 +279,18 @@ export const ReleaseDefinition = z
     approval: Approval,
     channels: z.record(name(), Channel).default({}),
     retention: z.strictObject({ keep: z.number().int().min(1).default(2) }).prefault({}),
+    /**
+     * How long a silent activity may go before Temporal retries it on another worker (a killed worker is noticed
+     * this fast), and how retries back off. Defaults suit production; tests and demos shorten them.
+     */
+    timeouts: z
+      .strictObject({
+        heartbeat: duration().default('2m'),
+        retryInitial: duration().default('5s'),
+        retryMax: duration().default('5m'),
+        maxAttempts: z.number().int().min(0).default(10),
+      })
+      .prefault({}),
   })
   .superRefine((def, ctx) => {
     const arches = Object.keys(def.architectures);
@@ -315,17 +331,6 @@ export type ReleaseDefinition = z.infer<typeof ReleaseDefinition>;
 export type ReleaseDefinitionInput = z.input<typeof ReleaseDefinition>;
 export type ArchitectureSpec = z.infer<typeof ArchitectureSpec>;
 
-/**
- * Which image types each target kind accepts, in order of preference. IBM Cloud VPC imports qcow2 or vhd only;
- * an AMI is made from the raw disk bib writes for `ami`; libvirt and Glance prefer raw (boots in ~30 s vs 10+ min).
- */
-export const TARGET_TYPES: Record<Target['kind'], ImageType[]> = {
-  directory: [...IMAGE_TYPES],
-  aws: ['ami'],
-  ibmcloud: ['qcow2', 'vhd'],
-  libvirt: ['raw', 'qcow2'],
-  openstack: ['raw', 'qcow2'],
-};
 
 /**
  * What a release runs: a validated definition narrowed to the chosen architectures, with the release id.

@@ -1,0 +1,72 @@
+// The `directory` target: a path on the worker (or a mounted share). The demo publishes here; operators use it to
+// keep a copy of every artifact next to the cloud uploads. Holes stay holes (cp --sparse=always).
+import { execFile } from 'node:child_process';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Target } from '../../config/schema';
+import type { Candidate, PublishTargetDriver } from '../types';
+
+type DirectoryTarget = Extract<Target, { kind: 'directory' }>;
+const run = promisify(execFile);
+
+const EXTENSIONS: Record<string, string> = { ami: 'raw', raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhd: 'vhd', gce: 'tar.gz', iso: 'iso' };
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
+  return {
+    async check(target, { targetName }) {
+      try {
+        await mkdir(target.path, { recursive: true });
+        const probe = path.join(target.path, `.bootc-release-probe-${process.pid}`);
+        await writeFile(probe, '');
+        await rm(probe);
+        return { ok: true, messages: [`Directory ${target.path} is writable.`] };
+      } catch (err) {
+        return { ok: false, messages: [`targets.${targetName}.path: ${target.path} is not writable: ${(err as Error).message}`] };
+      }
+    },
+
+    async publish({ target, targetName, artifact, imageName, arch }) {
+      const file = path.join(target.path, `${imageName}.${EXTENSIONS[artifact.type] ?? artifact.type}`);
+      const candidate: Candidate = {
+        arch,
+        target: targetName,
+        kind: 'directory',
+        imageId: file,
+        name: path.basename(file),
+        type: artifact.type,
+        size: artifact.size,
+        sha256: artifact.sha256,
+      };
+      // A retry after a worker died mid-copy finds either the finished file (sidecar written last) or a partial one.
+      const sidecar = `${file}.sha256`;
+      const recorded = await readFile(sidecar, 'utf8').catch(() => '');
+      if (recorded.startsWith(artifact.sha256) && (await stat(file).catch(() => undefined))?.size === artifact.size) return [candidate];
+      await mkdir(target.path, { recursive: true });
+      const partial = `${file}.partial`;
+      await run('cp', ['--sparse=always', artifact.path, partial]);
+      const actual = await sha256File(partial);
+      if (actual !== artifact.sha256) {
+        await rm(partial, { force: true });
+        throw ApplicationFailure.retryable(`${artifact.path}: sha256 ${actual} differs from the fetched ${artifact.sha256}`);
+      }
+      await rename(partial, file);
+      await writeFile(sidecar, `${artifact.sha256}  ${path.basename(file)}\n`);
+      return [candidate];
+    },
+
+    async delete(_target, candidate) {
+      await rm(candidate.imageId, { force: true });
+      await rm(`${candidate.imageId}.sha256`, { force: true });
+    },
+  };
+}

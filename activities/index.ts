@@ -1,0 +1,97 @@
+// All activities of a release, composed from the per-system factories. Workflows import only the *type*
+// ReleaseActivities; worker/wiring.ts builds the real dependencies and tests build the same with the rig's peers.
+import { ApplicationFailure } from '@temporalio/common';
+import type { Arch, Builder, ImageBuilderConfig, ImageType, ReleasePlan, Source, Target } from '../config/schema';
+import { activate } from './activation/image-map';
+import { preflight } from './plan/preflight';
+import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
+import type {
+  BuilderHost,
+  BuilderProvider,
+  BuiltArtifact,
+  Candidate,
+  PublishRequest,
+  PublishTargetDriver,
+  StagedArtifact,
+} from './types';
+
+/** What happens on a builder once it is up; implemented in activities/builder and activities/staging. */
+export interface BuilderSteps {
+  prepareDataVolume(i: { releaseId: string; arch: Arch; host: BuilderHost; builder: Builder }): Promise<unknown>;
+  prepareContainerImage(i: {
+    releaseId: string;
+    arch: Arch;
+    host: BuilderHost;
+    builder: Builder;
+    source: Source;
+  }): Promise<{ imageRef: string; digest?: string }>;
+  runImageBuild(i: {
+    releaseId: string;
+    arch: Arch;
+    host: BuilderHost;
+    builder: Builder;
+    imageBuilder: ImageBuilderConfig;
+    imageRef: string;
+    types: ImageType[];
+  }): Promise<{ artifacts: BuiltArtifact[]; logs: string[] }>;
+  fetchArtifacts(i: { releaseId: string; arch: Arch; host: BuilderHost; builder: Builder; artifacts: BuiltArtifact[] }): Promise<StagedArtifact[]>;
+}
+
+export interface ActivityDeps {
+  /** Where release definitions named from the Temporal UI are found. */
+  definitionsDir: string;
+  providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
+  targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
+  steps: BuilderSteps;
+}
+
+interface ArchStep {
+  plan: ReleasePlan;
+  arch: Arch;
+}
+
+const builderOf = (plan: ReleasePlan, arch: Arch) => plan.definition.architectures[arch]!.builder;
+
+export function createActivities(deps: ActivityDeps) {
+  const provider = (builder: Builder): BuilderProvider<any> => {
+    const p = deps.providers[builder.provider];
+    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, 'ConfigError');
+    return p;
+  };
+  const driver = (target: Target): PublishTargetDriver<any> => {
+    const d = deps.targets[target.kind];
+    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, 'ConfigError');
+    return d;
+  };
+  const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
+
+  return {
+    resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps.definitionsDir, input),
+    preflight: ({ plan }: { plan: ReleasePlan }) => preflight(deps, plan),
+
+    acquireBuilder: (i: ArchStep) => provider(builderOf(i.plan, i.arch)).acquire(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }),
+    releaseBuilder: (i: ArchStep & { host: BuilderHost }) =>
+      provider(builderOf(i.plan, i.arch)).release(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }, i.host),
+
+    prepareDataVolume: (i: ArchStep & { host: BuilderHost }) => deps.steps.prepareDataVolume({ ...step(i), host: i.host }),
+    prepareContainerImage: (i: ArchStep & { host: BuilderHost }) =>
+      deps.steps.prepareContainerImage({ ...step(i), host: i.host, source: i.plan.definition.source }),
+    runImageBuild: (i: ArchStep & { host: BuilderHost; imageRef: string }) =>
+      deps.steps.runImageBuild({
+        ...step(i),
+        host: i.host,
+        imageRef: i.imageRef,
+        imageBuilder: i.plan.definition.imageBuilder,
+        types: i.plan.definition.architectures[i.arch]!.types,
+      }),
+    fetchArtifacts: (i: ArchStep & { host: BuilderHost; artifacts: BuiltArtifact[] }) =>
+      deps.steps.fetchArtifacts({ ...step(i), host: i.host, artifacts: i.artifacts }),
+
+    publishArtifact: (request: PublishRequest) => driver(request.target).publish(request),
+    deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) => driver(target).delete(target, candidate),
+
+    activate,
+  };
+}
+
+export type ReleaseActivities = ReturnType<typeof createActivities>;

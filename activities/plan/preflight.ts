@@ -1,0 +1,57 @@
+// Preflight: every builder provider and every publish target of the plan is checked before any VM starts, like
+// `image-builder upload`'s "Upload conditions met". All problems are reported at once, each naming its config path.
+import { ApplicationFailure } from '@temporalio/common';
+import { heartbeat } from '@temporalio/activity';
+import type { ReleasePlan } from '../../config/schema';
+import type { BuilderProvider, CheckResult, PublishTargetDriver } from '../types';
+
+export interface PreflightDeps {
+  providers: Partial<Record<string, BuilderProvider<any>>>;
+  targets: Partial<Record<string, PublishTargetDriver<any>>>;
+}
+
+export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise<{ messages: string[] }> {
+  const checks: { where: string; run: () => Promise<CheckResult> }[] = [];
+  for (const arch of plan.arches) {
+    const builder = plan.definition.architectures[arch]!.builder;
+    const provider = deps.providers[builder.provider];
+    checks.push({
+      where: `architectures.${arch}.builder (${builder.provider})`,
+      run: async () =>
+        provider
+          ? provider.check(builder, { releaseId: plan.releaseId, arch })
+          : { ok: false, messages: [`provider "${builder.provider}" is not available on this worker`] },
+    });
+  }
+  const usedTargets = new Set(plan.arches.flatMap((a) => plan.definition.architectures[a]!.targets));
+  for (const name of usedTargets) {
+    const target = plan.definition.targets[name]!;
+    const driver = deps.targets[target.kind];
+    checks.push({
+      where: `targets.${name} (${target.kind})`,
+      run: async () =>
+        driver
+          ? driver.check(target, { releaseId: plan.releaseId, targetName: name })
+          : { ok: false, messages: [`target kind "${target.kind}" is not available on this worker`] },
+    });
+  }
+  const results = await Promise.all(
+    checks.map(async ({ where, run }) => {
+      try {
+        return { where, ...(await run()) };
+      } catch (err) {
+        return { where, ok: false, messages: [(err as Error).message] };
+      } finally {
+        heartbeat();
+      }
+    }),
+  );
+  const failed = results.filter((r) => !r.ok);
+  if (failed.length) {
+    throw ApplicationFailure.nonRetryable(
+      `preflight failed; nothing was created:\n${failed.map((r) => `  ${r.where}: ${r.messages.join('; ')}`).join('\n')}`,
+      'ConfigError',
+    );
+  }
+  return { messages: results.flatMap((r) => r.messages.map((m) => `${r.where}: ${m}`)) };
+}

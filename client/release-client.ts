@@ -1,0 +1,125 @@
+// The typed client library behind the CLI: start, inspect, approve, reject, cancel and retry releases.
+import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { Arch } from '../config/schema';
+import { planFromDefinition } from '../activities/plan/resolve-plan';
+import {
+  approveUpdate,
+  rejectUpdate,
+  retryPublishUpdate,
+  statusQuery,
+  WORKFLOW_TYPES,
+  type Approval,
+  type Rejection,
+  type ReleaseStatus,
+  type RetryRequest,
+} from '../workflows/messages';
+import type { TemporalSettings } from '../worker/settings';
+
+export async function connectClient(s: TemporalSettings): Promise<Client> {
+  const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: '10s' });
+  return new Client({ connection, namespace: s.namespace });
+}
+
+/** An input problem the user can fix: the CLI exits 2 with this message. */
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+export const releaseIdFor = (name: string, at: Date) =>
+  `${name}-${at.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}`;
+
+export interface ReleaseSummary {
+  releaseId: string;
+  name?: string;
+  stage?: string;
+  status: string;
+  startedAt: string;
+  closedAt?: string;
+}
+
+export class ReleaseClient {
+  constructor(
+    readonly client: Client,
+    readonly taskQueue: string,
+  ) {}
+
+  /** Start from a whole definition (validated here first, then again on the worker). */
+  async startFromDefinition(
+    definition: unknown,
+    opts: { arches?: Arch[]; reason?: string; requestedBy?: string; releaseId?: string } = {},
+  ): Promise<string> {
+    const startedAt = new Date();
+    const name = (definition as { name?: string })?.name ?? 'release';
+    const releaseId = opts.releaseId ?? releaseIdFor(name, startedAt);
+    const plan = planFromDefinition(definition, { ...opts, releaseId, startedAt });
+    await this.client.workflow.start(WORKFLOW_TYPES.release, {
+      workflowId: releaseId,
+      taskQueue: this.taskQueue,
+      args: [{ plan }],
+      searchAttributes: { BootcReleaseName: [plan.definition.name] },
+    });
+    return releaseId;
+  }
+
+  /** Start by the name of a definition the worker knows: what a person types into the Temporal UI. */
+  async startByName(definition: string, opts: { arches?: Arch[]; reason?: string; releaseId?: string } = {}): Promise<string> {
+    const releaseId = opts.releaseId ?? releaseIdFor(definition, new Date());
+    await this.client.workflow.start(WORKFLOW_TYPES.release, {
+      workflowId: releaseId,
+      taskQueue: this.taskQueue,
+      args: [{ definition, arches: opts.arches, reason: opts.reason }],
+    });
+    return releaseId;
+  }
+
+  handle(releaseId: string): WorkflowHandle {
+    return this.client.workflow.getHandle(releaseId);
+  }
+
+  async status(releaseId: string): Promise<ReleaseStatus> {
+    return await this.handle(releaseId).query(statusQuery);
+  }
+
+  async list(limit = 50): Promise<ReleaseSummary[]> {
+    const out: ReleaseSummary[] = [];
+    for await (const wf of this.client.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPES.release}'` })) {
+      const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
+      out.push({
+        releaseId: wf.workflowId,
+        name: sa.BootcReleaseName?.[0] as string | undefined,
+        stage: sa.BootcReleaseStage?.[0] as string | undefined,
+        status: wf.status.name,
+        startedAt: wf.startTime.toISOString(),
+        closedAt: wf.closeTime?.toISOString(),
+      });
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  async approve(releaseId: string, approval: Approval): Promise<ReleaseStatus> {
+    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(approveUpdate, { args: [approval] }));
+  }
+
+  async reject(releaseId: string, rejection: Rejection): Promise<ReleaseStatus> {
+    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(rejectUpdate, { args: [rejection] }));
+  }
+
+  async retry(releaseId: string, request: RetryRequest): Promise<ReleaseStatus> {
+    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(retryPublishUpdate, { args: [request] }));
+  }
+
+  async cancel(releaseId: string): Promise<void> {
+    await this.handle(releaseId).cancel();
+  }
+
+  /** A validator's refusal is the user's input problem: surface its reason as an InputError. */
+  private async update<T>(releaseId: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new InputError(`${releaseId}: ${err.cause?.message ?? err.message}`);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,63 @@
+// Runs the two workers of one process: the shared task queue (workflows and most activities) and this worker's own
+// staging queue (publish activities that read files this worker fetched).
+import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
+import type { ReleaseActivities } from '../activities';
+import type { TemporalSettings, WorkerSettings } from './settings';
+
+export const workflowsPath = require.resolve('../workflows');
+
+export async function connectWorker(s: TemporalSettings): Promise<NativeConnection> {
+  return await NativeConnection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey });
+}
+
+/** Bundle the workflow code once (tests and the demo share one bundle across workers). */
+export async function bundleWorkflows(): Promise<{ code: string }> {
+  return await bundleWorkflowCode({ workflowsPath, logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } as never });
+}
+
+export interface RunningWorkers {
+  run(): Promise<void>;
+  shutdown(): void;
+}
+
+export async function createWorkers(
+  connection: NativeConnection,
+  settings: Pick<WorkerSettings, 'namespace' | 'taskQueue' | 'stagingQueue' | 'workflowBundle'>,
+  activities: ReleaseActivities,
+  opts: { workflowBundle?: { code: string }; extra?: Partial<WorkerOptions> } = {},
+): Promise<RunningWorkers> {
+  const bundle = opts.workflowBundle
+    ? { workflowBundle: opts.workflowBundle }
+    : settings.workflowBundle
+      ? { workflowBundle: { codePath: settings.workflowBundle } }
+      : { workflowsPath };
+  const main = await Worker.create({
+    connection,
+    namespace: settings.namespace,
+    taskQueue: settings.taskQueue,
+    activities,
+    ...bundle,
+    ...opts.extra,
+  });
+  const staging = await Worker.create({
+    connection,
+    namespace: settings.namespace,
+    taskQueue: settings.stagingQueue,
+    activities,
+    ...opts.extra,
+  });
+  return {
+    run: async () => {
+      await Promise.all([main.run(), staging.run()]);
+    },
+    shutdown: () => {
+      if (main.getState() === 'RUNNING') main.shutdown();
+      if (staging.getState() === 'RUNNING') staging.shutdown();
+    },
+  };
+}
+
+/** Keep the Rust core quiet unless asked: its logs go to the worker log at WARN. */
+export function installRuntime(): void {
+  Runtime.install({ logger: undefined, telemetryOptions: { logging: { forward: {}, filter: process.env.TEMPORAL_CORE_LOG ?? 'WARN' } } });
+}

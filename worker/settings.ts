@@ -1,0 +1,79 @@
+// Worker and client settings from the environment: the same variables for the CLI, the worker, the demo and
+// docker-compose. TLS material and API keys are read from files/env here and never passed to workflows.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface TemporalSettings {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  tls?: { serverName?: string; clientCertPair?: { crt: Buffer; key: Buffer }; serverRootCACertificate?: Buffer };
+  apiKey?: string;
+}
+
+export interface WorkerSettings extends TemporalSettings {
+  workerId: string;
+  /** Queue of this worker alone: artifacts it fetched are published by activities scheduled here. */
+  stagingQueue: string;
+  definitionsDir: string;
+  stagingDir: string;
+  stateDir: string;
+  workflowBundle?: string;
+}
+
+export const ENV = {
+  address: 'TEMPORAL_ADDRESS',
+  namespace: 'TEMPORAL_NAMESPACE',
+  apiKey: 'TEMPORAL_API_KEY',
+  tlsCert: 'TEMPORAL_TLS_CERT',
+  tlsKey: 'TEMPORAL_TLS_KEY',
+  tlsCa: 'TEMPORAL_TLS_CA',
+  tlsServerName: 'TEMPORAL_TLS_SERVER_NAME',
+  taskQueue: 'BOOTC_RELEASE_TASK_QUEUE',
+  workerId: 'BOOTC_RELEASE_WORKER_ID',
+  definitions: 'BOOTC_RELEASE_DEFINITIONS',
+  staging: 'BOOTC_RELEASE_STAGING',
+  state: 'BOOTC_RELEASE_STATE',
+  workflowBundle: 'BOOTC_RELEASE_WORKFLOW_BUNDLE',
+  sshKey: 'BOOTC_RELEASE_SSH_KEY',
+} as const;
+
+export const DEFAULT_TASK_QUEUE = 'bootc-release';
+
+export function temporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
+  const cert = env[ENV.tlsCert];
+  const key = env[ENV.tlsKey];
+  const ca = env[ENV.tlsCa];
+  if (!!cert !== !!key) throw new Error(`${ENV.tlsCert} and ${ENV.tlsKey} go together: set both or neither`);
+  const tls =
+    cert || ca || env[ENV.tlsServerName]
+      ? {
+          serverName: env[ENV.tlsServerName],
+          clientCertPair: cert && key ? { crt: readFileSync(cert), key: readFileSync(key) } : undefined,
+          serverRootCACertificate: ca ? readFileSync(ca) : undefined,
+        }
+      : undefined;
+  return {
+    address: env[ENV.address] ?? '127.0.0.1:7233',
+    namespace: env[ENV.namespace] ?? 'default',
+    taskQueue: env[ENV.taskQueue] ?? DEFAULT_TASK_QUEUE,
+    tls: tls ?? (env[ENV.apiKey] ? {} : undefined),
+    apiKey: env[ENV.apiKey],
+  };
+}
+
+export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSettings {
+  const base = temporalSettings(env);
+  const workerId = (env[ENV.workerId] ?? os.hostname()).replace(/[^A-Za-z0-9._-]/g, '-');
+  const varDir = env.XDG_STATE_HOME ? path.join(env.XDG_STATE_HOME, 'bootc-release') : '/var/lib/bootc-release';
+  return {
+    ...base,
+    workerId,
+    stagingQueue: `${base.taskQueue}@${workerId}`,
+    definitionsDir: env[ENV.definitions] ?? '/etc/bootc-release/definitions',
+    stagingDir: env[ENV.staging] ?? path.join(varDir, 'staging'),
+    stateDir: env[ENV.state] ?? path.join(varDir, 'state'),
+    workflowBundle: env[ENV.workflowBundle],
+  };
+}

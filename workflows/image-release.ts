@@ -1,0 +1,280 @@
+// One release: resolve the plan, preflight everything, build every architecture in parallel (child workflows),
+// publish each architecture's artifacts as soon as they are fetched, wait for a person, activate the chosen images.
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ChildWorkflowCancellationType,
+  condition,
+  executeChild,
+  isCancellation,
+  log,
+  ParentClosePolicy,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
+import type { ReleaseActivities } from '../activities';
+import type { Candidate, StagedArtifact } from '../activities/types';
+import { archBuild, describe } from './arch-build';
+import {
+  approveSignal,
+  approveUpdate,
+  archProgressSignal,
+  FINAL_STAGES,
+  rejectSignal,
+  rejectUpdate,
+  retryPublishUpdate,
+  statusQuery,
+  type Approval,
+  type Rejection,
+  type ReleaseResult,
+  type ReleaseStage,
+  type ReleaseStatus,
+  type RetryRequest,
+} from './messages';
+import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
+import { activityOptions } from './timeouts';
+import { chooseArtifact, validateApproval } from './release-rules';
+
+const setup = proxyActivities<ReleaseActivities>({
+  startToCloseTimeout: '5m',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+});
+
+export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> {
+  const info = workflowInfo();
+  const releaseId = info.workflowId;
+  const status: ReleaseStatus = {
+    releaseId,
+    stage: 'resolving',
+    startedAt: new Date(info.startTime).toISOString(),
+    arches: {},
+    candidates: [],
+    publishFailures: [],
+  };
+  let plan: ReleasePlan | undefined;
+  let decision: { approved: true; approval: Approval } | { approved: false; rejection: Rejection } | undefined;
+  const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
+  let publishing = 0;
+
+  const setStage = (stage: ReleaseStage) => {
+    status.stage = stage;
+    upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
+  };
+  const problemWith = (a: Approval) => validateApproval(status, plan, a);
+
+  setHandler(statusQuery, () => status);
+  setHandler(archProgressSignal, ({ arch, status: s }) => {
+    status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
+  });
+  // From the Temporal UI: no way to answer with an error, so a bad approval is logged and shown in the status.
+  setHandler(approveSignal, (a) => {
+    const problem = problemWith(a);
+    if (problem) {
+      log.warn('approval signal ignored', { problem, by: a?.by });
+      status.error = `approval from ${a?.by ?? '(nobody)'} ignored: ${problem}`;
+      return;
+    }
+    decision ??= { approved: true, approval: a };
+  });
+  setHandler(rejectSignal, (r) => {
+    if (!r?.by || !plan?.definition.approval.approvers.includes(r.by)) {
+      status.error = `rejection from ${r?.by ?? '(nobody)'} ignored: not an approver`;
+      return;
+    }
+    decision ??= { approved: false, rejection: r };
+  });
+  // From the CLI: validated, and answered once the release has reached its outcome.
+  const untilSettled = () => condition(() => FINAL_STAGES.includes(status.stage));
+  setHandler(
+    approveUpdate,
+    async (a) => {
+      decision ??= { approved: true, approval: a };
+      await untilSettled();
+      return status;
+    },
+    {
+      validator: (a) => {
+        const problem = problemWith(a);
+        if (problem) throw new Error(problem);
+      },
+    },
+  );
+  setHandler(
+    rejectUpdate,
+    async (r) => {
+      decision ??= { approved: false, rejection: r };
+      await untilSettled();
+      return status;
+    },
+    {
+      validator: (r) => {
+        if (status.stage !== 'awaiting-approval') throw new Error(`release is ${status.stage}, not awaiting approval`);
+        if (!r?.by) throw new Error('by: required (who rejects)');
+        if (!plan!.definition.approval.approvers.includes(r.by))
+          throw new Error(`${r.by} is not an approver (approval.approvers: ${plan!.definition.approval.approvers.join(', ')})`);
+      },
+    },
+  );
+  setHandler(
+    retryPublishUpdate,
+    async (req) => {
+      const failures = status.publishFailures.filter((f) => f.target === req.target && (!req.arch || f.arch === req.arch));
+      status.publishFailures = status.publishFailures.filter((f) => !failures.includes(f));
+      await Promise.all(failures.map((f) => publishTo(f.arch, f.target)));
+      return status;
+    },
+    {
+      validator: (req: RetryRequest) => {
+        if (!['awaiting-approval', 'building'].includes(status.stage))
+          throw new Error(`release is ${status.stage}: only a release that is building or awaiting approval can retry a target`);
+        if (!status.publishFailures.some((f) => f.target === req.target && (!req.arch || f.arch === req.arch)))
+          throw new Error(`target ${req.target}${req.arch ? ` (${req.arch})` : ''} has no failed publish to retry`);
+      },
+    },
+  );
+
+  async function publishTo(arch: Arch, targetName: string): Promise<void> {
+    const p = plan!;
+    const target = p.definition.targets[targetName]!;
+    const artifact = chooseArtifact(staged[arch] ?? [], target.kind);
+    if (!artifact) {
+      status.publishFailures.push({ arch, target: targetName, error: `no ${target.kind} artifact was built for ${arch}` });
+      return;
+    }
+    const acts = proxyActivities<ReleaseActivities>(
+      activityOptions(p.definition.timeouts, { startToCloseTimeout: '12h', taskQueue: artifact.stagingQueue }),
+    );
+    publishing++;
+    try {
+      const found = await acts.publishArtifact({
+        releaseId,
+        arch,
+        targetName,
+        target,
+        artifact,
+        imageName: `${p.definition.name}-${arch}-${p.stamp}`,
+      });
+      status.candidates.push(...found);
+      upsertMemo({ candidates: status.candidates });
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      status.publishFailures.push({ arch, target: targetName, error: describe(err) });
+    } finally {
+      publishing--;
+    }
+  }
+
+  async function buildAndPublish(arch: Arch): Promise<void> {
+    const p = plan!;
+    status.arches[arch] = { stage: 'pending' };
+    try {
+      const result = await executeChild(archBuild, {
+        workflowId: `${releaseId}.build.${arch}`,
+        args: [{ plan: p, arch, parentId: releaseId }],
+        // A cancelled or terminated release still lets each build tear its builder down.
+        cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        searchAttributes: { BootcReleaseName: [p.definition.name] },
+      });
+      staged[arch] = result.artifacts;
+      status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
+      await Promise.all((p.definition.architectures[arch]?.targets ?? []).map((t) => publishTo(arch, t)));
+      const failedHere = status.publishFailures.some((f) => f.arch === arch);
+      status.arches[arch] = { ...status.arches[arch]!, stage: failedHere ? 'failed' : 'published' };
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
+    }
+  }
+
+  try {
+    setStage('resolving');
+    plan = await setup.resolvePlan({ input, releaseId, startedAt: status.startedAt });
+    status.name = plan.definition.name;
+    status.reason = plan.reason;
+    status.approvers = plan.definition.approval.approvers;
+    upsertSearchAttributes([
+      { key: releaseNameKey, value: plan.definition.name },
+      { key: releaseArchesKey, value: plan.arches },
+    ]);
+    upsertMemo({ name: plan.definition.name, reason: plan.reason ?? '', arches: plan.arches });
+
+    setStage('preflight');
+    await setup.preflight({ plan });
+
+    setStage('building');
+    await Promise.all(plan.arches.map(buildAndPublish));
+    if (status.candidates.length === 0) {
+      throw ApplicationFailure.nonRetryable(
+        `no candidate images: ${Object.entries(status.arches)
+          .map(([a, s]) => `${a}: ${s?.error ?? s?.stage}`)
+          .concat(status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`))
+          .join('; ')}`,
+        'NoCandidates',
+      );
+    }
+
+    setStage('awaiting-approval');
+    const deadline = Date.now() + msOf(plan.definition.approval.timeout);
+    status.approvalDeadline = new Date(deadline).toISOString();
+    const decided = await condition(() => decision !== undefined && publishing === 0, plan.definition.approval.timeout);
+    const now = new Date().toISOString();
+
+    if (!decided || !decision) {
+      status.approval = { decision: 'timed-out', at: now };
+      await cleanUpCandidates();
+      setStage('timed-out');
+      return result();
+    }
+    if (!decision.approved) {
+      status.approval = { decision: 'rejected', by: decision.rejection.by, at: now, reason: decision.rejection.reason };
+      await cleanUpCandidates();
+      setStage('rejected');
+      return result();
+    }
+
+    const chosen = chosenOf(decision.approval);
+    status.approval = { decision: 'approved', by: decision.approval.by, at: now, images: chosen.map((c) => c.imageId) };
+    setStage('activating');
+    status.activation = await setup.activate({
+      plan,
+      channel: plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default',
+      candidates: chosen,
+      approvedBy: decision.approval.by,
+    });
+    upsertMemo({ activation: status.activation });
+    setStage('activated');
+    return result(chosen);
+  } catch (err) {
+    const cancelled = isCancellation(err);
+    status.error = cancelled ? undefined : describe(err);
+    await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
+    throw err;
+  }
+
+  function chosenOf(a: Approval): Candidate[] {
+    return a.images?.length ? status.candidates.filter((c) => a.images!.includes(c.imageId)) : status.candidates;
+  }
+
+  function result(chosen: Candidate[] = []): ReleaseResult {
+    return { releaseId, stage: status.stage, candidates: status.candidates, chosen, activation: status.activation };
+  }
+
+  async function cleanUpCandidates(): Promise<void> {
+    if (plan!.definition.approval.onReject !== 'delete') return;
+    await Promise.all(
+      status.candidates.map((candidate) =>
+        setup.deleteCandidate({ target: plan!.definition.targets[candidate.target]!, candidate }),
+      ),
+    );
+  }
+}
+
+function msOf(d: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d)!;
+  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']!;
+}

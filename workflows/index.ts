@@ -1,0 +1,3 @@
+// Every workflow the worker registers. Bundled by Temporal into its deterministic sandbox.
+export { imageRelease } from './image-release';
+export { archBuild } from './arch-build';

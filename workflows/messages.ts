@@ -1,0 +1,131 @@
+// Messages of the release workflows: what the Temporal UI, the CLI and child workflows send and read.
+// Importable by the client without pulling in workflow internals.
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
+import type { Candidate, StagedArtifact } from '../activities/types';
+
+export const WORKFLOW_TYPES = { release: 'imageRelease', archBuild: 'archBuild', janitor: 'builderJanitor' } as const;
+
+export type ReleaseStage =
+  | 'resolving'
+  | 'preflight'
+  | 'building'
+  | 'awaiting-approval'
+  | 'activating'
+  | 'activated'
+  | 'rejected'
+  | 'timed-out'
+  | 'failed'
+  | 'cancelled';
+
+export const FINAL_STAGES: ReleaseStage[] = ['activated', 'rejected', 'timed-out', 'failed', 'cancelled'];
+
+export type ArchStage =
+  | 'pending'
+  | 'provisioning'
+  | 'preparing-volume'
+  | 'preparing-image'
+  | 'building-image'
+  | 'fetching'
+  | 'tearing-down'
+  | 'publishing'
+  | 'published'
+  | 'failed'
+  | 'cancelled';
+
+export interface ArchStatus {
+  stage: ArchStage;
+  builder?: { provider: string; id: string; address: string };
+  imageDigest?: string;
+  artifacts?: Pick<StagedArtifact, 'type' | 'size' | 'dataBytes' | 'sha256'>[];
+  error?: string;
+}
+
+export interface PublishFailure {
+  arch: Arch;
+  target: string;
+  error: string;
+}
+
+/** What an approver sends. From the Temporal UI: a JSON body like {"by": "copr-admin"}. */
+export interface Approval {
+  by: string;
+  /** Image ids to use; the others are ignored. All candidates when omitted or empty. */
+  images?: string[];
+  comment?: string;
+}
+
+export interface Rejection {
+  by: string;
+  reason?: string;
+}
+
+export interface ActivationRecord {
+  channel: string;
+  /** The image map that is now active: provider → arch → (region →) image id. */
+  imageMap: Record<string, unknown>;
+  /** What each activation target held before (for rollback and the audit trail). */
+  replaced: { target: string; previous?: unknown }[];
+  writtenTo: string[];
+  at: string;
+}
+
+export interface ReleaseStatus {
+  releaseId: string;
+  name?: string;
+  stage: ReleaseStage;
+  reason?: string;
+  startedAt: string;
+  arches: Partial<Record<Arch, ArchStatus>>;
+  candidates: Candidate[];
+  publishFailures: PublishFailure[];
+  approval?: { decision: 'approved' | 'rejected' | 'timed-out'; by?: string; at: string; images?: string[]; reason?: string };
+  approvers?: string[];
+  approvalDeadline?: string;
+  activation?: ActivationRecord;
+  error?: string;
+}
+
+export interface ReleaseResult {
+  releaseId: string;
+  stage: ReleaseStage;
+  candidates: Candidate[];
+  chosen: Candidate[];
+  activation?: ActivationRecord;
+}
+
+export const statusQuery = defineQuery<ReleaseStatus>('status');
+
+/** The Temporal UI sends signals: these are the approval buttons for people there. */
+export const approveSignal = defineSignal<[Approval]>('approve');
+export const rejectSignal = defineSignal<[Rejection]>('reject');
+
+/** The CLI sends validated updates: unknown images, unlisted approvers or a release not yet ready are refused. */
+export const approveUpdate = defineUpdate<ReleaseStatus, [Approval]>('approveRelease');
+export const rejectUpdate = defineUpdate<ReleaseStatus, [Rejection]>('rejectRelease');
+
+/** Re-publish one target (optionally one architecture) that failed; a validated update from the CLI. */
+export interface RetryRequest {
+  target: string;
+  arch?: Arch;
+}
+export const retryPublishUpdate = defineUpdate<ReleaseStatus, [RetryRequest]>('retryPublish');
+
+/** archBuild → its parent: progress of one architecture. */
+export const archProgressSignal = defineSignal<[{ arch: Arch; status: Partial<ArchStatus> }]>('archProgress');
+
+export interface ArchBuildInput {
+  plan: ReleasePlan;
+  arch: Arch;
+  /** Workflow id of the imageRelease to report progress to. */
+  parentId: string;
+}
+
+export interface ArchBuildResult {
+  arch: Arch;
+  artifacts: StagedArtifact[];
+  imageDigest?: string;
+  buildLogs: string[];
+}
+
+export type { ReleaseInput, ReleasePlan };

@@ -1,0 +1,24 @@
+// Activity options of the release workflows, in one place. Heartbeat timeouts decide how fast a killed worker's
+// activity is retried elsewhere, so they are configurable (`timeouts.heartbeat` in the definition).
+import type { ActivityOptions } from '@temporalio/workflow';
+import type { ReleaseDefinition } from '../config/schema';
+
+type Timeouts = ReleaseDefinition['timeouts'];
+
+export function activityOptions(
+  t: Timeouts,
+  o: { startToCloseTimeout: string; taskQueue?: string; maximumAttempts?: number },
+): ActivityOptions {
+  return {
+    startToCloseTimeout: o.startToCloseTimeout,
+    heartbeatTimeout: t.heartbeat,
+    taskQueue: o.taskQueue,
+    retry: {
+      initialInterval: t.retryInitial,
+      backoffCoefficient: 2,
+      maximumInterval: t.retryMax,
+      maximumAttempts: o.maximumAttempts ?? t.maxAttempts,
+      nonRetryableErrorTypes: ['ConfigError', 'HostKeyMismatch', 'NoSpaceLeft', 'PermissionDenied'],
+    },
+  };
+}
