@@ -79,7 +79,10 @@ release
     const r = await releases();
     for (;;) {
       const s = await r.status(id);
-      if (!o.watch || o.json) return out(s, !!o.json, () => statusText(s));
+      if (!o.watch || o.json) {
+        out(s, !!o.json, () => statusText(s));
+        return;
+      }
       process.stdout.write(`\x1b[2J\x1b[H${statusText(s)}\n`);
       if (s.stage === 'awaiting-approval' || FINAL_STAGES.includes(s.stage)) return;
       await new Promise((res) => setTimeout(res, 2000));

@@ -1,3 +1,4 @@
 // Every workflow the worker registers. Bundled by Temporal into its deterministic sandbox.
 export { imageRelease } from './image-release';
 export { archBuild } from './arch-build';
+export { builderJanitor } from './builder-janitor';

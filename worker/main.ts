@@ -1,0 +1,32 @@
+// The worker process: connect, wire the real activities, run until SIGINT/SIGTERM. Errors end it with a message.
+import { mkdir } from 'node:fs/promises';
+import { createActivities } from '../activities';
+import { connectWorker, createWorkers } from './run';
+import { workerSettings } from './settings';
+import { createActivityDeps } from './wiring';
+
+export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+  const settings = workerSettings(env);
+  await mkdir(settings.stagingDir, { recursive: true });
+  await mkdir(settings.stateDir, { recursive: true });
+  const connection = await connectWorker(settings);
+  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings)));
+  const stop = () => workers.shutdown();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  console.log(
+    `bootc-release worker ${settings.workerId}: ${settings.address}/${settings.namespace}, queues ${settings.taskQueue} + ${settings.stagingQueue}, definitions in ${settings.definitionsDir}`,
+  );
+  try {
+    await workers.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+if (require.main === module) {
+  runWorkerFromEnv().catch((err) => {
+    console.error(`bootc-release worker: ${(err as Error).message}`);
+    process.exit(1);
+  });
+}

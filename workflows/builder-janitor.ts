@@ -1,0 +1,46 @@
+// The janitor: run on a Temporal Schedule (`bootc-release janitor schedule`), it deletes builder VMs and volumes
+// that a release left behind (a worker lost mid-teardown, a release terminated by hand) and reports what it did.
+import { log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { ReleaseActivities } from '../activities';
+
+export interface JanitorInput {
+  /** Resources of releases still open are deleted only past this age. */
+  ttl?: string;
+  dryRun?: boolean;
+}
+
+export interface JanitorReport {
+  deleted: { kind: string; id: string; releaseId: string; reason: string }[];
+  failed: { kind: string; id: string; error: string }[];
+  dryRun: boolean;
+}
+
+const acts = proxyActivities<ReleaseActivities>({
+  startToCloseTimeout: '30m',
+  heartbeatTimeout: '2m',
+  retry: { maximumAttempts: 5 },
+});
+
+export async function builderJanitor(input: JanitorInput = {}): Promise<JanitorReport> {
+  const ttl = input.ttl ?? '24h';
+  const m = /^(\d+)(s|m|h|d)$/.exec(ttl);
+  if (!m) throw new Error(`ttl: "${ttl}" is not a duration like 12h or 2d`);
+  const ttlMs = Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 's'];
+  const stale = await acts.findStaleBuilders({ ttlMs, now: new Date(workflowInfo().startTime).toISOString() });
+  const report: JanitorReport = { deleted: [], failed: [], dryRun: !!input.dryRun };
+  for (const item of stale) {
+    const { kind, id, releaseId } = item.resource;
+    if (input.dryRun) {
+      report.deleted.push({ kind, id, releaseId, reason: item.reason });
+      continue;
+    }
+    try {
+      await acts.deleteStaleBuilder(item);
+      report.deleted.push({ kind, id, releaseId, reason: item.reason });
+    } catch (err) {
+      report.failed.push({ kind, id, error: (err as Error).message });
+    }
+  }
+  log.info('janitor finished', { deleted: report.deleted.length, failed: report.failed.length });
+  return report;
+}
