@@ -18,7 +18,7 @@ export async function findSnapshot(ec2: SnapshotEc2, tags: TagMap): Promise<Snap
     new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: [...tagFilters(tags), { Name: 'status', Values: ['pending', 'completed'] }] }),
   );
   // Prefer the one that got furthest, should an earlier race have left two.
-  const rank = (s: Snapshot) => ({ complete: 2, completing: 1 })[uploadMark(s) ?? ''] ?? 0;
+  const rank = (s: Snapshot) => ({ complete: 2, completing: 1, none: 0 })[uploadMark(s) ?? 'none'];
   return (out.Snapshots ?? []).sort((a, b) => rank(b) - rank(a))[0];
 }
 
