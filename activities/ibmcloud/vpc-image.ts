@@ -1,0 +1,81 @@
+// One VPC custom image per region, imported from the COS object: POST /v1/images {name, operating_system, file.href,
+// resource_group}, then pending → available (or failed, with status_reasons). Images are regional and their names
+// unique per region, so the name is the idempotency key: look it up first, create only when it is missing.
+import { ApplicationFailure } from '@temporalio/common';
+import { pollUntil, type Progress } from './progress';
+import type { VpcClient, VpcImage } from './vpc-client';
+
+/** VPC names are lower-case letters, digits and hyphens, start with a letter, ≤ 63: `copr-s390x-20250101_120000` → `copr-s390x-20250101-120000`. */
+export function vpcImageName(imageName: string): string {
+  const name = imageName
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+/, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+  if (!name) throw ApplicationFailure.nonRetryable(`ibmcloud: cannot make a VPC image name from "${imageName}"`, 'ConfigError');
+  return name;
+}
+
+export interface ImageSpec {
+  name: string;
+  href: string;
+  operatingSystem: string;
+  resourceGroup?: string;
+}
+
+const reasons = (image: VpcImage) => (image.status_reasons ?? []).map((r) => `${r.code}: ${r.message}`).join('; ');
+
+/** Finds or creates the image and waits until it is available. A failed import is non-retryable and names why. */
+export async function ensureImage(
+  vpc: VpcClient,
+  spec: ImageSpec,
+  progress: Progress,
+  opts: { intervalMs: number; timeoutMs: number; field: string; onStatus?: (image: VpcImage) => void },
+): Promise<VpcImage> {
+  let image = (await vpc.listImages(spec.name, progress.signal)).find((i) => i.name === spec.name);
+  if (image?.status === 'failed') {
+    // A failed import from an earlier run blocks the name; the person re-running has presumably fixed the cause.
+    progress.log(`Image ${spec.name} in ${vpc.region} failed earlier (${reasons(image)}); deleting it to import again.`);
+    await vpc.deleteImage(image.id, progress.signal);
+    throw new Error(`ibmcloud: image ${spec.name} (${image.id}) in ${vpc.region} had failed earlier and is being deleted; importing again on retry`);
+  }
+  if (image?.status === 'deleting')
+    throw new Error(`ibmcloud: image ${spec.name} (${image.id}) in ${vpc.region} is being deleted; importing again on retry`);
+  if (image) progress.log(`Found image ${spec.name} (${image.id}, ${image.status}) in ${vpc.region}.`);
+  else {
+    progress.log(`Importing ${spec.href} as image ${spec.name} in ${vpc.region}…`);
+    image = await vpc.createImage(
+      {
+        name: spec.name,
+        operating_system: { name: spec.operatingSystem },
+        file: { href: spec.href },
+        ...(spec.resourceGroup ? { resource_group: { id: spec.resourceGroup } } : {}),
+      },
+      progress.signal,
+    );
+  }
+  const id = image.id;
+  const last = image;
+  const done = await pollUntil({
+    read: async () => (await vpc.getImage(id, progress.signal)) ?? { ...last, status: 'gone' },
+    done: (i) => i.status !== 'pending',
+    intervalMs: opts.intervalMs,
+    timeoutMs: opts.timeoutMs,
+    what: `image ${spec.name} (${id}) in ${vpc.region} to be available`,
+    progress,
+    details: (i) => {
+      opts.onStatus?.(i);
+      return { stage: 'vpc-image', region: vpc.region, image: id, status: i.status };
+    },
+  });
+  if (done.status === 'available' || done.status === 'deprecated') return done;
+  if (done.status === 'gone') throw new Error(`ibmcloud: image ${spec.name} (${id}) in ${vpc.region} disappeared while importing; importing again on retry`);
+  const why = reasons(done);
+  if (done.status === 'failed') await vpc.deleteImage(id, progress.signal).catch(() => undefined);
+  throw ApplicationFailure.nonRetryable(
+    `ibmcloud: import of ${spec.href} as image ${spec.name} in ${vpc.region} ended ${done.status}${why ? `: ${why}` : ''}; ` +
+      `check that the file is a bootable qcow2 or vhd and that ${opts.field}.operatingSystem (${spec.operatingSystem}) matches it`,
+    'ImageImportFailed',
+  );
+}
