@@ -1,0 +1,159 @@
+// Publish target `libvirt`: one volume per configured hypervisor, in parallel, each reached over SSH where virsh
+// runs next to libvirtd. The image is prepared once on the worker (converted when the pool wants another format)
+// and its data extents are streamed to every host; a Candidate per host names it `<host>:<pool>/<name>`.
+import { ApplicationFailure } from '@temporalio/common';
+import type { Target } from '../../config/schema';
+import { SshSession } from '../ssh/connection';
+import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
+import { prepareImage } from './convert';
+import { scanExtents, type ExtentMap, type ScanOptions } from './extents';
+import { currentProgress } from './progress';
+import { firstLine, isNotFound, sshHypervisor, type HypervisorRunner } from './virsh';
+import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
+
+export type LibvirtTarget = Extract<Target, { kind: 'libvirt' }>;
+
+export interface LibvirtTargetDeps {
+  /** Opens the runner for one hypervisor; default: SSH with `target.ssh`, then virsh -c `target.uri`. */
+  connect?: (host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal) => Promise<HypervisorRunner>;
+  qemuImg?: string;
+  scan?: Omit<ScanOptions, 'signal'>;
+}
+
+const durationMs = (d: string) => {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
+  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 } as const;
+  return m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : 20_000;
+};
+
+export async function connectHypervisor(host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal): Promise<HypervisorRunner> {
+  const { ssh } = target;
+  try {
+    const session = await SshSession.connect(
+      { address: host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey },
+      { privateKeyPath: ssh.privateKeyPath, privateKeyEnv: ssh.privateKeyEnv },
+      { signal, readyTimeoutMs: durationMs(ssh.connectTimeout) },
+    );
+    return sshHypervisor(session, host, target.uri);
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw err;
+    if (/authentication methods failed/i.test((err as Error).message))
+      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix targets.${targetName}.ssh`, 'PermissionError');
+    throw new Error(`${host}:${ssh.port}: cannot connect over SSH: ${(err as Error).message}`);
+  }
+}
+
+/** `<host>:<pool>/<name>`; hosts may be IPv6 addresses, pools and names never hold ':' or '/'. */
+export function parseImageId(imageId: string): { host: string; pool: string; name: string } {
+  const slash = imageId.lastIndexOf('/');
+  const colon = imageId.lastIndexOf(':', slash);
+  if (slash < 0 || colon < 0) throw ApplicationFailure.nonRetryable(`"${imageId}" is not a libvirt image id (<host>:<pool>/<name>)`, 'ConfigError');
+  return { host: imageId.slice(0, colon), pool: imageId.slice(colon + 1, slash), name: imageId.slice(slash + 1) };
+}
+
+export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTargetDriver<LibvirtTarget> {
+  const connect = deps.connect ?? connectHypervisor;
+
+  async function withHost<T>(host: string, target: LibvirtTarget, targetName: string, fn: (r: HypervisorRunner) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const runner = await connect(host, target, targetName, signal);
+    try {
+      return await fn(runner);
+    } finally {
+      runner.close();
+    }
+  }
+
+  return {
+    async check(target, { targetName }): Promise<CheckResult> {
+      const messages = [`Checking storage pool "${target.pool}" on ${target.hosts.join(', ')}…`];
+      const field = `targets.${targetName}.pool`;
+      const results = await Promise.allSettled(
+        target.hosts.map((host) => withHost(host, target, targetName, (r) => checkPool(r, target.pool, field))),
+      );
+      let ok = true;
+      results.forEach((res, i) => {
+        if (res.status === 'fulfilled')
+          messages.push(`${target.hosts[i]}: pool "${target.pool}" (${res.value.type}) is active with ${(res.value.available / 2 ** 30).toFixed(1)} GiB available.`);
+        else {
+          ok = false;
+          messages.push((res.reason as Error).message);
+        }
+      });
+      if (ok) messages.push('Upload conditions met.');
+      return { ok, messages };
+    },
+
+    async publish(request: PublishRequest & { target: LibvirtTarget }): Promise<Candidate[]> {
+      const { target, targetName, artifact, imageName } = request;
+      const progress = currentProgress();
+      const signal = progress.signal;
+      const where = `targets.${targetName}`;
+      const image = await prepareImage(artifact, target.format, { qemuImg: deps.qemuImg, signal, where });
+      let scanned: Promise<ExtentMap> | undefined;
+      const scan = () => (scanned ??= scanExtents(image.path, { ...deps.scan, signal }));
+
+      const resumed = (progress.resumed?.hosts ?? {}) as Record<string, HostProgress>;
+      const hosts: Record<string, HostProgress> = { ...resumed };
+      const beat = () => progress.heartbeat({ hosts });
+
+      const results = await Promise.allSettled(
+        target.hosts.map((host) =>
+          withHost(
+            host,
+            target,
+            targetName,
+            async (runner) => {
+              const res = await uploadVolume(
+                {
+                  runner,
+                  pool: target.pool,
+                  name: imageName,
+                  image,
+                  scan,
+                  poolField: `${where}.pool`,
+                  resume: resumed[host],
+                  signal,
+                  onProgress: (p) => {
+                    hosts[host] = p;
+                    beat();
+                  },
+                },
+              );
+              progress.log(
+                res.reused
+                  ? `${host}: volume ${target.pool}/${imageName} already holds this image; reused it`
+                  : `${host}: uploaded ${res.bytesSent} bytes in ${res.extents} extents to ${target.pool}/${imageName}`,
+              );
+              return res;
+            },
+            signal,
+          ),
+        ),
+      );
+      const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as Error);
+      if (failures.length) {
+        // A config error on one host outranks a transient one elsewhere: retrying will not fix it.
+        throw failures.find((e) => e instanceof ApplicationFailure && e.nonRetryable) ?? failures[0];
+      }
+      return target.hosts.map((host) => ({
+        arch: request.arch,
+        target: targetName,
+        kind: 'libvirt',
+        region: host,
+        imageId: `${host}:${target.pool}/${imageName}`,
+        name: imageName,
+        type: image.format,
+        size: image.size,
+        sha256: image.sha256,
+      }));
+    },
+
+    async delete(target, candidate): Promise<void> {
+      const { host, pool, name } = parseImageId(candidate.imageId);
+      await withHost(host, target, candidate.target, async (runner) => {
+        const res = await runner.virsh(['vol-delete', '--pool', pool, name], { allowFailure: true });
+        if (res.code !== 0 && !isNotFound(res)) throw new Error(`${host}: virsh vol-delete ${pool}/${name} failed: ${firstLine(res.stderr)}`);
+      });
+    },
+  };
+}
