@@ -13,7 +13,7 @@ const CREDENTIAL_CODES = new Set([
   'CredentialsProviderError',
 ]);
 const PERMISSION_CODES = new Set(['UnauthorizedOperation', 'AccessDenied', 'AccessDeniedException', 'OptInRequired', 'Blocked']);
-const MISSING_SUFFIXES = ['.NotFound', '.Malformed', 'NotFound', 'NoSuchBucket', 'InvalidParameterValue', 'InvalidParameterCombination', 'ValidationException'];
+const MISSING_SUFFIXES = ['.NotFound', '.Malformed', 'NotFound', 'NoSuchBucket', 'InvalidParameterValue', 'InvalidParameterCombination'];
 
 export const awsErrorCode = (err: unknown): string | undefined => {
   const e = err as { name?: string; Code?: string; code?: string } | undefined;

@@ -18,7 +18,6 @@ export interface RecordedCall {
 export function recorder(deps: AwsClientDeps = {}) {
   const calls: RecordedCall[] = [];
   const onClient: AwsClientDeps['onClient'] = (client, service) => {
-    deps.onClient?.(client, service);
     client.middlewareStack.add(
       (next: any, context: any) => async (args: any) => {
         const call: RecordedCall = { service, command: context.commandName, input: args.input };
@@ -32,8 +31,10 @@ export function recorder(deps: AwsClientDeps = {}) {
           throw err;
         }
       },
-      { step: 'initialize', name: 'testRecorder' },
+      // Outermost, so it also sees calls that a fault-injecting middleware answers itself.
+      { step: 'initialize', name: 'testRecorder', priority: 'high' },
     );
+    deps.onClient?.(client, service);
   };
   return {
     calls,

@@ -56,11 +56,13 @@ export async function startTemporal(
   return { address: `127.0.0.1:${port}`, uiAddress, stop: () => stopProcess(child) };
 }
 
-export async function startMoto(logDir: string): Promise<Service> {
+/** `env` adds moto settings, e.g. INITIAL_NO_AUTH_ACTION_COUNT=0 for a moto that checks credentials. */
+export async function startMoto(logDir: string, env: NodeJS.ProcessEnv = {}, logName = 'moto.log'): Promise<Service> {
   const port = await freePort();
-  const child = startLogged(tool('moto_server'), ['-H', '127.0.0.1', '-p', String(port)], path.join(logDir, 'moto.log'), {
+  const child = startLogged(tool('moto_server'), ['-H', '127.0.0.1', '-p', String(port)], path.join(logDir, logName), {
     ...process.env,
     MOTO_EC2_LOAD_DEFAULT_AMIS: 'false',
+    ...env,
   });
   await waitForPort('127.0.0.1', port, 30_000, 'moto_server');
   return { address: `http://127.0.0.1:${port}`, stop: () => stopProcess(child) };
