@@ -15,7 +15,7 @@ import { describe, expect, inject, it } from 'vitest';
 import { Target, type Arch } from '../../config/schema';
 import { createAwsTarget, type AwsPublishProgress, type AwsTarget } from '../../activities/aws/target';
 import { AWS_TAGS } from '../../activities/aws/tags';
-import type { PublishRequest } from '../../activities/types';
+import type { Candidate, PublishRequest } from '../../activities/types';
 import { fakeCredentials, recorder, sparseImage, tempDir } from './aws-helpers';
 
 const rig = inject('rig');
@@ -140,7 +140,7 @@ describe('aws publish target (ebs-direct)', () => {
     rec.clear();
 
     const second = new MockActivityEnvironment({ heartbeatDetails: last });
-    const [candidate] = await second.run(() => driver.publish(req));
+    const [candidate] = (await second.run(() => driver.publish(req))) as Candidate[];
     expect(rec.of('PutSnapshotBlockCommand').filter((c) => confirmed.has(c.input.BlockIndex))).toEqual([]);
     expect(rec.of('StartSnapshotCommand')).toEqual([]);
     expect(rec.of('RegisterImageCommand')).toHaveLength(1);
