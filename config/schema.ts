@@ -149,6 +149,8 @@ export const Builder = z.discriminatedUnion('provider', [
     vcpus: z.number().int().min(1).default(4),
     network: name().default('default'),
     diskSizeGiB: z.number().int().min(10).default(60),
+    /** libvirt connection URI on the hypervisor. */
+    uri: z.string().regex(/^[a-z0-9+]+:\/\/[^\s'"]*$/, 'must be a libvirt URI like qemu:///system').default('qemu:///system'),
     ...BuilderCommon,
   }),
   z.strictObject({
@@ -221,6 +223,13 @@ export const Target = z.discriminatedUnion('kind', [
     imageUrl: z.url().optional(),
     visibility: z.enum(['private', 'shared', 'community', 'public']).default('private'),
     diskFormat: z.enum(['raw', 'qcow2']).optional(),
+    /**
+     * TESTS AND LOCAL DEVELOPMENT ONLY: no token; sends the identity as X-Identity-Status/X-User-Id/X-Project-Id/
+     * X-Roles headers, which only a glance-api running the `fakeauth` paste pipeline (the rig, the demo) believes.
+     */
+    testIdentityHeaders: z
+      .strictObject({ userId: z.string().min(1), projectId: z.string().min(1), roles: z.array(z.string().min(1)).default(['member', 'reader']) })
+      .optional(),
   }),
 ]);
 export type Target = z.infer<typeof Target>;
@@ -318,7 +327,7 @@ export const ReleaseDefinition = z
     for (const [t, target] of Object.entries(def.targets)) {
       if (target.kind === 'aws' && target.method === 's3-import' && !target.bucket)
         ctx.addIssue({ code: 'custom', path: ['targets', t, 'bucket'], message: 'required when method is s3-import' });
-      if (target.kind === 'openstack' && !target.authUrl && !(target.imageUrl && target.tokenEnv))
+      if (target.kind === 'openstack' && !target.authUrl && !(target.imageUrl && (target.tokenEnv || target.testIdentityHeaders)))
         ctx.addIssue({ code: 'custom', path: ['targets', t, 'authUrl'], message: 'required unless imageUrl and tokenEnv are given' });
     }
     for (const [c, channel] of Object.entries(def.channels))
