@@ -4,6 +4,7 @@
 import { CreateTagsCommand, DescribeImportSnapshotTasksCommand, ImportSnapshotCommand, type ImportSnapshotTask } from '@aws-sdk/client-ec2';
 import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { ApplicationFailure } from '@temporalio/common';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { waitFor } from './activity';
@@ -144,8 +145,12 @@ export async function importViaS3(s3: S3ImportS3, ec2: S3ImportEc2, req: S3Impor
       const t = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [importTaskId] }))).ImportSnapshotTasks?.[0];
       const d = t?.SnapshotTaskDetail;
       if (!d) throw new Error(`import task ${importTaskId} disappeared`);
-      if (d.Status === 'deleting' || d.Status === 'deleted')
-        throw new Error(`import task ${importTaskId} of s3://${req.bucket}/${req.key} failed: ${d.StatusMessage ?? d.Status}`);
+      if (d.Status === 'deleting' || d.Status === 'deleted') {
+        const message = `import task ${importTaskId} of s3://${req.bucket}/${req.key} failed: ${d.StatusMessage ?? d.Status}`;
+        // "ClientError: ..." is AWS blaming the input (format, size, the vmimport role): importing again cannot help.
+        if (/^ClientError/.test(d.StatusMessage ?? '')) throw ApplicationFailure.nonRetryable(message, 'ImportError');
+        throw new Error(message);
+      }
       report({ percent: d.Progress });
       return d.Status === 'completed' && d.SnapshotId ? d.SnapshotId : undefined;
     },
