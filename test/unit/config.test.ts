@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -130,5 +130,13 @@ describe('bootc-release validate', () => {
     expect(lines).toContain(`${file}: architectures.s390x.builder.region: required`);
     expect(lines.some((l) => l.startsWith(`${file}: approval.approvers:`))).toBe(true);
     expect(lines).toHaveLength(2);
+  });
+});
+
+describe('JSON Schema for editors', () => {
+  it('is committed as generated from the zod schema (run `npm run schema` after changing it)', async () => {
+    const { releaseJsonSchema } = await import('../../scripts/export-json-schema');
+    const committed = JSON.parse(readFileSync(path.join(repo, 'config/release.schema.json'), 'utf8'));
+    expect(committed).toEqual(JSON.parse(JSON.stringify(releaseJsonSchema())));
   });
 });
