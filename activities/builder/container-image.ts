@@ -1,0 +1,149 @@
+// The source container image on the builder, where bootc-image-builder reads it (local container storage only):
+// `source.image` is pulled; `source.git` is cloned at its ref and built natively (no cross-arch emulation).
+// Pulls and builds run detached like the image build, so a dropped connection or a retry re-attaches to them.
+import path from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Arch, Builder, Source } from '../../config/schema';
+import type { BuilderHost } from '../types';
+import { shellCommand, shellQuote, SshCommandError, type SshSession } from '../ssh/connection';
+import type { ImageBuilderConfig } from './bib-runs';
+import { archiveFailedAttempt, driveDetached, parseFields } from './detached';
+import { releaseWorkDir } from './image-build';
+import { BuilderLink } from './link';
+import { lastLines } from './progress';
+
+export interface PrepareContainerImageInput {
+  releaseId: string;
+  arch: Arch;
+  host: BuilderHost;
+  builder: Builder;
+  source: Source;
+  /** Only `engine` is used: the same container engine that runs bootc-image-builder. */
+  imageBuilder: Pick<ImageBuilderConfig, 'engine'>;
+}
+
+export interface ContainerImage {
+  /** What to hand to bootc-image-builder. */
+  imageRef: string;
+  /** Manifest digest as the engine reports it (sha256:...). */
+  digest: string;
+  imageId: string;
+  /** The commit built, for git sources. */
+  commit?: string;
+}
+
+export interface ContainerImageProgress {
+  phase: 'pulling' | 'cloning' | 'building' | 'reconnecting';
+  message: string;
+}
+
+/** The local tag a git source is built into; one per release and architecture. */
+export const builtImageTag = (releaseId: string, arch: Arch) => `localhost/bootc-release/source:${releaseId}-${arch}`;
+const COMMIT_LABEL = 'org.bootc-release.source-commit';
+/** Registry answers that no retry can change. */
+const PERMANENT_PULL = /manifest unknown|name unknown|not found|unauthorized|authentication required|denied|invalid reference/i;
+
+export async function prepareContainerImage(
+  input: PrepareContainerImageInput,
+  opts: { signal?: AbortSignal; onProgress?: (p: ContainerImageProgress) => void; pollIntervalMs?: number } = {},
+): Promise<ContainerImage> {
+  const { releaseId, arch, host, builder, source } = input;
+  const engine = input.imageBuilder.engine;
+  const workDir = releaseWorkDir(builder, releaseId, arch);
+  const link = new BuilderLink(host, builder, {
+    signal: opts.signal,
+    onReconnect: ({ attempt }) => opts.onProgress?.({ phase: 'reconnecting', message: `reconnecting to ${host.address} (attempt ${attempt})` }),
+  });
+  const where = `${arch}: builder ${host.address}`;
+  try {
+    if ('image' in source) {
+      opts.onProgress?.({ phase: 'pulling', message: `pulling ${source.image}` });
+      const tail = await runStep('pull', [...engine, 'pull', source.image], 'pulling');
+      if (tail !== undefined) {
+        const message = `${where}: pulling ${source.image} failed: ${lastLines(tail, 5)}`;
+        if (PERMANENT_PULL.test(tail)) throw ApplicationFailure.nonRetryable(`${message}; check source.image`, 'ConfigError');
+        throw new Error(message);
+      }
+      return { imageRef: source.image, ...(await inspect(source.image)) };
+    }
+
+    const srcDir = path.posix.join(workDir, 'source');
+    opts.onProgress?.({ phase: 'cloning', message: `fetching ${source.ref} of ${source.git}` });
+    const commit = await checkout(srcDir, source);
+    const tag = builtImageTag(releaseId, arch);
+    const existing = await link.run((ssh) =>
+      ssh.exec(shellCommand([...engine, 'image', 'inspect', '--format', `{{index .Labels "${COMMIT_LABEL}"}}`, tag]), { signal: opts.signal, allowFailure: true }),
+    );
+    if (existing.code !== 0 || existing.stdout.trim() !== commit) {
+      const argv = [
+        ...engine,
+        'build',
+        '-f',
+        path.posix.join(srcDir, source.containerfile),
+        '-t',
+        tag,
+        '--label',
+        `${COMMIT_LABEL}=${commit}`,
+        path.posix.join(srcDir, source.context),
+      ];
+      opts.onProgress?.({ phase: 'building', message: `building ${tag} from ${commit.slice(0, 12)}` });
+      const tail = await runStep(`build-${commit.slice(0, 12)}`, argv, 'building');
+      if (tail !== undefined) throw new Error(`${where}: building ${source.git}@${source.ref} (${commit.slice(0, 12)}) failed: ${lastLines(tail, 8)}`);
+    }
+    return { imageRef: tag, commit, ...(await inspect(tag)) };
+  } finally {
+    link.drop();
+  }
+
+  /** Runs argv detached in workDir/<name>; undefined on success, the log's tail on failure. */
+  async function runStep(name: string, argv: string[], phase: ContainerImageProgress['phase']): Promise<string | undefined> {
+    const dir = path.posix.join(workDir, name);
+    const code = await driveDetached(link, dir, argv, {
+      signal: opts.signal,
+      pollIntervalMs: opts.pollIntervalMs ?? 5_000,
+      pollScript: `echo "last=$(tail -n 1 ${shellQuote(`${dir}/build.log`)} 2>/dev/null | cut -c1-160)"`,
+      onPoll: (fields, state) => {
+        if (state.state === 'running') opts.onProgress?.({ phase, message: fields.last || phase });
+      },
+    });
+    if (code === 0) return undefined;
+    return await link.run((ssh) => archiveFailedAttempt(ssh, dir, 30));
+  }
+
+  async function checkout(dir: string, src: Extract<Source, { git: string }>): Promise<string> {
+    const d = shellQuote(dir);
+    const url = shellQuote(src.git);
+    const ref = shellQuote(src.ref);
+    const script = [
+      'set -e',
+      'command -v git >/dev/null 2>&1 || { echo "git is not installed on the builder" >&2; exit 3; }',
+      `[ -d ${d}/.git ] || { rm -rf ${d}; git init -q ${d}; }`,
+      `cd ${d}`,
+      // A branch or tag fetches shallow; a commit id may need the full history on servers that refuse it by id.
+      `if git fetch -q --depth 1 ${url} ${ref}; then git checkout -q -f FETCH_HEAD;`,
+      `else git fetch -q ${url} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout -q -f ${ref}; fi`,
+      'echo "commit=$(git rev-parse HEAD)"',
+    ].join('\n');
+    const result = await link.run((ssh: SshSession) => ssh.exec(script, { signal: opts.signal })).catch((err: unknown) => {
+      if (err instanceof SshCommandError) {
+        const why = lastLines(err.result.stderr, 4);
+        if (err.result.code === 3) throw ApplicationFailure.nonRetryable(`${where}: ${why}; install git in the builder image`, 'ConfigError');
+        if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
+          throw ApplicationFailure.nonRetryable(`${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`, 'ConfigError');
+        throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
+      }
+      throw err;
+    });
+    const commit = parseFields(result.stdout).commit;
+    if (!/^[0-9a-f]{40,64}$/.test(commit ?? '')) throw new Error(`${where}: could not read the checked-out commit`);
+    return commit;
+  }
+
+  async function inspect(ref: string): Promise<{ digest: string; imageId: string }> {
+    const { stdout } = await link.run((ssh) =>
+      ssh.exec(shellCommand([...engine, 'image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]), { signal: opts.signal }),
+    );
+    const [digest = '', imageId = ''] = stdout.trim().split(/\s+/);
+    return { digest, imageId };
+  }
+}
