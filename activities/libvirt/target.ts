@@ -3,12 +3,12 @@
 // and its data extents are streamed to every host; a Candidate per host names it `<host>:<pool>/<name>`.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
-import { SshSession } from '../ssh/connection';
 import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
 import { prepareImage } from './convert';
+import { openHypervisor } from './hypervisor';
 import { scanExtents, type ExtentMap, type ScanOptions } from './extents';
 import { currentProgress } from './progress';
-import { firstLine, isNotFound, sshHypervisor, type HypervisorRunner } from './virsh';
+import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
 
 export type LibvirtTarget = Extract<Target, { kind: 'libvirt' }>;
@@ -20,28 +20,8 @@ export interface LibvirtTargetDeps {
   scan?: Omit<ScanOptions, 'signal'>;
 }
 
-const durationMs = (d: string) => {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 } as const;
-  return m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : 20_000;
-};
-
-export async function connectHypervisor(host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal): Promise<HypervisorRunner> {
-  const { ssh } = target;
-  try {
-    const session = await SshSession.connect(
-      { address: host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey },
-      { privateKeyPath: ssh.privateKeyPath, privateKeyEnv: ssh.privateKeyEnv },
-      { signal, readyTimeoutMs: durationMs(ssh.connectTimeout) },
-    );
-    return sshHypervisor(session, host, target.uri);
-  } catch (err) {
-    if (err instanceof ApplicationFailure) throw err;
-    if (/authentication methods failed/i.test((err as Error).message))
-      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix targets.${targetName}.ssh`, 'PermissionError');
-    throw new Error(`${host}:${ssh.port}: cannot connect over SSH: ${(err as Error).message}`);
-  }
-}
+export const connectHypervisor = (host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal) =>
+  openHypervisor(host, target.ssh, target.uri, `targets.${targetName}.ssh`, signal);
 
 /** `<host>:<pool>/<name>`; hosts may be IPv6 addresses, pools and names never hold ':' or '/'. */
 export function parseImageId(imageId: string): { host: string; pool: string; name: string } {

@@ -1,0 +1,214 @@
+// Builder provider `libvirt`: a VM on a hypervisor, driven with virsh over SSH. The disk is a thin qcow2 overlay on
+// the base volume (vol-create-as --backing-vol: instant, no copy); the domain and its volume are named
+// resourceName(releaseId, arch, 'builder'), so acquire finds what an earlier attempt made, and release and the
+// janitor find what to delete by name.
+import { ApplicationFailure } from '@temporalio/common';
+import type { Arch, Builder } from '../../config/schema';
+import { SshSession } from '../ssh/connection';
+import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
+import { domainXml } from './domain-xml';
+import { openHypervisor } from './hypervisor';
+import { currentProgress, sleep } from './progress';
+import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
+import { checkPool } from './volume-upload';
+
+export type LibvirtBuilder = Extract<Builder, { provider: 'libvirt' }>;
+
+export interface LibvirtBuilderDeps {
+  /** Opens virsh on the hypervisor; default: SSH to builder.host with builder.hypervisorSsh. Tests record here. */
+  connect?: (builder: LibvirtBuilder, signal?: AbortSignal) => Promise<HypervisorRunner>;
+  /** `kvm` (default) on a hypervisor; `qemu` where /dev/kvm is missing. */
+  domainType?: 'kvm' | 'qemu';
+  /** How long the VM may take to get an address from the network's DHCP, and to answer SSH. */
+  addressTimeoutMs?: number;
+  sshTimeoutMs?: number;
+  pollIntervalMs?: number;
+}
+
+export const OWNED_PREFIX = 'bootc-release-';
+const ARCH_SLUG: Record<Arch, string> = { x86_64: 'x86-64', aarch64: 'aarch64', ppc64le: 'ppc64le', s390x: 's390x' };
+const volumeOf = (name: string) => `${name}.qcow2`;
+
+/** The release id and arch back from a builder name (names are cut at 63 characters: best effort). */
+export function parseOwnedName(name: string): { releaseId: string; arch?: string } | undefined {
+  if (!name.startsWith(OWNED_PREFIX)) return undefined;
+  const base = name.replace(/\.qcow2$/, '').slice(OWNED_PREFIX.length);
+  for (const [arch, slug] of Object.entries(ARCH_SLUG)) {
+    const suffix = `-${slug}-builder`;
+    if (base.endsWith(suffix)) return { releaseId: base.slice(0, -suffix.length), arch };
+  }
+  return { releaseId: base };
+}
+
+/** First IPv4 address in `virsh domifaddr` output. */
+export function parseDomIfAddr(stdout: string): string | undefined {
+  return /\bipv4\s+(\d{1,3}(?:\.\d{1,3}){3})\/\d+/.exec(stdout)?.[1];
+}
+
+export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): BuilderProvider<LibvirtBuilder> {
+  const connect =
+    deps.connect ??
+    ((builder: LibvirtBuilder, signal?: AbortSignal) => openHypervisor(builder.host, builder.hypervisorSsh, builder.uri, 'builder.hypervisorSsh', signal));
+  const interval = deps.pollIntervalMs ?? 5_000;
+
+  async function withHypervisor<T>(builder: LibvirtBuilder, fn: (r: HypervisorRunner) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    const runner = await connect(builder, signal);
+    try {
+      return await fn(runner);
+    } finally {
+      runner.close();
+    }
+  }
+
+  /** Runs a virsh command whose "not found" means the job is already done. */
+  async function virshIdempotent(r: HypervisorRunner, args: string[], alsoDone?: RegExp): Promise<void> {
+    const res = await r.virsh(args, { allowFailure: true });
+    if (res.code === 0 || isNotFound(res) || alsoDone?.test(res.stderr)) return;
+    throw new Error(`${r.host}: virsh ${args.join(' ')} failed: ${firstLine(res.stderr)}`);
+  }
+
+  async function teardown(r: HypervisorRunner, pool: string, name: string): Promise<void> {
+    await virshIdempotent(r, ['destroy', name], /domain is not running/i);
+    await virshIdempotent(r, ['undefine', name, '--nvram']);
+    await virshIdempotent(r, ['vol-delete', '--pool', pool, volumeOf(name)]);
+  }
+
+  async function baseFormat(r: HypervisorRunner, builder: LibvirtBuilder, arch: Arch): Promise<string> {
+    const xml = await r.virsh(['vol-dumpxml', '--pool', builder.pool, builder.baseVolume], { allowFailure: true });
+    if (isNotFound(xml))
+      throw ApplicationFailure.nonRetryable(
+        `${r.host}: base volume "${builder.baseVolume}" is not in pool "${builder.pool}"; upload it or change architectures.${arch}.builder.baseVolume`,
+        'ConfigError',
+      );
+    if (xml.code !== 0) throw new Error(`${r.host}: virsh vol-dumpxml ${builder.baseVolume} failed: ${firstLine(xml.stderr)}`);
+    return /<format type=['"]([a-z0-9]+)['"]/.exec(xml.stdout)?.[1] ?? 'raw';
+  }
+
+  return {
+    async check(builder, ctx): Promise<CheckResult> {
+      const field = `architectures.${ctx.arch}.builder`;
+      const messages = [`Checking hypervisor ${builder.host}…`];
+      try {
+        await withHypervisor(builder, async (r) => {
+          await checkPool(r, builder.pool, `${field}.pool`);
+          const format = await baseFormat(r, builder, ctx.arch);
+          messages.push(`Base volume ${builder.pool}/${builder.baseVolume} (${format}) is there.`);
+          const net = await r.virsh(['net-info', builder.network], { allowFailure: true });
+          if (net.code !== 0 || !/^Active:\s+yes/m.test(net.stdout))
+            throw ApplicationFailure.nonRetryable(
+              `${builder.host}: network "${builder.network}" is ${net.code === 0 ? 'not active' : 'missing'}; start it or change ${field}.network`,
+              'ConfigError',
+            );
+          messages.push(`Network ${builder.network} is active.`);
+        });
+      } catch (err) {
+        return { ok: false, messages: [...messages, (err as Error).message] };
+      }
+      messages.push('Builder conditions met.');
+      return { ok: true, messages };
+    },
+
+    async acquire(builder, ctx: StepContext): Promise<BuilderHost> {
+      const progress = currentProgress();
+      const signal = progress.signal;
+      const name = resourceName(ctx.releaseId, ctx.arch, 'builder');
+      const volume = volumeOf(name);
+      const address = await withHypervisor(
+        builder,
+        async (r) => {
+          const vol = await r.virsh(['vol-info', '--pool', builder.pool, volume], { allowFailure: true, signal });
+          if (vol.code !== 0) {
+            if (!isNotFound(vol)) throw new Error(`${r.host}: virsh vol-info ${volume} failed: ${firstLine(vol.stderr)}`);
+            const format = await baseFormat(r, builder, ctx.arch);
+            await r.virsh(
+              ['vol-create-as', '--pool', builder.pool, '--name', volume, '--capacity', `${builder.diskSizeGiB}G`, '--format', 'qcow2',
+                '--backing-vol', builder.baseVolume, '--backing-vol-format', format],
+              { signal },
+            );
+          }
+          const info = await r.virsh(['dominfo', name], { allowFailure: true, signal });
+          if (info.code !== 0) {
+            if (!isNotFound(info)) throw new Error(`${r.host}: virsh dominfo ${name} failed: ${firstLine(info.stderr)}`);
+            const xml = domainXml({ ...builder, name, arch: ctx.arch, volume, releaseId: ctx.releaseId, domainType: deps.domainType });
+            await r.virsh(['define', '/dev/stdin'], { stdin: xml, signal });
+          }
+          const state = (await r.virsh(['domstate', name], { signal })).stdout.trim();
+          if (state !== 'running') await r.virsh(['start', name], { signal });
+          progress.heartbeat({ step: 'address', name });
+
+          const deadline = Date.now() + (deps.addressTimeoutMs ?? 5 * 60_000);
+          for (let attempt = 1; ; attempt++) {
+            // DHCP leases of libvirt's network first; the ARP table finds VMs on bridges libvirt does not serve.
+            for (const source of ['lease', 'arp']) {
+              const res = await r.virsh(['domifaddr', name, '--source', source], { allowFailure: true, signal });
+              const ip = res.code === 0 ? parseDomIfAddr(res.stdout) : undefined;
+              if (ip) return ip;
+            }
+            if (Date.now() > deadline)
+              throw new Error(`${r.host}: domain ${name} has no IPv4 address after ${attempt} tries; is network "${builder.network}" serving DHCP?`);
+            progress.heartbeat({ step: 'address', name, attempt });
+            await sleep(interval, signal);
+          }
+        },
+        signal,
+      );
+
+      const endpoint = { address, port: builder.ssh.port, user: builder.ssh.user, hostKey: builder.ssh.hostKey };
+      const deadline = Date.now() + (deps.sshTimeoutMs ?? 10 * 60_000);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const ssh = await SshSession.connect(endpoint, { privateKeyPath: builder.ssh.privateKeyPath, privateKeyEnv: builder.ssh.privateKeyEnv }, { signal, readyTimeoutMs: 15_000 });
+          ssh.close();
+          progress.log(`builder ${name} answers SSH at ${address}:${endpoint.port}`);
+          return {
+            provider: 'libvirt',
+            id: name,
+            address,
+            port: endpoint.port,
+            user: endpoint.user,
+            hostKey: ssh.hostKey,
+            resources: [
+              { kind: 'libvirt-domain', id: name },
+              { kind: 'libvirt-volume', id: `${builder.pool}/${volume}` },
+            ],
+          };
+        } catch (err) {
+          if (err instanceof ApplicationFailure || signal?.aborted || Date.now() > deadline)
+            throw err instanceof ApplicationFailure ? err : new Error(`builder ${name} at ${address}: no SSH after ${attempt} tries: ${(err as Error).message}`);
+          progress.heartbeat({ step: 'ssh', name, attempt });
+          await sleep(interval, signal);
+        }
+      }
+    },
+
+    async release(builder, ctx): Promise<void> {
+      await withHypervisor(builder, (r) => teardown(r, builder.pool, resourceName(ctx.releaseId, ctx.arch, 'builder')));
+    },
+
+    async listOwned(builder): Promise<OwnedResource[]> {
+      return await withHypervisor(builder, async (r) => {
+        const domains = (await r.virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim());
+        const volumes = parseVolList((await r.virsh(['vol-list', '--pool', builder.pool])).stdout);
+        const owned: OwnedResource[] = [];
+        for (const [kind, names] of [['libvirt-domain', domains], ['libvirt-volume', volumes]] as const)
+          for (const id of names) {
+            const parsed = parseOwnedName(id);
+            if (parsed) owned.push({ kind, id: kind === 'libvirt-volume' ? `${builder.pool}/${id}` : id, ...parsed });
+          }
+        return owned;
+      });
+    },
+
+    async deleteOwned(builder, resource): Promise<void> {
+      await withHypervisor(builder, async (r) => {
+        if (resource.kind === 'libvirt-domain') {
+          await virshIdempotent(r, ['destroy', resource.id], /domain is not running/i);
+          await virshIdempotent(r, ['undefine', resource.id, '--nvram']);
+        } else if (resource.kind === 'libvirt-volume') {
+          const [pool, vol] = resource.id.split('/');
+          await virshIdempotent(r, ['vol-delete', '--pool', pool, vol]);
+        } else throw ApplicationFailure.nonRetryable(`libvirt builder provider does not own resources of kind ${resource.kind}`, 'ConfigError');
+      });
+    },
+  };
+}
