@@ -5,8 +5,6 @@ import { ApplicationFailure } from '@temporalio/common';
 
 export interface Progress {
   heartbeat(details: Record<string, unknown>): void;
-  /** Details of the last heartbeat of a previous attempt, if any. */
-  resumed?: Record<string, unknown>;
   signal?: AbortSignal;
   log(message: string): void;
 }
@@ -15,7 +13,6 @@ export function currentProgress(overrides: Partial<Progress> = {}): Progress {
   const ctx = asyncLocalStorage.getStore() as Context | undefined;
   return {
     heartbeat: (details) => ctx?.heartbeat(details),
-    resumed: ctx?.info.heartbeatDetails as Record<string, unknown> | undefined,
     signal: ctx?.cancellationSignal,
     log: (message) => ctx?.log.info(message),
     ...overrides,

@@ -130,11 +130,11 @@ export class IbmCloudStandin {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', this.url);
     const query = Object.fromEntries(url.searchParams);
+    const log: LoggedRequest = { method: req.method ?? 'GET', path: url.pathname, query, status: 0 };
+    this.requests.push(log);
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const raw = Buffer.concat(chunks).toString();
-    const log: LoggedRequest = { method: req.method ?? 'GET', path: url.pathname, query, status: 0 };
-    this.requests.push(log);
     const send = (status: number, body?: unknown, headers: Record<string, string> = {}) => {
       log.status = status;
       res.writeHead(status, { ...(body === undefined ? {} : { 'Content-Type': 'application/json' }), ...headers });
