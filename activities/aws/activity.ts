@@ -13,7 +13,21 @@ export function currentActivity(): Context | undefined {
 /** Heartbeat details left by the previous attempt of this activity, if any. */
 export const previousProgress = <T>(): T | undefined => currentActivity()?.info.heartbeatDetails as T | undefined;
 
-export const heartbeat = (details: unknown) => currentActivity()?.heartbeat(details);
+// The last details each activity sent, so a wait loop can keep the activity alive without replacing its progress.
+const lastDetails = new WeakMap<Context, unknown>();
+
+export function heartbeat(details: unknown) {
+  const ctx = currentActivity();
+  if (!ctx) return;
+  lastDetails.set(ctx, details);
+  ctx.heartbeat(details);
+}
+
+/** Heartbeat with the details already sent (or none): proves liveness and lets cancellation arrive. */
+export function keepAlive() {
+  const ctx = currentActivity();
+  ctx?.heartbeat(lastDetails.get(ctx));
+}
 
 export const activitySignal = (): AbortSignal | undefined => currentActivity()?.cancellationSignal;
 
@@ -22,7 +36,7 @@ export interface WaitOptions {
   intervalMs: number;
   timeoutMs: number;
   signal?: AbortSignal;
-  /** Heartbeat details while waiting (activities must heartbeat to stay alive and to hear cancellation). */
+  /** Heartbeat details while waiting; default: the details last sent (activities must heartbeat to stay alive). */
   progress?: unknown;
 }
 
@@ -35,6 +49,7 @@ export async function waitFor<T>(probe: () => Promise<T | undefined>, opts: Wait
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(opts.timeoutMs / 1000)} s waiting for ${opts.what}`);
     if (opts.progress !== undefined) heartbeat(opts.progress);
+    else keepAlive();
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         clearTimeout(timer);

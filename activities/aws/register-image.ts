@@ -55,7 +55,7 @@ async function waitAvailable(ec2: Sends<DescribeImagesCommand>, imageId: string,
         throw new Error(`AMI ${imageId} in ${region} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`);
       return image?.State === 'available' ? image : undefined;
     },
-    { ...opts, what: `AMI ${imageId} in ${region} to become available`, progress: { imageId, region } },
+    { ...opts, what: `AMI ${imageId} in ${region} to become available` },
   );
 }
 

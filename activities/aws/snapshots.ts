@@ -47,6 +47,6 @@ export async function waitSnapshotCompleted(
       if (s.State === 'error') throw new Error(`snapshot ${id} failed: ${s.StateMessage ?? 'no message'}`);
       return s.State === 'completed' ? s : undefined;
     },
-    { ...opts, what: `snapshot ${id} to complete`, progress: { snapshotId: id, waiting: 'snapshot' } },
+    { ...opts, what: `snapshot ${id} to complete` },
   );
 }
