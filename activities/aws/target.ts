@@ -155,6 +155,8 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
         resources: image.snapshotIds.map((id) => ({ kind: 'snapshot', id, region: image.region })),
       }));
     } catch (err) {
+      // Cancelled: surface Temporal's own reason (a CancelledFailure), not the aborted request's error.
+      if (signal?.aborted) throw signal.reason;
       throw classifyAwsError(err, where, `targets.${req.targetName}`);
     }
   }

@@ -7,6 +7,7 @@ import {
   DescribeSnapshotsCommand,
   EC2Client,
 } from '@aws-sdk/client-ec2';
+import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createHash, randomUUID } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
@@ -132,7 +133,7 @@ describe('aws publish target (ebs-direct)', () => {
       last = d;
       if ((d.upload?.bytesSent ?? 0) >= 2 * MiB) first.cancel();
     });
-    await expect(first.run(() => driver.publish(req))).rejects.toThrow();
+    await expect(first.run(() => driver.publish(req))).rejects.toBeInstanceOf(CancelledFailure);
     expect(last?.upload?.snapshotId).toBeDefined();
     const confirmed = new Set(rec.of('PutSnapshotBlockCommand').filter((c) => c.ok).map((c) => c.input.BlockIndex));
     expect(confirmed.size).toBeGreaterThanOrEqual(4);
