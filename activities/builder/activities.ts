@@ -1,0 +1,77 @@
+// The builder's activities: what happens on a builder VM once it answers SSH. Each wraps a library function with
+// the activity's cancellation signal and heartbeats (small progress, never logs).
+import { Context } from '@temporalio/activity';
+import { prepareContainerImage, type ContainerImage, type PrepareContainerImageInput } from './container-image';
+import { prepareDataVolume, type DataVolumeResult, type PrepareDataVolumeInput } from './data-volume';
+import { runImageBuild, type BuildProgress, type ImageBuildResult, type RunImageBuildInput } from './image-build';
+
+export interface BuilderActivityDeps {
+  /** The worker's staging directory: build logs land in `<stagingDir>/<releaseId>/<arch>/build-<run>.log`. */
+  stagingDir: string;
+  /** How often a running build is polled (default 10 s); heartbeats follow the polls. */
+  pollIntervalMs?: number;
+  /** How long a builder may stay unreachable before the attempt fails (default 15 min; the retry re-attaches). */
+  reconnectWindowMs?: number;
+  /** SIGTERM → SIGKILL delay when a build is cancelled (default 10 s). */
+  killGraceSeconds?: number;
+}
+
+export type { BuildProgress, ContainerImage, DataVolumeResult, ImageBuildResult, PrepareContainerImageInput, PrepareDataVolumeInput, RunImageBuildInput };
+
+export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
+  async prepareDataVolume(input: PrepareDataVolumeInput): Promise<DataVolumeResult> {
+    const ctx = Context.current();
+    return await heartbeating(ctx, { step: 'data-volume' }, async () => {
+      const result = await prepareDataVolume(input, { signal: ctx.cancellationSignal });
+      for (const m of result.messages) ctx.log.info(`${input.arch}: ${m}`);
+      return result;
+    });
+  },
+
+  async prepareContainerImage(input: PrepareContainerImageInput): Promise<ContainerImage> {
+    const ctx = Context.current();
+    let last = '';
+    return await prepareContainerImage(input, {
+      signal: ctx.cancellationSignal,
+      pollIntervalMs: deps.pollIntervalMs,
+      onProgress: (p) => {
+        ctx.heartbeat(p);
+        if (p.phase !== last) ctx.log.info(`${input.arch}: ${p.message}`);
+        last = p.phase;
+      },
+    });
+  },
+
+  async runImageBuild(input: RunImageBuildInput): Promise<ImageBuildResult> {
+    const ctx = Context.current();
+    let last = '';
+    const result = await runImageBuild(input, {
+      stagingDir: deps.stagingDir,
+      signal: ctx.cancellationSignal,
+      pollIntervalMs: deps.pollIntervalMs,
+      reconnectWindowMs: deps.reconnectWindowMs,
+      killGraceSeconds: deps.killGraceSeconds,
+      onProgress: (p: BuildProgress) => {
+        ctx.heartbeat(p);
+        const line = `${input.arch}: ${p.run} ${p.phase} ${p.message}`;
+        if (line !== last && p.phase !== 'building') ctx.log.info(line);
+        last = line;
+      },
+    });
+    ctx.log.info(`${input.arch}: bootc-image-builder finished; logs: ${result.logs.join(', ')}`);
+    return result;
+  },
+});
+
+export type BuilderActivities = ReturnType<typeof createBuilderActivities>;
+
+/** Heartbeats on a timer around a step that has no progress of its own to report. */
+async function heartbeating<T>(ctx: Context, details: object, fn: () => Promise<T>): Promise<T> {
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), 10_000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
