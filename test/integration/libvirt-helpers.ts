@@ -51,6 +51,8 @@ export async function runKillableChild(
     cwd: root,
     env: { ...process.env, CHILD_ARGS: JSON.stringify(args) },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // tsx runs the script in a child node process: kill the whole group, or the upload carries on orphaned.
+    detached: true,
   });
   const beats: any[] = [];
   let killed = false;
@@ -63,7 +65,7 @@ export async function runKillableChild(
     beats.push(beat);
     if (killWhen(beat)) {
       killed = true;
-      child.kill('SIGKILL');
+      process.kill(-child.pid!, 'SIGKILL');
     }
   });
   const exitCode = await new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

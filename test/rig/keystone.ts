@@ -1,0 +1,112 @@
+// A real Keystone (Debian's python3-keystone) for the OpenStack target's password auth: SQLite, fernet tokens,
+// bootstrapped with an admin, served by keystone-wsgi-public (wsgiref, single-threaded: plenty for tests).
+import { execFile, spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, tool, waitForPort } from './tools';
+
+const execFileP = promisify(execFile);
+
+export interface Keystone {
+  /** http://127.0.0.1:PORT/v3 */
+  authUrl: string;
+  admin: { username: string; password: string; projectName: string };
+  /** A project with a user holding `roles` in it; returns the ids. */
+  addUser(opts: { project: string; username: string; password: string; roles: string[] }): Promise<{ projectId: string; userId: string }>;
+  /** Registers a public `image` endpoint in the catalog. */
+  addImageEndpoint(url: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startKeystone(dir: string): Promise<Keystone> {
+  for (const d of ['fernet', 'credential']) mkdirSync(path.join(dir, d), { recursive: true });
+  const port = await freePort();
+  const authUrl = `http://127.0.0.1:${port}/v3`;
+  const conf = path.join(dir, 'keystone.conf');
+  writeFileSync(
+    conf,
+    [
+      '[DEFAULT]',
+      `log_file = ${path.join(dir, 'keystone.log')}`,
+      '[database]',
+      `connection = sqlite:///${path.join(dir, 'keystone.sqlite')}`,
+      '[token]',
+      'provider = fernet',
+      '[fernet_tokens]',
+      `key_repository = ${path.join(dir, 'fernet')}`,
+      '[fernet_receipts]',
+      `key_repository = ${path.join(dir, 'fernet')}`,
+      '[credential]',
+      `key_repository = ${path.join(dir, 'credential')}`,
+    ].join('\n') + '\n',
+  );
+  const manage = (...args: string[]) => execFileP(tool('keystone-manage'), ['--config-file', conf, ...args], { cwd: dir });
+  const admin = { username: 'admin', password: 'rig-admin-password', projectName: 'admin' };
+  await manage('db_sync');
+  await manage('fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root');
+  await manage('bootstrap', '--bootstrap-password', admin.password, '--bootstrap-public-url', authUrl, '--bootstrap-region-id', 'RegionOne');
+
+  const log = createWriteStream(path.join(dir, 'keystone.out'));
+  const child = spawn(tool('keystone-wsgi-public'), ['--host', '127.0.0.1', '--port', String(port), '--', '--config-file', conf], {
+    cwd: dir,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  await waitForPort('127.0.0.1', port, 60_000, 'keystone');
+
+  const adminToken = async () => {
+    const res = await fetch(`${authUrl}/auth/tokens`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        auth: {
+          identity: { methods: ['password'], password: { user: { name: admin.username, domain: { id: 'default' }, password: admin.password } } },
+          scope: { project: { name: admin.projectName, domain: { id: 'default' } } },
+        },
+      }),
+    });
+    if (!res.ok) throw new Error(`keystone admin auth: ${res.status} ${await res.text()}`);
+    return res.headers.get('x-subject-token')!;
+  };
+  const api = async (method: string, p: string, body?: unknown) => {
+    const res = await fetch(`${authUrl}${p}`, {
+      method,
+      headers: { 'Content-Type': 'application/json', 'X-Auth-Token': await adminToken() },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    if (!res.ok) throw new Error(`keystone ${method} ${p}: ${res.status} ${await res.text()}`);
+    return res.status === 204 ? {} : ((await res.json()) as any);
+  };
+
+  return {
+    authUrl,
+    admin,
+    async addUser({ project, username, password, roles }) {
+      const existing = (await api('GET', `/projects?name=${encodeURIComponent(project)}`)).projects[0];
+      const projectId = existing?.id ?? (await api('POST', '/projects', { project: { name: project, domain_id: 'default' } })).project.id;
+      const userId = (await api('POST', '/users', { user: { name: username, password, domain_id: 'default', default_project_id: projectId } })).user.id;
+      for (const role of roles) {
+        const roleId = (await api('GET', `/roles?name=${role}`)).roles[0].id;
+        await api('PUT', `/projects/${projectId}/users/${userId}/roles/${roleId}`);
+      }
+      return { projectId, userId };
+    },
+    async addImageEndpoint(url) {
+      const service = (await api('POST', '/services', { service: { type: 'image', name: 'glance' } })).service;
+      await api('POST', '/endpoints', { endpoint: { service_id: service.id, interface: 'public', url, region_id: 'RegionOne' } });
+    },
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      try {
+        process.kill(-child.pid!, 'SIGTERM');
+      } catch {
+        child.kill('SIGTERM');
+      }
+      await exited;
+    },
+  };
+}
