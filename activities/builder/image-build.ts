@@ -53,6 +53,9 @@ export interface RunImageBuildOptions {
   killGraceSeconds?: number;
 }
 
+/** A failed run whose filesystem has less than this left ran out of space, whatever its log managed to say. */
+const FULL_BELOW_BYTES = 16 << 20;
+
 export const releaseWorkDir = (builder: Pick<Builder, 'workDir'>, releaseId: string, arch: Arch) =>
   path.posix.join(builder.workDir, releaseId, arch);
 
@@ -139,14 +142,18 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
   }
 
   async function fail(run: BibRun, code: number, logPath: string): Promise<never> {
-    const tail = await link.run((ssh) => archiveFailedAttempt(ssh, run.runDir));
+    const { tail, free } = await link.run(async (ssh) => {
+      // When the run's own filesystem is full, the error line (and the exit status) may never have reached the log.
+      const df = await ssh.exec(`df -P -B1 ${shellQuote(run.runDir)} | awk 'NR == 2 { print $4 }'`, { signal: opts.signal });
+      return { tail: await archiveFailedAttempt(ssh, run.runDir), free: Number.parseInt(df.stdout, 10) };
+    });
     const where = `${arch}: bootc-image-builder (${run.name}) on builder ${host.address}`;
     const full = `full log: ${logPath}`;
-    const enospc = noSpaceLine(tail);
+    const enospc = noSpaceLine(tail) ?? (free < FULL_BELOW_BYTES ? `${run.runDir} has ${free} bytes free` : undefined);
     if (enospc)
       throw ApplicationFailure.nonRetryable(
         `${where} ran out of space: "${enospc}"; give architectures.${arch}.builder.dataVolume more space ` +
-          `(a bigger device or sizeGiB) or raise its tmpfs sizes; ${full}`,
+          `(a bigger device or sizeGiB), raise its tmpfs sizes, or put builder.workDir on it; ${full}`,
         'NoSpaceLeft',
       );
     throw new Error(`${where} exited ${code}: ${lastLines(tail, 8)}; ${full}`);

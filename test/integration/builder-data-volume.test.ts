@@ -4,7 +4,8 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { DATA_VOLUME_RESOURCE, prepareDataVolume } from '../../activities/builder/data-volume';
-import { hostOf, staticBuilder, testDir } from './builder-fixtures';
+import { runImageBuild } from '../../activities/builder/image-build';
+import { hostOf, makeSourceImage, removeImage, standinImageBuilder, staticBuilder, testDir } from './builder-fixtures';
 
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd]).toString().trim();
 const findmnt = (mp: string, col: string) => {
@@ -102,6 +103,30 @@ describe('data volume on a builder', () => {
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).nonRetryable).toBe(true);
     expect((err as ApplicationFailure).message).toMatch(/GiB free, less than architectures\.s390x\.builder\.dataVolume\.minFreeGiB \(1\)/);
+  });
+
+  it('a build that really fills the data volume fails non-retryably with the data volume hint', async () => {
+    const dir = testDir(rig, 'dv-full');
+    const dev = loopDevice(dir, 48);
+    const mountpoint = path.join(dir, 'data');
+    unmountLater(mountpoint);
+    cleanups.push(() => rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }));
+    const source = makeSourceImage(dir, `localhost/bootc-release-test/dv-full:${process.pid}`);
+    cleanups.push(() => removeImage(source));
+    // The build's output lives on the data volume; the stand-in writes 64 MiB of data into a 48 MiB filesystem.
+    const builder = staticBuilder(rig, dir, { dataVolume: { device: dev, mountpoint, minFreeGiB: 0.01 }, workDir: path.join(mountpoint, 'bootc-release') });
+    const host = hostOf(rig.sshHosts[1]);
+    await prepareDataVolume({ releaseId: 'r5', arch: 'aarch64', host, builder });
+    const err = await runImageBuild(
+      { releaseId: 'r5', arch: 'aarch64', host, builder, imageBuilder: standinImageBuilder(dir, { dataMiB: 64 }), imageRef: source, types: ['raw'] },
+      { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 },
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect((err as ApplicationFailure).message).toMatch(
+      // The log lives on the full filesystem too, so dd's own "No space left on device" may never reach it.
+      /ran out of space: "(.*No space left on device|\S+\/raw has \d+ bytes free)"; give architectures\.aarch64\.builder\.dataVolume more space/,
+    );
   });
 
   it('does nothing when no data volume is configured', async () => {
