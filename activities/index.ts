@@ -3,6 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ImageBuilderConfig, ImageType, ReleasePlan, Source, Target } from '../config/schema';
 import { activate } from './activation/image-map';
+import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
@@ -24,7 +25,8 @@ export interface BuilderSteps {
     host: BuilderHost;
     builder: Builder;
     source: Source;
-  }): Promise<{ imageRef: string; digest?: string }>;
+    imageBuilder: Pick<ImageBuilderConfig, 'engine'>;
+  }): Promise<{ imageRef: string; digest?: string; commit?: string }>;
   runImageBuild(i: {
     releaseId: string;
     arch: Arch;
@@ -43,6 +45,8 @@ export interface ActivityDeps {
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
+  /** 'open' while the release workflow runs; for the janitor. */
+  releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
 }
 
 interface ArchStep {
@@ -75,7 +79,12 @@ export function createActivities(deps: ActivityDeps) {
 
     prepareDataVolume: (i: ArchStep & { host: BuilderHost }) => deps.steps.prepareDataVolume({ ...step(i), host: i.host }),
     prepareContainerImage: (i: ArchStep & { host: BuilderHost }) =>
-      deps.steps.prepareContainerImage({ ...step(i), host: i.host, source: i.plan.definition.source }),
+      deps.steps.prepareContainerImage({
+        ...step(i),
+        host: i.host,
+        source: i.plan.definition.source,
+        imageBuilder: i.plan.definition.imageBuilder,
+      }),
     runImageBuild: (i: ArchStep & { host: BuilderHost; imageRef: string }) =>
       deps.steps.runImageBuild({
         ...step(i),
@@ -91,6 +100,9 @@ export function createActivities(deps: ActivityDeps) {
     deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) => driver(target).delete(target, candidate),
 
     activate,
+
+    findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
+    deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),
   };
 }
 

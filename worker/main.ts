@@ -3,14 +3,20 @@ import { mkdir } from 'node:fs/promises';
 import { createActivities } from '../activities';
 import { connectWorker, createWorkers } from './run';
 import { workerSettings } from './settings';
-import { createActivityDeps } from './wiring';
+import { connectClient } from '../client/release-client';
+import { createActivityDeps, releaseStateFrom } from './wiring';
 
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const settings = workerSettings(env);
   await mkdir(settings.stagingDir, { recursive: true });
   await mkdir(settings.stateDir, { recursive: true });
   const connection = await connectWorker(settings);
-  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings)));
+  const client = await connectClient(settings);
+  const workers = await createWorkers(
+    connection,
+    settings,
+    createActivities(createActivityDeps(settings, releaseStateFrom(client))),
+  );
   const stop = () => workers.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -20,6 +26,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   try {
     await workers.run();
   } finally {
+    await client.connection.close();
     await connection.close();
   }
 }

@@ -37,7 +37,7 @@ import {
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { activityOptions } from './timeouts';
-import { chooseArtifact, validateApproval } from './release-rules';
+import { artifactsFor, validateApproval } from './release-rules';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -140,26 +140,29 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   async function publishTo(arch: Arch, targetName: string): Promise<void> {
     const p = plan!;
     const target = p.definition.targets[targetName]!;
-    const artifact = chooseArtifact(staged[arch] ?? [], target.kind);
-    if (!artifact) {
+    const artifacts = artifactsFor(staged[arch] ?? [], target.kind);
+    if (artifacts.length === 0) {
       status.publishFailures.push({ arch, target: targetName, error: `no ${target.kind} artifact was built for ${arch}` });
       return;
     }
-    const acts = proxyActivities<ReleaseActivities>(
-      activityOptions(p.definition.timeouts, { startToCloseTimeout: '12h', taskQueue: artifact.stagingQueue }),
-    );
     publishing++;
     try {
-      const found = await acts.publishArtifact({
-        releaseId,
-        arch,
-        targetName,
-        target,
-        artifact,
-        imageName: `${p.definition.name}-${arch}-${p.stamp}`,
-      });
-      status.candidates.push(...found);
-      upsertMemo({ candidates: status.candidates });
+      for (const artifact of artifacts) {
+        const acts = proxyActivities<ReleaseActivities>(
+          activityOptions(p.definition.timeouts, { startToCloseTimeout: '12h', taskQueue: artifact.stagingQueue }),
+        );
+        const suffix = artifacts.length > 1 ? `-${artifact.type}` : '';
+        const found = await acts.publishArtifact({
+          releaseId,
+          arch,
+          targetName,
+          target,
+          artifact,
+          imageName: `${p.definition.name}-${arch}-${p.stamp}${suffix}`,
+        });
+        status.candidates.push(...found);
+        upsertMemo({ candidates: status.candidates });
+      }
     } catch (err) {
       if (isCancellation(err)) throw err;
       status.publishFailures.push({ arch, target: targetName, error: describe(err) });

@@ -18,6 +18,16 @@ export function validateApproval(status: ReleaseStatus, plan: ReleasePlan | unde
   return undefined;
 }
 
+/**
+ * What a target receives: a directory keeps every artifact; a cloud takes the first of its preferred types that the
+ * architecture built (raw before qcow2 for libvirt and Glance, qcow2 before vhd for IBM Cloud).
+ */
+export function artifactsFor(artifacts: StagedArtifact[], kind: Target['kind']): StagedArtifact[] {
+  if (kind === 'directory') return artifacts;
+  const one = chooseArtifact(artifacts, kind);
+  return one ? [one] : [];
+}
+
 /** The artifact a target takes: the first of its preferred types that the architecture built. */
 export function chooseArtifact(artifacts: StagedArtifact[], kind: Target['kind']): StagedArtifact | undefined {
   for (const type of TARGET_TYPES[kind]) {

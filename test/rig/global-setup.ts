@@ -1,17 +1,29 @@
 // One rig for the whole test run: a real Temporal dev server, a moto server and four SSH hosts on 127.0.0.11-14.
 // Logs stay in .rig/last/ after the run, so a failure can be read afterwards.
-import { rmSync, mkdirSync } from 'node:fs';
+import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type {} from 'vitest';
-import { startMoto, startTemporal, type Service } from './services';
+import { bundleWorkflows } from '../../worker/run';
+import { pushSourceImage, startMoto, startRegistry, startTemporal, type Service } from './services';
 import { clientKeys, SshServer, type SshHost } from './sshd';
 
 export const RIG_DIR = path.resolve(__dirname, '../../.rig/last');
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    rig: { temporalAddress: string; motoEndpoint: string; sshHosts: SshHost[]; privateKeyPath: string; dir: string };
+    rig: {
+      temporalAddress: string;
+      motoEndpoint: string;
+      sshHosts: SshHost[];
+      privateKeyPath: string;
+      dir: string;
+      /** host:port of a real container registry with `sourceImage` in it. */
+      registry: string;
+      sourceImage: string;
+      /** The workflow code, bundled once for every worker of the run. */
+      workflowBundlePath: string;
+    };
   }
 }
 
@@ -21,8 +33,16 @@ export default async function setup(project: TestProject) {
   const services: Service[] = [];
   const ssh: SshServer[] = [];
   try {
-    const [temporal, moto] = await Promise.all([startTemporal(RIG_DIR), startMoto(RIG_DIR)]);
-    services.push(temporal, moto);
+    const [temporal, moto, registry, bundle] = await Promise.all([
+      startTemporal(RIG_DIR),
+      startMoto(RIG_DIR),
+      startRegistry(path.join(RIG_DIR, 'registry')),
+      bundleWorkflows(),
+    ]);
+    services.push(temporal, moto, registry);
+    const workflowBundlePath = path.join(RIG_DIR, 'workflow-bundle.js');
+    writeFileSync(workflowBundlePath, bundle.code);
+    const sourceImage = pushSourceImage(registry.address, 'bootc-release-rig/builder:latest', `rig-${Date.now()}`);
     const keys = clientKeys(path.join(RIG_DIR, 'keys'));
     for (const n of [11, 12, 13, 14]) ssh.push(await SshServer.start(path.join(RIG_DIR, 'hosts'), `127.0.0.${n}`, keys));
     project.provide('rig', {
@@ -31,6 +51,9 @@ export default async function setup(project: TestProject) {
       sshHosts: ssh.map((s) => s.host),
       privateKeyPath: keys.privateKeyPath,
       dir: RIG_DIR,
+      registry: registry.address,
+      sourceImage,
+      workflowBundlePath,
     });
   } catch (err) {
     await Promise.all([...services.map((s) => s.stop()), ...ssh.map((s) => s.stop())]);

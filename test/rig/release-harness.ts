@@ -1,0 +1,170 @@
+// End-to-end harness: real workers (in this process or as a child process that a test may SIGKILL) on the rig's
+// Temporal server, each test file on a task queue of its own, and release definitions that use the rig's SSH hosts,
+// registry and the bootc-image-builder stand-in.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import { createActivities } from '../../activities';
+import type { ReleaseDefinitionInput } from '../../config/schema';
+import { ReleaseClient } from '../../client/release-client';
+import { createWorkers } from '../../worker/run';
+import { createActivityDeps, releaseStateFrom, type WiringOverrides } from '../../worker/wiring';
+import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
+import type { SshHost } from './sshd';
+
+export interface RigInfo {
+  temporalAddress: string;
+  motoEndpoint: string;
+  sshHosts: SshHost[];
+  privateKeyPath: string;
+  dir: string;
+  registry: string;
+  sourceImage: string;
+  workflowBundlePath: string;
+}
+
+export interface WorkerDirs {
+  definitionsDir: string;
+  stagingDir: string;
+  stateDir: string;
+}
+
+export function workerDirs(base: string): WorkerDirs {
+  const dirs = { definitionsDir: path.join(base, 'definitions'), stagingDir: path.join(base, 'staging'), stateDir: path.join(base, 'state') };
+  for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
+  return dirs;
+}
+
+export async function connectRig(rig: RigInfo, taskQueue: string) {
+  const connection = await Connection.connect({ address: rig.temporalAddress });
+  const client = new Client({ connection });
+  return { client, releases: new ReleaseClient(client, taskQueue), close: () => connection.close() };
+}
+
+/** A worker in this process, wired exactly as production wires it, plus the test's overrides. */
+export async function startInProcessWorker(
+  rig: RigInfo,
+  opts: { taskQueue: string; workerId?: string; dirs: WorkerDirs; overrides?: WiringOverrides },
+) {
+  const connection = await NativeConnection.connect({ address: rig.temporalAddress });
+  const { client, close } = await connectRig(rig, opts.taskQueue);
+  const stagingQueue = `${opts.taskQueue}@${opts.workerId ?? 'w1'}`;
+  const settings = { ...opts.dirs, stagingQueue };
+  const workers = await createWorkers(
+    connection,
+    { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
+    createActivities(createActivityDeps(settings, releaseStateFrom(client), opts.overrides)),
+  );
+  const running = workers.run();
+  return {
+    stagingQueue,
+    async stop() {
+      workers.shutdown();
+      await running;
+      await connection.close();
+      await close();
+    },
+  };
+}
+
+/**
+ * A worker as its own process (test/rig/worker-process.ts), so a test can SIGKILL it mid-step and start another
+ * with the same id (the same staging queue and directories), as a restarted worker host would.
+ */
+export function spawnWorkerProcess(
+  rig: RigInfo,
+  opts: { taskQueue: string; workerId: string; dirs: WorkerDirs; overrides?: object; logFile: string },
+): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'worker-process.ts')], {
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: rig.temporalAddress,
+      BOOTC_RELEASE_TASK_QUEUE: opts.taskQueue,
+      BOOTC_RELEASE_WORKER_ID: opts.workerId,
+      BOOTC_RELEASE_DEFINITIONS: opts.dirs.definitionsDir,
+      BOOTC_RELEASE_STAGING: opts.dirs.stagingDir,
+      BOOTC_RELEASE_STATE: opts.dirs.stateDir,
+      BOOTC_RELEASE_WORKFLOW_BUNDLE: rig.workflowBundlePath,
+      BOOTC_RELEASE_TEST_OVERRIDES: JSON.stringify(opts.overrides ?? {}),
+      BOOTC_RELEASE_TEST_LOG: opts.logFile,
+    },
+    stdio: 'ignore',
+  });
+  return child;
+}
+
+export async function waitForStage(
+  releases: ReleaseClient,
+  releaseId: string,
+  stages: ReleaseStage[],
+  timeoutMs = 90_000,
+): Promise<ReleaseStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let last: ReleaseStatus | undefined;
+  for (;;) {
+    try {
+      last = await releases.status(releaseId);
+      if (stages.includes(last.stage)) return last;
+    } catch {
+      // not started yet, or no worker to answer the query for a moment
+    }
+    if (Date.now() > deadline)
+      throw new Error(`release ${releaseId} did not reach ${stages.join('/')} in ${timeoutMs} ms; last status: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+};
+
+export interface RigDefinitionOptions {
+  name: string;
+  arches: { arch: 'x86_64' | 'aarch64' | 'ppc64le' | 's390x'; host: SshHost; types?: string[]; dataVolumeDevice?: string }[];
+  /** Directory on "the builders" (this machine) for work dirs and mounts. */
+  builderDir: string;
+  imagesDir: string;
+  imageMapPath: string;
+  engine: string[];
+  bibImage: string;
+  approvalTimeout?: string;
+  heartbeat?: string;
+  onReject?: 'keep' | 'delete';
+}
+
+/** A release definition for the rig: static builders on rig hosts, the stand-in bib, a directory target. */
+export function rigDefinition(rig: RigInfo, o: RigDefinitionOptions): ReleaseDefinitionInput {
+  return {
+    name: o.name,
+    source: { image: rig.sourceImage },
+    imageBuilder: { image: o.bibImage, engine: o.engine, timeout: '10m' },
+    architectures: Object.fromEntries(
+      o.arches.map(({ arch, host, types, dataVolumeDevice }) => [
+        arch,
+        {
+          builder: {
+            provider: 'static',
+            hosts: [{ address: host.address, port: host.port }],
+            ssh: { privateKeyPath: rig.privateKeyPath },
+            workDir: path.join(o.builderDir, arch, 'work'),
+            ...(dataVolumeDevice
+              ? { dataVolume: { device: dataVolumeDevice, mountpoint: path.join(o.builderDir, arch, 'containers'), minFreeGiB: 0.01 } }
+              : {}),
+          },
+          types: types ?? ['qcow2', 'raw'],
+          targets: ['local'],
+        },
+      ]),
+    ),
+    targets: { local: { kind: 'directory', path: o.imagesDir } },
+    approval: { timeout: o.approvalTimeout ?? '1h', approvers: ['copr-admin', 'release-manager'], onReject: o.onReject ?? 'keep', channel: 'staging' },
+    channels: { staging: { activation: [{ kind: 'image-map-file', path: o.imageMapPath }] } },
+    timeouts: { heartbeat: o.heartbeat ?? '15s', retryInitial: '1s', retryMax: '5s' },
+  } as ReleaseDefinitionInput;
+}

@@ -1,0 +1,41 @@
+// A worker process for tests that kill workers: production's settings and wiring, plus overrides a test passes as
+// JSON (endpoints of the rig's clouds, instance → rig host maps). Test-only; production runs worker/main.ts.
+import { appendFileSync } from 'node:fs';
+import { createActivities } from '../../activities';
+import { connectClient } from '../../client/release-client';
+import { connectWorker, createWorkers } from '../../worker/run';
+import { workerSettings } from '../../worker/settings';
+import { createActivityDeps, releaseStateFrom, type WiringOverrides } from '../../worker/wiring';
+
+interface TestOverrides {
+  /** Static AWS credentials for moto, and instance id → rig SSH host. */
+  aws?: { endpoint?: string; addresses?: Record<string, { address: string; port: number }>; defaultAddress?: { address: string; port: number } };
+  builder?: WiringOverrides['builder'];
+}
+
+const log = (line: string) => process.env.BOOTC_RELEASE_TEST_LOG && appendFileSync(process.env.BOOTC_RELEASE_TEST_LOG, `${new Date().toISOString()} ${line}\n`);
+
+async function main() {
+  const settings = workerSettings();
+  const o = JSON.parse(process.env.BOOTC_RELEASE_TEST_OVERRIDES ?? '{}') as TestOverrides;
+  const overrides: WiringOverrides = { builder: o.builder };
+  if (o.aws) {
+    const map = o.aws;
+    overrides.aws = {
+      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+      pollIntervalMs: 200,
+      addressOf: (instance) => map.addresses?.[instance.InstanceId ?? ''] ?? map.defaultAddress!,
+    } as WiringOverrides['aws'];
+  }
+  const connection = await connectWorker(settings);
+  const client = await connectClient(settings);
+  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, releaseStateFrom(client), overrides)));
+  log(`worker ${settings.workerId} started (pid ${process.pid})`);
+  process.once('SIGTERM', () => workers.shutdown());
+  await workers.run();
+}
+
+main().catch((err) => {
+  log(`worker failed: ${(err as Error).stack}`);
+  process.exit(1);
+});
