@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, readFileSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createReadStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
@@ -31,6 +32,9 @@ const startsIn = (outputDir: string) => {
   const file = path.join(outputDir, 'bib-standin.starts');
   return existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').length : 0;
 };
+
+/** The build's process group leader: a second build would have another (a fresh start also empties output/). */
+const pidOf = (runDir: string) => readFileSync(path.join(runDir, 'pid'), 'utf8').trim();
 
 describe('image build on a builder', () => {
   const rig = inject('rig');
@@ -84,12 +88,42 @@ describe('image build on a builder', () => {
     const runDir = path.join(builder.workDir, 'r2', 'aarch64', 'qcow2');
     const first = runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 });
     await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);
+    const pid = pidOf(runDir);
     const second = await runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 });
     expect(await first).toEqual(second);
     expect(startsIn(path.join(runDir, 'output'))).toBe(1);
+    expect(pidOf(runDir)).toBe(pid);
     // Once finished, a third call only reads the results.
     expect(await runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 })).toEqual(second);
+    expect(pidOf(runDir)).toBe(pid);
+  });
+
+  it('re-attaches after the worker process is killed mid-build, without a second build', async () => {
+    const dir = testDir(rig, 'worker-killed');
+    const builder = staticBuilder(rig, dir);
+    const imageBuilder = standinImageBuilder(dir, { seconds: 4 });
+    const input = { releaseId: 'r7', arch: 'x86_64' as const, host, builder, imageBuilder, imageRef: source, types: ['qcow2' as const] };
+    const runDir = path.join(builder.workDir, 'r7', 'x86_64', 'qcow2');
+    const script = path.join(dir, 'worker.ts');
+    writeFileSync(
+      script,
+      `import { runImageBuild } from ${JSON.stringify(path.resolve(__dirname, '../../activities/builder/image-build'))};\n` +
+        `runImageBuild(JSON.parse(process.env.INPUT!), { stagingDir: ${JSON.stringify(path.join(dir, 'staging'))}, pollIntervalMs: 200 });\n`,
+    );
+    const worker = spawn(path.resolve(__dirname, '../../node_modules/.bin/tsx'), [script], { env: { ...process.env, INPUT: JSON.stringify(input) }, stdio: 'ignore' });
+    const exited = new Promise((r) => worker.once('exit', r));
+    try {
+      await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);
+    } finally {
+      worker.kill('SIGKILL');
+      await exited;
+    }
+    expect(containersMounting(runDir)).toHaveLength(1);
+    const pid = pidOf(runDir);
+    const result = await runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 });
+    expect(result.artifacts.map((a) => a.type)).toEqual(['qcow2']);
     expect(startsIn(path.join(runDir, 'output'))).toBe(1);
+    expect(pidOf(runDir)).toBe(pid);
   });
 
   it('kills the remote process group and its container when the activity is cancelled', async () => {
@@ -160,12 +194,14 @@ describe('image build on a builder', () => {
         { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200, onProgress: (p) => progress.push(p) },
       );
       await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);
+      const pid = pidOf(runDir);
       await proxy.drop(1500);
       const result = await build;
       expect(result.artifacts).toHaveLength(1);
       expect(progress.some((p) => p.phase === 'reconnecting')).toBe(true);
       expect(proxy.connections).toBeGreaterThan(1);
       expect(startsIn(path.join(runDir, 'output'))).toBe(1);
+      expect(pidOf(runDir)).toBe(pid);
     } finally {
       await proxy.close();
     }
