@@ -84,7 +84,8 @@ export async function startGlance(dir: string, opts: { keystone?: GlanceKeystone
       `project_name = ${k.projectName}`,
       'user_domain_name = Default',
       'project_domain_name = Default',
-      'service_token_roles_required = False',
+      // The rig's Keystone catalog has public endpoints only.
+      'interface = public',
     );
   }
   writeFileSync(conf, lines.join('\n') + '\n');

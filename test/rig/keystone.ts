@@ -19,9 +19,12 @@ export interface Keystone {
   stop(): Promise<void>;
 }
 
-export async function startKeystone(dir: string): Promise<Keystone> {
+export const KEYSTONE_ADMIN = { username: 'admin', password: 'rig-admin-password', projectName: 'admin' };
+
+/** `port` lets a caller configure a peer (glance) with the URL while Keystone is still being set up. */
+export async function startKeystone(dir: string, opts: { port?: number } = {}): Promise<Keystone> {
   for (const d of ['fernet', 'credential']) mkdirSync(path.join(dir, d), { recursive: true });
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const authUrl = `http://127.0.0.1:${port}/v3`;
   const conf = path.join(dir, 'keystone.conf');
   writeFileSync(
@@ -42,7 +45,7 @@ export async function startKeystone(dir: string): Promise<Keystone> {
     ].join('\n') + '\n',
   );
   const manage = (...args: string[]) => execFileP(tool('keystone-manage'), ['--config-file', conf, ...args], { cwd: dir });
-  const admin = { username: 'admin', password: 'rig-admin-password', projectName: 'admin' };
+  const admin = KEYSTONE_ADMIN;
   await manage('db_sync');
   await manage('fernet_setup', '--keystone-user', 'root', '--keystone-group', 'root');
   await manage('bootstrap', '--bootstrap-password', admin.password, '--bootstrap-public-url', authUrl, '--bootstrap-region-id', 'RegionOne');
@@ -71,14 +74,23 @@ export async function startKeystone(dir: string): Promise<Keystone> {
     if (!res.ok) throw new Error(`keystone admin auth: ${res.status} ${await res.text()}`);
     return res.headers.get('x-subject-token')!;
   };
-  const api = async (method: string, p: string, body?: unknown) => {
-    const res = await fetch(`${authUrl}${p}`, {
-      method,
-      headers: { 'Content-Type': 'application/json', 'X-Auth-Token': await adminToken() },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    if (!res.ok) throw new Error(`keystone ${method} ${p}: ${res.status} ${await res.text()}`);
-    return res.status === 204 ? {} : ((await res.json()) as any);
+  let token: Promise<string> | undefined;
+  const api = async (method: string, p: string, body?: unknown): Promise<any> => {
+    for (let attempt = 1; ; attempt++) {
+      const res = await fetch(`${authUrl}${p}`, {
+        method,
+        // No Content-Type without a body: Keystone answers 500 to an empty JSON body.
+        headers: { ...(body ? { 'Content-Type': 'application/json' } : {}), 'X-Auth-Token': await (token ??= adminToken()) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      // Keystone on SQLite sometimes reports "database is locked" (500) on back-to-back writes: try again.
+      if (res.status === 500 && attempt < 5) {
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+        continue;
+      }
+      if (!res.ok) throw new Error(`keystone ${method} ${p}: ${res.status} ${await res.text()}`);
+      return res.status === 204 ? {} : await res.json();
+    }
   };
 
   return {
