@@ -64,6 +64,12 @@ export async function prepareContainerImage(
         if (PERMANENT_PULL.test(tail)) throw ApplicationFailure.nonRetryable(`${message}; check source.image`, 'ConfigError');
         throw new Error(message);
       }
+      const pulled = await inspect(source.image).catch(() => undefined);
+      if (pulled) return { imageRef: source.image, ...pulled };
+      // An earlier attempt's pull finished but the image is gone (storage reset, data volume mounted over it): pull again.
+      await link.run((ssh) => ssh.exec(`rm -rf ${shellQuote(path.posix.join(workDir, 'pull'))}`, { signal: opts.signal }));
+      const again = await runStep('pull', [...engine, 'pull', source.image], 'pulling');
+      if (again !== undefined) throw new Error(`${where}: pulling ${source.image} failed: ${lastLines(again, 5)}`);
       return { imageRef: source.image, ...(await inspect(source.image)) };
     }
 

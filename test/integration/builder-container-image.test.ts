@@ -53,6 +53,9 @@ describe('container image on a builder', () => {
     expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(run('podman', ['image', 'inspect', '--format', '{{.Digest}}', remote])).toBe(image.digest);
     expect(await prepareContainerImage(input, { pollIntervalMs: 200 })).toEqual(image);
+    // The finished pull is re-used only while its image is still in storage.
+    removeImage(remote);
+    expect(await prepareContainerImage(input, { pollIntervalMs: 200 })).toEqual(image);
   });
 
   it('fails non-retryably, naming source.image, when the registry does not have the image', async () => {
