@@ -1,10 +1,11 @@
 // Runs the two workers of one process: the shared task queue (workflows and most activities) and this worker's own
 // staging queue (publish activities that read files this worker fetched).
+import path from 'node:path';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
 import type { ReleaseActivities } from '../activities';
 import type { TemporalSettings, WorkerSettings } from './settings';
 
-export const workflowsPath = require.resolve('../workflows');
+export const workflowsPath = path.join(__dirname, '../workflows/index.ts');
 
 export async function connectWorker(s: TemporalSettings): Promise<NativeConnection> {
   return await NativeConnection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey });
