@@ -1,9 +1,18 @@
 // The builder's activities: what happens on a builder VM once it answers SSH. Each wraps a library function with
 // the activity's cancellation signal and heartbeats (small progress, never logs).
 import { Context } from '@temporalio/activity';
-import { prepareContainerImage, type ContainerImage, type PrepareContainerImageInput } from './container-image';
+import {
+  prepareContainerImage,
+  type ContainerImage,
+  type PrepareContainerImageInput,
+} from './container-image';
 import { prepareDataVolume, type DataVolumeResult, type PrepareDataVolumeInput } from './data-volume';
-import { runImageBuild, type BuildProgress, type ImageBuildResult, type RunImageBuildInput } from './image-build';
+import {
+  runImageBuild,
+  type BuildProgress,
+  type ImageBuildResult,
+  type RunImageBuildInput,
+} from './image-build';
 
 export interface BuilderActivityDeps {
   /** The worker's staging directory: build logs land in `<stagingDir>/<releaseId>/<arch>/build-<run>.log`. */
@@ -16,7 +25,15 @@ export interface BuilderActivityDeps {
   killGraceSeconds?: number;
 }
 
-export type { BuildProgress, ContainerImage, DataVolumeResult, ImageBuildResult, PrepareContainerImageInput, PrepareDataVolumeInput, RunImageBuildInput };
+export type {
+  BuildProgress,
+  ContainerImage,
+  DataVolumeResult,
+  ImageBuildResult,
+  PrepareContainerImageInput,
+  PrepareDataVolumeInput,
+  RunImageBuildInput,
+};
 
 export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
   async prepareDataVolume(input: PrepareDataVolumeInput): Promise<DataVolumeResult> {

@@ -74,6 +74,13 @@ export function bibRuns(imageBuilder: ImageBuilderConfig, input: BibRunsInput): 
       ...imageBuilder.extraArgs,
       input.imageRef,
     ];
-    return { name, types, runDir, outputDir, argv, artifacts: types.map((type) => ({ type, path: path.join(outputDir, OUTPUT_PATHS[type]) })) };
+    return {
+      name,
+      types,
+      runDir,
+      outputDir,
+      argv,
+      artifacts: types.map((type) => ({ type, path: path.join(outputDir, OUTPUT_PATHS[type]) })),
+    };
   });
 }

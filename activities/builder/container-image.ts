@@ -38,21 +38,31 @@ export interface ContainerImageProgress {
 }
 
 /** The local tag a git source is built into; one per release and architecture. */
-export const builtImageTag = (releaseId: string, arch: Arch) => `localhost/bootc-release/source:${releaseId}-${arch}`;
+export const builtImageTag = (releaseId: string, arch: Arch) =>
+  `localhost/bootc-release/source:${releaseId}-${arch}`;
 const COMMIT_LABEL = 'org.bootc-release.source-commit';
 /** Registry answers that no retry can change. */
-const PERMANENT_PULL = /manifest unknown|name unknown|not found|unauthorized|authentication required|denied|invalid reference/i;
+const PERMANENT_PULL =
+  /manifest unknown|name unknown|not found|unauthorized|authentication required|denied|invalid reference/i;
 
 export async function prepareContainerImage(
   input: PrepareContainerImageInput,
-  opts: { signal?: AbortSignal; onProgress?: (p: ContainerImageProgress) => void; pollIntervalMs?: number } = {},
+  opts: {
+    signal?: AbortSignal;
+    onProgress?: (p: ContainerImageProgress) => void;
+    pollIntervalMs?: number;
+  } = {},
 ): Promise<ContainerImage> {
   const { releaseId, arch, host, builder, source } = input;
   const engine = input.imageBuilder.engine;
   const workDir = releaseWorkDir(builder, releaseId, arch);
   const link = new BuilderLink(host, builder, {
     signal: opts.signal,
-    onReconnect: ({ attempt }) => opts.onProgress?.({ phase: 'reconnecting', message: `reconnecting to ${host.address} (attempt ${attempt})` }),
+    onReconnect: ({ attempt }) =>
+      opts.onProgress?.({
+        phase: 'reconnecting',
+        message: `reconnecting to ${host.address} (attempt ${attempt})`,
+      }),
   });
   const where = `${arch}: builder ${host.address}`;
   try {
@@ -61,15 +71,19 @@ export async function prepareContainerImage(
       const tail = await runStep('pull', [...engine, 'pull', source.image], 'pulling');
       if (tail !== undefined) {
         const message = `${where}: pulling ${source.image} failed: ${lastLines(tail, 5)}`;
-        if (PERMANENT_PULL.test(tail)) throw ApplicationFailure.nonRetryable(`${message}; check source.image`, 'ConfigError');
+        if (PERMANENT_PULL.test(tail))
+          throw ApplicationFailure.nonRetryable(`${message}; check source.image`, 'ConfigError');
         throw new Error(message);
       }
       const pulled = await inspect(source.image).catch(() => undefined);
       if (pulled) return { imageRef: source.image, ...pulled };
       // An earlier attempt's pull finished but the image is gone (storage reset, data volume mounted over it): pull again.
-      await link.run((ssh) => ssh.exec(`rm -rf ${shellQuote(path.posix.join(workDir, 'pull'))}`, { signal: opts.signal }));
+      await link.run((ssh) =>
+        ssh.exec(`rm -rf ${shellQuote(path.posix.join(workDir, 'pull'))}`, { signal: opts.signal }),
+      );
       const again = await runStep('pull', [...engine, 'pull', source.image], 'pulling');
-      if (again !== undefined) throw new Error(`${where}: pulling ${source.image} failed: ${lastLines(again, 5)}`);
+      if (again !== undefined)
+        throw new Error(`${where}: pulling ${source.image} failed: ${lastLines(again, 5)}`);
       return { imageRef: source.image, ...(await inspect(source.image)) };
     }
 
@@ -78,7 +92,10 @@ export async function prepareContainerImage(
     const commit = await checkout(srcDir, source);
     const tag = builtImageTag(releaseId, arch);
     const existing = await link.run((ssh) =>
-      ssh.exec(shellCommand([...engine, 'image', 'inspect', '--format', `{{index .Labels "${COMMIT_LABEL}"}}`, tag]), { signal: opts.signal, allowFailure: true }),
+      ssh.exec(
+        shellCommand([...engine, 'image', 'inspect', '--format', `{{index .Labels "${COMMIT_LABEL}"}}`, tag]),
+        { signal: opts.signal, allowFailure: true },
+      ),
     );
     if (existing.code !== 0 || existing.stdout.trim() !== commit) {
       const argv = [
@@ -94,7 +111,10 @@ export async function prepareContainerImage(
       ];
       opts.onProgress?.({ phase: 'building', message: `building ${tag} from ${commit.slice(0, 12)}` });
       const tail = await runStep(`build-${commit.slice(0, 12)}`, argv, 'building');
-      if (tail !== undefined) throw new Error(`${where}: building ${source.git}@${source.ref} (${commit.slice(0, 12)}) failed: ${lastLines(tail, 8)}`);
+      if (tail !== undefined)
+        throw new Error(
+          `${where}: building ${source.git}@${source.ref} (${commit.slice(0, 12)}) failed: ${lastLines(tail, 8)}`,
+        );
     }
     return { imageRef: tag, commit, ...(await inspect(tag)) };
   } finally {
@@ -102,7 +122,11 @@ export async function prepareContainerImage(
   }
 
   /** Runs argv detached in workDir/<name>; undefined on success, the log's tail on failure. */
-  async function runStep(name: string, argv: string[], phase: ContainerImageProgress['phase']): Promise<string | undefined> {
+  async function runStep(
+    name: string,
+    argv: string[],
+    phase: ContainerImageProgress['phase'],
+  ): Promise<string | undefined> {
     const dir = path.posix.join(workDir, name);
     const code = await driveDetached(link, dir, argv, {
       signal: opts.signal,
@@ -130,24 +154,36 @@ export async function prepareContainerImage(
       `else git fetch -q ${url} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout -q -f ${ref}; fi`,
       'echo "commit=$(git rev-parse HEAD)"',
     ].join('\n');
-    const result = await link.run((ssh: SshSession) => ssh.exec(script, { signal: opts.signal })).catch((err: unknown) => {
-      if (err instanceof SshCommandError) {
-        const why = lastLines(err.result.stderr, 4);
-        if (err.result.code === 3) throw ApplicationFailure.nonRetryable(`${where}: ${why}; install git in the builder image`, 'ConfigError');
-        if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
-          throw ApplicationFailure.nonRetryable(`${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`, 'ConfigError');
-        throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
-      }
-      throw err;
-    });
+    const result = await link
+      .run((ssh: SshSession) => ssh.exec(script, { signal: opts.signal }))
+      .catch((err: unknown) => {
+        if (err instanceof SshCommandError) {
+          const why = lastLines(err.result.stderr, 4);
+          if (err.result.code === 3)
+            throw ApplicationFailure.nonRetryable(
+              `${where}: ${why}; install git in the builder image`,
+              'ConfigError',
+            );
+          if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
+            throw ApplicationFailure.nonRetryable(
+              `${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`,
+              'ConfigError',
+            );
+          throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
+        }
+        throw err;
+      });
     const commit = parseFields(result.stdout).commit;
-    if (!/^[0-9a-f]{40,64}$/.test(commit ?? '')) throw new Error(`${where}: could not read the checked-out commit`);
+    if (!/^[0-9a-f]{40,64}$/.test(commit ?? ''))
+      throw new Error(`${where}: could not read the checked-out commit`);
     return commit;
   }
 
   async function inspect(ref: string): Promise<{ digest: string; imageId: string }> {
     const { stdout } = await link.run((ssh) =>
-      ssh.exec(shellCommand([...engine, 'image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]), { signal: opts.signal }),
+      ssh.exec(shellCommand([...engine, 'image', 'inspect', '--format', '{{.Digest}} {{.Id}}', ref]), {
+        signal: opts.signal,
+      }),
     );
     const [digest = '', imageId = ''] = stdout.trim().split(/\s+/);
     return { digest, imageId };

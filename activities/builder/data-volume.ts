@@ -32,15 +32,20 @@ export interface DataVolumeResult {
 export const DATA_VOLUME_RESOURCE = 'data-volume-device';
 
 /** Survives reboots and a failed attempt between swapoff and mount, when /proc/swaps no longer names the device. */
-const markerFile = (mountpoint: string) => `/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`;
+const markerFile = (mountpoint: string) =>
+  `/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`;
 
-export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { signal?: AbortSignal } = {}): Promise<DataVolumeResult> {
+export async function prepareDataVolume(
+  input: PrepareDataVolumeInput,
+  opts: { signal?: AbortSignal } = {},
+): Promise<DataVolumeResult> {
   const { arch, host, builder } = input;
   const volume = builder.dataVolume;
   if (!volume) return { configured: false, alreadyPrepared: false, messages: ['No data volume configured.'] };
   const field = `architectures.${arch}.builder.dataVolume`;
   const where = `${arch}: builder ${host.address}`;
-  const configError = (message: string) => ApplicationFailure.nonRetryable(`${where}: ${message}`, 'ConfigError');
+  const configError = (message: string) =>
+    ApplicationFailure.nonRetryable(`${where}: ${message}`, 'ConfigError');
   const mp = shellQuote(volume.mountpoint);
   const marker = shellQuote(markerFile(volume.mountpoint));
   const messages: string[] = [];
@@ -59,20 +64,33 @@ export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { s
       ).stdout,
     );
     const device = await resolveDevice(state);
-    const real = parseFields((await sh(`echo "real=$(readlink -f ${shellQuote(device)})"`)).stdout).real || device;
-    const mountedReal = state.mounted ? parseFields((await sh(`echo "real=$(readlink -f ${shellQuote(state.mounted)})"`)).stdout).real : '';
+    const real =
+      parseFields((await sh(`echo "real=$(readlink -f ${shellQuote(device)})"`)).stdout).real || device;
+    const mountedReal = state.mounted
+      ? parseFields((await sh(`echo "real=$(readlink -f ${shellQuote(state.mounted)})"`)).stdout).real
+      : '';
     const alreadyPrepared = !!state.mounted && (mountedReal === real || state.mounted === device);
     if (state.mounted && !alreadyPrepared)
-      throw configError(`${volume.mountpoint} is already a mount of ${state.mounted}, not of ${device}; change ${field}.mountpoint or ${field}.device`);
+      throw configError(
+        `${volume.mountpoint} is already a mount of ${state.mounted}, not of ${device}; change ${field}.mountpoint or ${field}.device`,
+      );
 
     if (alreadyPrepared) messages.push(`${device} is already mounted on ${volume.mountpoint}.`);
     else {
       const dev = shellQuote(real);
       const checked = parseFields(
-        (await sh(`[ -b ${dev} ] && echo block=1; echo "elsewhere=$(findmnt -n -o TARGET --source ${dev} 2>/dev/null | head -n 1)"`)).stdout,
+        (
+          await sh(
+            `[ -b ${dev} ] && echo block=1; echo "elsewhere=$(findmnt -n -o TARGET --source ${dev} 2>/dev/null | head -n 1)"`,
+          )
+        ).stdout,
       );
-      if (!checked.block) throw configError(`${device} is not a block device; set ${field}.device to the data disk`);
-      if (checked.elsewhere) throw configError(`${device} is mounted on ${checked.elsewhere}; refusing to format it (${field}.device)`);
+      if (!checked.block)
+        throw configError(`${device} is not a block device; set ${field}.device to the data disk`);
+      if (checked.elsewhere)
+        throw configError(
+          `${device} is mounted on ${checked.elsewhere}; refusing to format it (${field}.device)`,
+        );
       const mkfs = volume.fsType === 'xfs' ? `mkfs.xfs -q -f ${dev}` : `mkfs.ext4 -q -F ${dev}`;
       await sh(
         [
@@ -86,7 +104,8 @@ export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { s
           `if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then restorecon -RvF ${mp} > /dev/null; fi`,
         ].join('\n'),
       ).catch((err: unknown) => {
-        if (err instanceof SshCommandError) throw configError(`preparing ${device} failed: ${err.result.stderr.trim().slice(0, 300)}`);
+        if (err instanceof SshCommandError)
+          throw configError(`preparing ${device} failed: ${err.result.stderr.trim().slice(0, 300)}`);
         throw err;
       });
       messages.push(`Formatted ${device} as ${volume.fsType} and mounted it on ${volume.mountpoint}.`);
@@ -94,13 +113,20 @@ export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { s
 
     for (const [target, size] of Object.entries(volume.tmpfs)) {
       const t = shellQuote(target);
-      const fields = parseFields((await sh(`echo "fstype=$(findmnt -n -o FSTYPE --mountpoint ${t} 2>/dev/null)"`)).stdout);
-      if (fields.fstype !== 'tmpfs') throw configError(`${target} is not a tmpfs mount (${fields.fstype || 'not mounted'}); remove it from ${field}.tmpfs`);
+      const fields = parseFields(
+        (await sh(`echo "fstype=$(findmnt -n -o FSTYPE --mountpoint ${t} 2>/dev/null)"`)).stdout,
+      );
+      if (fields.fstype !== 'tmpfs')
+        throw configError(
+          `${target} is not a tmpfs mount (${fields.fstype || 'not mounted'}); remove it from ${field}.tmpfs`,
+        );
       await sh(`mount -o remount,size=${size} ${t}`);
       messages.push(`Remounted ${target} with size ${size}.`);
     }
 
-    const freeBytes = Number(parseFields((await sh(`echo "free=$(df -P -B1 ${mp} | awk 'NR == 2 { print $4 }')"`)).stdout).free);
+    const freeBytes = Number(
+      parseFields((await sh(`echo "free=$(df -P -B1 ${mp} | awk 'NR == 2 { print $4 }')"`)).stdout).free,
+    );
     const need = volume.minFreeGiB * 2 ** 30;
     if (!(freeBytes >= need))
       throw configError(
@@ -108,7 +134,15 @@ export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { s
           `give ${field} a bigger device (or sizeGiB)`,
       );
     messages.push(`${(freeBytes / 2 ** 30).toFixed(1)} GiB free on ${volume.mountpoint}.`);
-    return { configured: true, alreadyPrepared, device, mountpoint: volume.mountpoint, fsType: volume.fsType, freeBytes, messages };
+    return {
+      configured: true,
+      alreadyPrepared,
+      device,
+      mountpoint: volume.mountpoint,
+      fsType: volume.fsType,
+      freeBytes,
+      messages,
+    };
   } finally {
     link.drop();
   }
@@ -117,16 +151,24 @@ export async function prepareDataVolume(input: PrepareDataVolumeInput, opts: { s
     const wanted = volume!.device;
     if (wanted === 'swap') {
       const device = state.marker || state.swap;
-      if (!device) throw configError(`no swap partition in /proc/swaps to turn into the data volume; set ${field}.device to a device path or "attached"`);
+      if (!device)
+        throw configError(
+          `no swap partition in /proc/swaps to turn into the data volume; set ${field}.device to a device path or "attached"`,
+        );
       return device;
     }
     if (wanted === 'attached') {
       const id = host.resources.find((r) => r.kind === DATA_VOLUME_RESOURCE)?.id;
-      if (!id) throw configError(`the ${host.provider} provider attached no data volume; set ${field}.sizeGiB, or ${field}.device to "swap" or a path`);
+      if (!id)
+        throw configError(
+          `the ${host.provider} provider attached no data volume; set ${field}.sizeGiB, or ${field}.device to "swap" or a path`,
+        );
       if (!id.startsWith('vol-')) return id;
       // EBS volumes on Nitro instances appear as NVMe disks whose serial is the volume id without its dash.
       const byId = `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${id.replace('-', '')}`;
-      const found = parseFields((await sh(`[ -e ${shellQuote(byId)} ] && echo found=1 || true`)).stdout).found;
+      const found = parseFields(
+        (await sh(`[ -e ${shellQuote(byId)} ] && echo found=1 || true`)).stdout,
+      ).found;
       if (!found) throw new Error(`${where}: attached volume ${id} has not appeared as ${byId} yet`);
       return byId;
     }

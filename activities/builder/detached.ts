@@ -53,7 +53,11 @@ export function parseState(fields: Record<string, string>): DetachedState {
   }
 }
 
-export async function probeDetached(ssh: SshSession, dir: string, signal?: AbortSignal): Promise<DetachedState> {
+export async function probeDetached(
+  ssh: SshSession,
+  dir: string,
+  signal?: AbortSignal,
+): Promise<DetachedState> {
   const { stdout } = await ssh.exec(probeScript(dir), { signal });
   return parseState(parseFields(stdout));
 }
@@ -108,7 +112,11 @@ export async function startDetached(
  * Ends the job: SIGTERM to its process group, SIGKILL after graceSeconds, then `after` (e.g. removing a container
  * that a killed client left behind), and forgets the pid so a later call starts afresh.
  */
-export async function killDetached(ssh: SshSession, dir: string, opts: { graceSeconds?: number; after?: string } = {}): Promise<void> {
+export async function killDetached(
+  ssh: SshSession,
+  dir: string,
+  opts: { graceSeconds?: number; after?: string } = {},
+): Promise<void> {
   const d = shellQuote(dir);
   const ticks = Math.max(1, Math.round((opts.graceSeconds ?? 10) * 10));
   const script = [
@@ -140,8 +148,14 @@ export interface DriveOptions {
  * Starts the job or re-attaches to it, and polls until it has exited. Safe to call again at any point (after a
  * retry, a worker restart or a dropped connection): it never starts a second process while one is alive.
  */
-export async function driveDetached(link: BuilderLink, dir: string, argv: string[], opts: DriveOptions = {}): Promise<number> {
-  const poll = (ssh: SshSession) => ssh.exec(`${probeScript(dir)}\n${opts.pollScript ?? ''}`, { signal: opts.signal });
+export async function driveDetached(
+  link: BuilderLink,
+  dir: string,
+  argv: string[],
+  opts: DriveOptions = {},
+): Promise<number> {
+  const poll = (ssh: SshSession) =>
+    ssh.exec(`${probeScript(dir)}\n${opts.pollScript ?? ''}`, { signal: opts.signal });
   let state = await link.run(async (ssh) => {
     const fields = parseFields((await poll(ssh)).stdout);
     const s = parseState(fields);
@@ -152,7 +166,9 @@ export async function driveDetached(link: BuilderLink, dir: string, argv: string
     if (state.state === 'exited') return state.code;
     if (state.state === 'absent' || state.state === 'lost') {
       opts.onStart?.(state.state);
-      state = await link.run((ssh) => startDetached(ssh, dir, argv, { prepare: opts.prepare, signal: opts.signal }));
+      state = await link.run((ssh) =>
+        startDetached(ssh, dir, argv, { prepare: opts.prepare, signal: opts.signal }),
+      );
       continue;
     }
     await sleep(opts.pollIntervalMs ?? 10_000, opts.signal);
@@ -173,6 +189,8 @@ export async function archiveFailedAttempt(ssh: SshSession, dir: string, tailLin
   const d = shellQuote(dir);
   const { stdout } = await ssh.exec(`tail -n ${tailLines} ${d}/build.log 2>/dev/null || true`);
   const stamp = new Date().toISOString().replace(/[:.]/g, '');
-  await ssh.exec(`if [ -f ${d}/exit-code ]; then mv ${d}/exit-code ${d}/failed-${stamp}.exit-code; mv ${d}/build.log ${d}/failed-${stamp}.log 2>/dev/null; fi; rm -f ${d}/pid`);
+  await ssh.exec(
+    `if [ -f ${d}/exit-code ]; then mv ${d}/exit-code ${d}/failed-${stamp}.exit-code; mv ${d}/build.log ${d}/failed-${stamp}.log 2>/dev/null; fi; rm -f ${d}/pid`,
+  );
   return stdout;
 }

@@ -4,7 +4,11 @@ import { Context } from '@temporalio/activity';
 import { SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
 
 /** Connects once; returns the key the host presented (equal to endpoint.hostKey when that was set). */
-export async function learnHostKey(endpoint: SshEndpoint, creds: SshCredentials, signal?: AbortSignal): Promise<string> {
+export async function learnHostKey(
+  endpoint: SshEndpoint,
+  creds: SshCredentials,
+  signal?: AbortSignal,
+): Promise<string> {
   const ssh = await SshSession.connect(endpoint, creds, { signal, readyTimeoutMs: 15_000 });
   try {
     return ssh.hostKey;

@@ -59,28 +59,40 @@ const FULL_BELOW_BYTES = 16 << 20;
 export const releaseWorkDir = (builder: Pick<Builder, 'workDir'>, releaseId: string, arch: Arch) =>
   path.posix.join(builder.workDir, releaseId, arch);
 
-export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBuildOptions): Promise<ImageBuildResult> {
+export async function runImageBuild(
+  input: RunImageBuildInput,
+  opts: RunImageBuildOptions,
+): Promise<ImageBuildResult> {
   const { releaseId, arch, host, builder, imageBuilder } = input;
   const workDir = releaseWorkDir(builder, releaseId, arch);
   const configPath = imageBuilder.config ? path.posix.join(workDir, 'config.toml') : undefined;
   const runs = bibRuns(imageBuilder, { types: input.types, imageRef: input.imageRef, workDir, configPath });
-  let current: Omit<BuildProgress, 'phase' | 'message' | 'step'> & { step: number } = { run: runs[0]?.name ?? '', runIndex: 1, runs: runs.length, step: 0 };
+  let current: Omit<BuildProgress, 'phase' | 'message' | 'step'> & { step: number } = {
+    run: runs[0]?.name ?? '',
+    runIndex: 1,
+    runs: runs.length,
+    step: 0,
+  };
   const report = (phase: BuildProgress['phase'], message: string, extra: Partial<BuildProgress> = {}) =>
     opts.onProgress?.({ ...current, ...extra, phase, message });
   const link = new BuilderLink(host, builder, {
     signal: opts.signal,
     reconnectWindowMs: opts.reconnectWindowMs,
-    onReconnect: ({ attempt, error }) => report('reconnecting', `reconnecting to ${host.address} (attempt ${attempt}): ${error}`.slice(0, 160)),
+    onReconnect: ({ attempt, error }) =>
+      report('reconnecting', `reconnecting to ${host.address} (attempt ${attempt}): ${error}`.slice(0, 160)),
   });
   let active: BibRun | undefined;
   try {
     if (imageBuilder.config) {
       const config = await readFile(imageBuilder.config);
       await link.run((ssh) =>
-        ssh.exec(`mkdir -p ${shellQuote(workDir)} && cat > ${shellQuote(`${configPath}.tmp`)} && mv ${shellQuote(`${configPath}.tmp`)} ${shellQuote(configPath!)}`, {
-          stdin: config,
-          signal: opts.signal,
-        }),
+        ssh.exec(
+          `mkdir -p ${shellQuote(workDir)} && cat > ${shellQuote(`${configPath}.tmp`)} && mv ${shellQuote(`${configPath}.tmp`)} ${shellQuote(configPath!)}`,
+          {
+            stdin: config,
+            signal: opts.signal,
+          },
+        ),
       );
     }
     const artifacts: BuiltArtifact[] = [];
@@ -93,7 +105,9 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
       logs.push(log);
       for (const a of run.artifacts) {
         report('checksumming', `sha256 of ${path.posix.relative(run.outputDir, a.path)}`);
-        const described = await beating(() => link.run((ssh) => describeArtifact(ssh, run, a.path, opts.signal)));
+        const described = await beating(() =>
+          link.run((ssh) => describeArtifact(ssh, run, a.path, opts.signal)),
+        );
         artifacts.push({ type: a.type, remotePath: a.path, ...described });
       }
     }
@@ -113,11 +127,19 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
       pollIntervalMs: opts.pollIntervalMs,
       prepare: `rm -rf ${shellQuote(run.outputDir)} ${shellQuote(`${run.runDir}/sha256sums`)} && mkdir -p ${shellQuote(run.outputDir)}`,
       pollScript: progressScript(`${run.runDir}/${DETACHED_FILES.log}`, run.outputDir),
-      onStart: (previous) => report('starting', previous === 'lost' ? 'the build process vanished; starting it again' : 'starting bootc-image-builder'),
+      onStart: (previous) =>
+        report(
+          'starting',
+          previous === 'lost'
+            ? 'the build process vanished; starting it again'
+            : 'starting bootc-image-builder',
+        ),
       onPoll: async (fields, state, ssh) => {
         const bytes = Number(fields.manifestBytes);
         if (total === undefined && fields.manifest && bytes > 0 && bytes < 32 << 20)
-          total = countManifestStages((await ssh.exec(['cat', fields.manifest], { signal: opts.signal })).stdout);
+          total = countManifestStages(
+            (await ssh.exec(['cat', fields.manifest], { signal: opts.signal })).stdout,
+          );
         current.step = Number(fields.stages) || 0;
         if (state.state === 'running') report('building', progressMessage(fields.last), { total });
       },
@@ -144,12 +166,15 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
   async function fail(run: BibRun, code: number, logPath: string): Promise<never> {
     const { tail, free } = await link.run(async (ssh) => {
       // When the run's own filesystem is full, the error line (and the exit status) may never have reached the log.
-      const df = await ssh.exec(`df -P -B1 ${shellQuote(run.runDir)} | awk 'NR == 2 { print $4 }'`, { signal: opts.signal });
+      const df = await ssh.exec(`df -P -B1 ${shellQuote(run.runDir)} | awk 'NR == 2 { print $4 }'`, {
+        signal: opts.signal,
+      });
       return { tail: await archiveFailedAttempt(ssh, run.runDir), free: Number.parseInt(df.stdout, 10) };
     });
     const where = `${arch}: bootc-image-builder (${run.name}) on builder ${host.address}`;
     const full = `full log: ${logPath}`;
-    const enospc = noSpaceLine(tail) ?? (free < FULL_BELOW_BYTES ? `${run.runDir} has ${free} bytes free` : undefined);
+    const enospc =
+      noSpaceLine(tail) ?? (free < FULL_BELOW_BYTES ? `${run.runDir} has ${free} bytes free` : undefined);
     if (enospc)
       throw ApplicationFailure.nonRetryable(
         `${where} ran out of space: "${enospc}"; give architectures.${arch}.builder.dataVolume more space ` +
@@ -163,7 +188,12 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
     // A fresh connection: the link's one is tied to the aborted signal.
     const cleanup = new BuilderLink(host, builder, { reconnectWindowMs: 60_000 });
     try {
-      await cleanup.run((ssh) => killDetached(ssh, run.runDir, { graceSeconds: opts.killGraceSeconds ?? 10, after: removeContainersScript(imageBuilder, run) }));
+      await cleanup.run((ssh) =>
+        killDetached(ssh, run.runDir, {
+          graceSeconds: opts.killGraceSeconds ?? 10,
+          after: removeContainersScript(imageBuilder, run),
+        }),
+      );
     } finally {
       cleanup.drop();
     }
@@ -171,7 +201,10 @@ export async function runImageBuild(input: RunImageBuildInput, opts: RunImageBui
 
   /** Keeps heartbeats going through one long remote command (sha256 of 40 GB). */
   async function beating<T>(fn: () => Promise<T>): Promise<T> {
-    const timer = setInterval(() => report('checksumming', 'computing sha256 on the builder'), Math.min(opts.pollIntervalMs ?? 10_000, 10_000));
+    const timer = setInterval(
+      () => report('checksumming', 'computing sha256 on the builder'),
+      Math.min(opts.pollIntervalMs ?? 10_000, 10_000),
+    );
     try {
       return await fn();
     } finally {
@@ -195,7 +228,12 @@ function removeContainersScript(imageBuilder: ImageBuilderConfig, run: BibRun): 
 }
 
 /** Size and sha256 on the builder; the digest is cached next to the run so a re-attach does not hash 10 GiB again. */
-async function describeArtifact(ssh: SshSession, run: BibRun, file: string, signal?: AbortSignal): Promise<{ size: number; sha256: string }> {
+async function describeArtifact(
+  ssh: SshSession,
+  run: BibRun,
+  file: string,
+  signal?: AbortSignal,
+): Promise<{ size: number; sha256: string }> {
   const f = shellQuote(file);
   const sums = shellQuote(`${run.runDir}/sha256sums`);
   const script = [
@@ -210,10 +248,12 @@ async function describeArtifact(ssh: SshSession, run: BibRun, file: string, sign
     'echo "sha256=$h"',
   ].join('\n');
   const { stdout } = await ssh.exec(script, { signal }).catch((err: unknown) => {
-    if (err instanceof SshCommandError && err.result.code === 3) throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), 'ArtifactMissing');
+    if (err instanceof SshCommandError && err.result.code === 3)
+      throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), 'ArtifactMissing');
     throw err;
   });
   const fields = parseFields(stdout);
-  if (!/^[0-9a-f]{64}$/.test(fields.sha256 ?? '')) throw ApplicationFailure.retryable(`${ssh.label}: no sha256 for ${file}: ${stdout.slice(0, 200)}`);
+  if (!/^[0-9a-f]{64}$/.test(fields.sha256 ?? ''))
+    throw ApplicationFailure.retryable(`${ssh.label}: no sha256 for ${file}: ${stdout.slice(0, 200)}`);
   return { size: Number(fields.size), sha256: fields.sha256 };
 }

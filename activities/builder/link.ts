@@ -55,7 +55,9 @@ export class BuilderLink {
         since ??= Date.now();
         const error = (err as Error).message.slice(0, 200);
         if (Date.now() - since > (this.opts.reconnectWindowMs ?? 15 * 60_000))
-          throw new Error(`builder ${this.host.address}:${this.host.port} unreachable over SSH since ${new Date(since).toISOString()}: ${error}`);
+          throw new Error(
+            `builder ${this.host.address}:${this.host.port} unreachable over SSH since ${new Date(since).toISOString()}: ${error}`,
+          );
         this.opts.onReconnect?.({ attempt, error });
         await sleep(Math.min(500 * 2 ** (attempt - 1), 10_000), this.opts.signal);
       }

@@ -33,14 +33,17 @@ const HANDLE = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/;
 const ADDRESS = /^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/;
 
 export function createCommandProvider(deps: CommandProviderDeps): BuilderProvider<CommandBuilder> {
-  const stateFile = (ctx: StepContext) => path.join(deps.stateDir, 'command-provider', `${ctx.releaseId}-${ctx.arch}.json`);
+  const stateFile = (ctx: StepContext) =>
+    path.join(deps.stateDir, 'command-provider', `${ctx.releaseId}-${ctx.arch}.json`);
 
   async function loadState(ctx: StepContext): Promise<HandleState | undefined> {
     try {
       return JSON.parse(await readFile(stateFile(ctx), 'utf8')) as HandleState;
     } catch {
       const details = activityContext()?.info.heartbeatDetails as Partial<HandleState> | undefined;
-      return details?.handle ? { handle: details.handle, address: details.address, hostKey: details.hostKey } : undefined;
+      return details?.handle
+        ? { handle: details.handle, address: details.address, hostKey: details.hostKey }
+        : undefined;
     }
   }
 
@@ -68,9 +71,25 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
           },
           (err, stdout, stderr) => {
             if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
-              return reject(ApplicationFailure.nonRetryable(`${ctx.arch}: ${argv[0]} not found on the worker; check architectures.${ctx.arch}.builder.${field}`, 'ConfigError'));
-            if (err) return reject(new Error(`${ctx.arch}: \`${argv.join(' ')}\` failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' | ')}`));
-            const line = stdout.trim().split('\n').filter((l) => l.trim()).pop()?.trim() ?? '';
+              return reject(
+                ApplicationFailure.nonRetryable(
+                  `${ctx.arch}: ${argv[0]} not found on the worker; check architectures.${ctx.arch}.builder.${field}`,
+                  'ConfigError',
+                ),
+              );
+            if (err)
+              return reject(
+                new Error(
+                  `${ctx.arch}: \`${argv.join(' ')}\` failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' | ')}`,
+                ),
+              );
+            const line =
+              stdout
+                .trim()
+                .split('\n')
+                .filter((l) => l.trim())
+                .pop()
+                ?.trim() ?? '';
             resolve(line);
           },
         );
@@ -84,10 +103,16 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     async check(builder) {
       const messages: string[] = [];
       let ok = true;
-      for (const [field, argv] of [['acquire', builder.acquire], ['wait', builder.wait], ['release', builder.release]] as const) {
+      for (const [field, argv] of [
+        ['acquire', builder.acquire],
+        ['wait', builder.wait],
+        ['release', builder.release],
+      ] as const) {
         if (!argv) continue;
         const found = await findExecutable(argv[0]);
-        messages.push(found ? `${field}: ${found}` : `${field}: ${argv[0]} is not an executable on the worker's PATH`);
+        messages.push(
+          found ? `${field}: ${found}` : `${field}: ${argv[0]} is not an executable on the worker's PATH`,
+        );
         ok &&= !!found;
       }
       messages.push(ok ? 'Builder conditions met.' : 'Builder commands missing.');
@@ -99,22 +124,41 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       let handle = saved?.handle;
       if (!handle) {
         handle = await run(builder.acquire, ctx, 'acquire');
-        if (!HANDLE.test(handle)) throw new Error(`${ctx.arch}: \`${builder.acquire.join(' ')}\` printed no usable handle (got "${handle.slice(0, 80)}")`);
+        if (!HANDLE.test(handle))
+          throw new Error(
+            `${ctx.arch}: \`${builder.acquire.join(' ')}\` printed no usable handle (got "${handle.slice(0, 80)}")`,
+          );
         await saveState(ctx, { handle });
       }
       let address = saved?.address;
       if (!address) {
         address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait') : handle;
-        if (!ADDRESS.test(address)) throw new Error(`${ctx.arch}: handle ${handle} gave no usable address (got "${address.slice(0, 80)}")`);
+        if (!ADDRESS.test(address))
+          throw new Error(
+            `${ctx.arch}: handle ${handle} gave no usable address (got "${address.slice(0, 80)}")`,
+          );
         await saveState(ctx, { handle, address });
       }
       let hostKey = saved?.hostKey;
       if (!hostKey) {
-        const endpoint = { address, port: builder.ssh.port, user: builder.ssh.user, hostKey: builder.ssh.hostKey };
+        const endpoint = {
+          address,
+          port: builder.ssh.port,
+          user: builder.ssh.user,
+          hostKey: builder.ssh.hostKey,
+        };
         hostKey = await learnHostKey(endpoint, credentialsOf(builder), activityContext()?.cancellationSignal);
         await saveState(ctx, { handle, address, hostKey });
       }
-      return { provider: 'command', id: handle, address, port: builder.ssh.port, user: builder.ssh.user, hostKey, resources: [] } satisfies BuilderHost;
+      return {
+        provider: 'command',
+        id: handle,
+        address,
+        port: builder.ssh.port,
+        user: builder.ssh.user,
+        hostKey,
+        resources: [],
+      } satisfies BuilderHost;
     },
 
     async release(builder, ctx, host) {
@@ -125,7 +169,9 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
 }
 
 async function findExecutable(command: string): Promise<string | undefined> {
-  const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '').split(':').map((d) => path.join(d, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : (process.env.PATH ?? '').split(':').map((d) => path.join(d, command));
   for (const c of candidates) {
     try {
       await access(c, constants.X_OK);

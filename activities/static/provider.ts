@@ -15,7 +15,8 @@ import { learnHostKey, shortKey } from '../builder/host-key';
 export type StaticBuilder = Extract<Builder, { provider: 'static' }>;
 
 const claimsDir = (builder: StaticBuilder) => path.join(builder.workDir, '.claims');
-const claimPath = (builder: StaticBuilder, e: SshEndpoint) => path.join(claimsDir(builder), `${e.address}_${e.port}`);
+const claimPath = (builder: StaticBuilder, e: SshEndpoint) =>
+  path.join(claimsDir(builder), `${e.address}_${e.port}`);
 const owner = (ctx: StepContext) => `${ctx.releaseId}/${ctx.arch}`;
 
 export function endpointsOf(builder: StaticBuilder): SshEndpoint[] {
@@ -27,7 +28,8 @@ export function endpointsOf(builder: StaticBuilder): SshEndpoint[] {
   }));
 }
 
-const isHostKeyMismatch = (err: unknown) => err instanceof ApplicationFailure && err.type === 'HostKeyMismatch';
+const isHostKeyMismatch = (err: unknown) =>
+  err instanceof ApplicationFailure && err.type === 'HostKeyMismatch';
 
 export function createStaticProvider(): BuilderProvider<StaticBuilder> {
   return {
@@ -101,26 +103,34 @@ export function createStaticProvider(): BuilderProvider<StaticBuilder> {
     },
 
     async release(builder, ctx, host) {
-      await withSsh({ address: host.address, port: host.port, user: host.user, hostKey: host.hostKey }, credentialsOf(builder), async (ssh) => {
-        const dir = shellQuote(path.join(builder.workDir, ctx.releaseId, ctx.arch));
-        const claim = shellQuote(claimPath(builder, { address: host.address, port: host.port, user: host.user }));
-        await ssh.exec(
-          [
-            // Anything still running for this release (a build the workflow gave up on) goes first.
-            `for f in ${dir}/*/pid; do [ -f "$f" ] || continue; p=$(cat "$f"); kill -KILL -- "-$p" 2>/dev/null || true; done`,
-            `rm -rf ${dir}`,
-            `rmdir ${shellQuote(path.join(builder.workDir, ctx.releaseId))} 2>/dev/null || true`,
-            `if [ "$(cat ${claim}/owner 2>/dev/null)" = ${shellQuote(owner(ctx))} ]; then rm -rf ${claim}; fi`,
-          ].join('\n'),
-        );
-      });
+      await withSsh(
+        { address: host.address, port: host.port, user: host.user, hostKey: host.hostKey },
+        credentialsOf(builder),
+        async (ssh) => {
+          const dir = shellQuote(path.join(builder.workDir, ctx.releaseId, ctx.arch));
+          const claim = shellQuote(
+            claimPath(builder, { address: host.address, port: host.port, user: host.user }),
+          );
+          await ssh.exec(
+            [
+              // Anything still running for this release (a build the workflow gave up on) goes first.
+              `for f in ${dir}/*/pid; do [ -f "$f" ] || continue; p=$(cat "$f"); kill -KILL -- "-$p" 2>/dev/null || true; done`,
+              `rm -rf ${dir}`,
+              `rmdir ${shellQuote(path.join(builder.workDir, ctx.releaseId))} 2>/dev/null || true`,
+              `if [ "$(cat ${claim}/owner 2>/dev/null)" = ${shellQuote(owner(ctx))} ]; then rm -rf ${claim}; fi`,
+            ].join('\n'),
+          );
+        },
+      );
     },
 
     async listOwned(builder) {
       const owned: OwnedResource[] = [];
       for (const e of endpointsOf(builder)) {
         const claim = claimPath(builder, e);
-        const value = await withSsh(e, credentialsOf(builder), async (ssh) => (await ssh.exec(`cat ${shellQuote(claim)}/owner 2>/dev/null || true`)).stdout.trim());
+        const value = await withSsh(e, credentialsOf(builder), async (ssh) =>
+          (await ssh.exec(`cat ${shellQuote(claim)}/owner 2>/dev/null || true`)).stdout.trim(),
+        );
         const [releaseId, arch] = value.split('/');
         if (releaseId) owned.push({ kind: 'static-claim', id: `${e.address}:${e.port}`, releaseId, arch });
       }
@@ -131,15 +141,19 @@ export function createStaticProvider(): BuilderProvider<StaticBuilder> {
       const e = endpointsOf(builder).find((x) => `${x.address}:${x.port}` === resource.id);
       if (!e || !resource.arch) return;
       const hostKey = await learnHostKey(e, credentialsOf(builder));
-      await this.release(builder, { releaseId: resource.releaseId, arch: resource.arch as StepContext['arch'] }, {
-        provider: 'static',
-        id: resource.id,
-        address: e.address,
-        port: e.port,
-        user: e.user,
-        hostKey,
-        resources: [],
-      });
+      await this.release(
+        builder,
+        { releaseId: resource.releaseId, arch: resource.arch as StepContext['arch'] },
+        {
+          provider: 'static',
+          id: resource.id,
+          address: e.address,
+          port: e.port,
+          user: e.user,
+          hostKey,
+          resources: [],
+        },
+      );
     },
   };
 }

@@ -2,8 +2,23 @@ import path from 'node:path';
 import { CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createBuilderActivities, type BuildProgress, type ImageBuildResult, type RunImageBuildInput } from '../../activities/builder';
-import { containersMounting, hostOf, makeSourceImage, processesMentioning, removeImage, standinImageBuilder, staticBuilder, testDir, waitFor } from './builder-fixtures';
+import {
+  createBuilderActivities,
+  type BuildProgress,
+  type ImageBuildResult,
+  type RunImageBuildInput,
+} from '../../activities/builder';
+import {
+  containersMounting,
+  hostOf,
+  makeSourceImage,
+  processesMentioning,
+  removeImage,
+  standinImageBuilder,
+  staticBuilder,
+  testDir,
+  waitFor,
+} from './builder-fixtures';
 
 describe('builder activities', () => {
   const rig = inject('rig');
@@ -15,7 +30,10 @@ describe('builder activities', () => {
 
   it('heartbeats small build progress and returns the artifacts and the log path on the worker', async () => {
     const dir = testDir(rig, 'activity-build');
-    const activities = createBuilderActivities({ stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 });
+    const activities = createBuilderActivities({
+      stagingDir: path.join(dir, 'staging'),
+      pollIntervalMs: 200,
+    });
     const env = new MockActivityEnvironment();
     const beats: BuildProgress[] = [];
     env.on('heartbeat', (d: BuildProgress) => beats.push(d));
@@ -43,7 +61,11 @@ describe('builder activities', () => {
 
   it('cancelling the activity kills the build on the builder', async () => {
     const dir = testDir(rig, 'activity-cancel');
-    const activities = createBuilderActivities({ stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200, killGraceSeconds: 5 });
+    const activities = createBuilderActivities({
+      stagingDir: path.join(dir, 'staging'),
+      pollIntervalMs: 200,
+      killGraceSeconds: 5,
+    });
     const env = new MockActivityEnvironment();
     const builder = staticBuilder(rig, dir);
     const runDir = path.join(builder.workDir, 'a2', 'x86_64', 'raw');
@@ -60,6 +82,10 @@ describe('builder activities', () => {
     await waitFor('the container to run', () => containersMounting(runDir).length === 1);
     env.cancel();
     await expect(build).rejects.toBeInstanceOf(CancelledFailure);
-    await waitFor('the build to end', () => processesMentioning(runDir).length === 0 && containersMounting(runDir).length === 0, 10_000);
+    await waitFor(
+      'the build to end',
+      () => processesMentioning(runDir).length === 0 && containersMounting(runDir).length === 0,
+      10_000,
+    );
   });
 });

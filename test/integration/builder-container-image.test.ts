@@ -7,10 +7,21 @@ import { builtImageTag, prepareContainerImage } from '../../activities/builder/c
 import { runImageBuild } from '../../activities/builder/image-build';
 import { freePort, tool, waitForPort } from '../rig/tools';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { hostOf, makeSourceImage, removeImage, standinImageBuilder, staticBuilder, testDir } from './builder-fixtures';
+import {
+  hostOf,
+  makeSourceImage,
+  removeImage,
+  standinImageBuilder,
+  staticBuilder,
+  testDir,
+} from './builder-fixtures';
 
-const run = (cmd: string, args: string[], cwd?: string) => execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
-const git = (repo: string, ...args: string[]) => run('git', ['-c', 'user.name=test', '-c', 'user.email=test@example.org', ...args], repo);
+const run = (cmd: string, args: string[], cwd?: string) =>
+  execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+    .toString()
+    .trim();
+const git = (repo: string, ...args: string[]) =>
+  run('git', ['-c', 'user.name=test', '-c', 'user.email=test@example.org', ...args], repo);
 
 describe('container image on a builder', () => {
   const rig = inject('rig');
@@ -47,7 +58,14 @@ describe('container image on a builder', () => {
     removeImage(remote);
 
     const builder = staticBuilder(rig, dir);
-    const input = { releaseId: 'r1', arch: 'x86_64' as const, host, builder, source: { image: remote }, imageBuilder: { engine } };
+    const input = {
+      releaseId: 'r1',
+      arch: 'x86_64' as const,
+      host,
+      builder,
+      source: { image: remote },
+      imageBuilder: { engine },
+    };
     const image = await prepareContainerImage(input, { pollIntervalMs: 200 });
     expect(image.imageRef).toBe(remote);
     expect(image.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
@@ -62,12 +80,21 @@ describe('container image on a builder', () => {
     const dir = testDir(rig, 'pull-missing');
     const engine = standinEngine(path.join(dir, 'engine'), {}, [registryAddress]);
     const err = await prepareContainerImage(
-      { releaseId: 'r2', arch: 'x86_64', host, builder: staticBuilder(rig, dir), source: { image: `${registryAddress}/nope/missing:1` }, imageBuilder: { engine } },
+      {
+        releaseId: 'r2',
+        arch: 'x86_64',
+        host,
+        builder: staticBuilder(rig, dir),
+        source: { image: `${registryAddress}/nope/missing:1` },
+        imageBuilder: { engine },
+      },
       { pollIntervalMs: 200 },
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).nonRetryable).toBe(true);
-    expect((err as ApplicationFailure).message).toMatch(/pulling .*nope\/missing:1 failed: .*check source\.image/);
+    expect((err as ApplicationFailure).message).toMatch(
+      /pulling .*nope\/missing:1 failed: .*check source\.image/,
+    );
   });
 
   it('clones source.git at its ref, builds it natively, rebuilds only for a new commit, and bib builds from the result', async () => {
@@ -75,7 +102,10 @@ describe('container image on a builder', () => {
     const repo = path.join(dir, 'repo');
     mkdirSync(path.join(repo, 'files'), { recursive: true });
     git(dir, 'init', '-q', '-b', 'main', repo);
-    writeFileSync(path.join(repo, 'Containerfile.bootc'), `FROM ${ensureBibStandinImage()}\nCOPY files/motd /etc/motd\nRUN echo built > /etc/built\n`);
+    writeFileSync(
+      path.join(repo, 'Containerfile.bootc'),
+      `FROM ${ensureBibStandinImage()}\nCOPY files/motd /etc/motd\nRUN echo built > /etc/built\n`,
+    );
     writeFileSync(path.join(repo, 'files', 'motd'), 'first\n');
     git(repo, 'add', '.');
     git(repo, 'commit', '-q', '-m', 'first');
@@ -90,7 +120,22 @@ describe('container image on a builder', () => {
     const built = await prepareContainerImage(input, { pollIntervalMs: 200 });
     expect(built).toMatchObject({ imageRef: tag, commit: first });
     expect(built.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
-    expect(run('podman', ['run', '--rm', '--runtime', 'runc', '--ulimit', 'nofile=20000:20000', '--ulimit', 'nproc=1000:1000', '--entrypoint', 'cat', tag, '/etc/motd'])).toBe('first');
+    expect(
+      run('podman', [
+        'run',
+        '--rm',
+        '--runtime',
+        'runc',
+        '--ulimit',
+        'nofile=20000:20000',
+        '--ulimit',
+        'nproc=1000:1000',
+        '--entrypoint',
+        'cat',
+        tag,
+        '/etc/motd',
+      ]),
+    ).toBe('first');
 
     expect(await prepareContainerImage(input, { pollIntervalMs: 200 })).toEqual(built);
 
@@ -99,11 +144,23 @@ describe('container image on a builder', () => {
     const rebuilt = await prepareContainerImage(input, { pollIntervalMs: 200 });
     expect(rebuilt.commit).toBe(git(repo, 'rev-parse', 'HEAD'));
     expect(rebuilt.imageId).not.toBe(built.imageId);
-    const steps = readdirSync(path.join(builder.workDir, 'r3', 'x86_64')).filter((d) => d.startsWith('build-'));
-    expect(steps.sort()).toEqual([`build-${first.slice(0, 12)}`, `build-${rebuilt.commit!.slice(0, 12)}`].sort());
+    const steps = readdirSync(path.join(builder.workDir, 'r3', 'x86_64')).filter((d) =>
+      d.startsWith('build-'),
+    );
+    expect(steps.sort()).toEqual(
+      [`build-${first.slice(0, 12)}`, `build-${rebuilt.commit!.slice(0, 12)}`].sort(),
+    );
 
     const result = await runImageBuild(
-      { releaseId: 'r3', arch: 'x86_64', host, builder, imageBuilder, imageRef: rebuilt.imageRef, types: ['qcow2'] },
+      {
+        releaseId: 'r3',
+        arch: 'x86_64',
+        host,
+        builder,
+        imageBuilder,
+        imageRef: rebuilt.imageRef,
+        types: ['qcow2'],
+      },
       { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 },
     );
     expect(result.artifacts.map((a) => a.type)).toEqual(['qcow2']);

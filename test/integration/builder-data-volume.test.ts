@@ -5,7 +5,14 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { DATA_VOLUME_RESOURCE, prepareDataVolume } from '../../activities/builder/data-volume';
 import { runImageBuild } from '../../activities/builder/image-build';
-import { hostOf, makeSourceImage, removeImage, standinImageBuilder, staticBuilder, testDir } from './builder-fixtures';
+import {
+  hostOf,
+  makeSourceImage,
+  removeImage,
+  standinImageBuilder,
+  staticBuilder,
+  testDir,
+} from './builder-fixtures';
 
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd]).toString().trim();
 const findmnt = (mp: string, col: string) => {
@@ -49,12 +56,22 @@ describe('data volume on a builder', () => {
     sh(`mount -t tmpfs -o size=8M tmpfs ${tmp}`);
     unmountLater(tmp);
     unmountLater(mountpoint);
-    cleanups.push(() => rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }));
-    const builder = staticBuilder(rig, dir, { dataVolume: { device: 'attached', mountpoint, tmpfs: { [tmp]: '16M' }, minFreeGiB: 0.05 } });
+    cleanups.push(() =>
+      rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }),
+    );
+    const builder = staticBuilder(rig, dir, {
+      dataVolume: { device: 'attached', mountpoint, tmpfs: { [tmp]: '16M' }, minFreeGiB: 0.05 },
+    });
     const host = hostOf(rig.sshHosts[1], [{ kind: DATA_VOLUME_RESOURCE, id: dev }]);
 
     const first = await prepareDataVolume({ releaseId: 'r1', arch: 'x86_64', host, builder });
-    expect(first).toMatchObject({ configured: true, alreadyPrepared: false, device: dev, mountpoint, fsType: 'ext4' });
+    expect(first).toMatchObject({
+      configured: true,
+      alreadyPrepared: false,
+      device: dev,
+      mountpoint,
+      fsType: 'ext4',
+    });
     expect(findmnt(mountpoint, 'SOURCE,FSTYPE')).toBe(`${dev} ext4`);
     expect(findmnt(tmp, 'OPTIONS')).toContain('size=16384k');
     expect(first.freeBytes).toBeGreaterThan(64 << 20);
@@ -68,7 +85,10 @@ describe('data volume on a builder', () => {
 
   it("turns the swap partition into an xfs data volume, as Fedora Copr's farm did, and finds it again after swapoff", async () => {
     const swaps = readFileSync('/proc/swaps', 'utf8').trim().split('\n').slice(1);
-    if (swaps.length) throw new Error(`this machine has swap (${swaps.join('; ')}): swap mode would format it; run this test where /proc/swaps is empty`);
+    if (swaps.length)
+      throw new Error(
+        `this machine has swap (${swaps.join('; ')}): swap mode would format it; run this test where /proc/swaps is empty`,
+      );
     const dir = testDir(rig, 'dv-swap');
     const dev = loopDevice(dir, 320);
     sh(`mkswap ${dev} >/dev/null && swapon ${dev}`);
@@ -79,7 +99,9 @@ describe('data volume on a builder', () => {
     unmountLater(mountpoint);
     const marker = `/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`;
     cleanups.push(() => rmSync(marker, { force: true }));
-    const builder = staticBuilder(rig, dir, { dataVolume: { device: 'swap', mountpoint, fsType: 'xfs', minFreeGiB: 0.1 } });
+    const builder = staticBuilder(rig, dir, {
+      dataVolume: { device: 'swap', mountpoint, fsType: 'xfs', minFreeGiB: 0.1 },
+    });
     const host = hostOf(rig.sshHosts[1]);
 
     const first = await prepareDataVolume({ releaseId: 'r2', arch: 'ppc64le', host, builder });
@@ -97,12 +119,21 @@ describe('data volume on a builder', () => {
     const dev = loopDevice(dir, 64);
     const mountpoint = path.join(dir, 'containers');
     unmountLater(mountpoint);
-    cleanups.push(() => rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }));
+    cleanups.push(() =>
+      rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }),
+    );
     const builder = staticBuilder(rig, dir, { dataVolume: { device: dev, mountpoint, minFreeGiB: 1 } });
-    const err = await prepareDataVolume({ releaseId: 'r3', arch: 's390x', host: hostOf(rig.sshHosts[1]), builder }).catch((e: unknown) => e);
+    const err = await prepareDataVolume({
+      releaseId: 'r3',
+      arch: 's390x',
+      host: hostOf(rig.sshHosts[1]),
+      builder,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect((err as ApplicationFailure).nonRetryable).toBe(true);
-    expect((err as ApplicationFailure).message).toMatch(/GiB free, less than architectures\.s390x\.builder\.dataVolume\.minFreeGiB \(1\)/);
+    expect((err as ApplicationFailure).message).toMatch(
+      /GiB free, less than architectures\.s390x\.builder\.dataVolume\.minFreeGiB \(1\)/,
+    );
   });
 
   it('a build that really fills the data volume fails non-retryably with the data volume hint', async () => {
@@ -110,15 +141,28 @@ describe('data volume on a builder', () => {
     const dev = loopDevice(dir, 48);
     const mountpoint = path.join(dir, 'data');
     unmountLater(mountpoint);
-    cleanups.push(() => rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }));
+    cleanups.push(() =>
+      rmSync(`/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`, { force: true }),
+    );
     const source = makeSourceImage(dir, `localhost/bootc-release-test/dv-full:${process.pid}`);
     cleanups.push(() => removeImage(source));
     // The build's output lives on the data volume; the stand-in writes 64 MiB of data into a 48 MiB filesystem.
-    const builder = staticBuilder(rig, dir, { dataVolume: { device: dev, mountpoint, minFreeGiB: 0.01 }, workDir: path.join(mountpoint, 'bootc-release') });
+    const builder = staticBuilder(rig, dir, {
+      dataVolume: { device: dev, mountpoint, minFreeGiB: 0.01 },
+      workDir: path.join(mountpoint, 'bootc-release'),
+    });
     const host = hostOf(rig.sshHosts[1]);
     await prepareDataVolume({ releaseId: 'r5', arch: 'aarch64', host, builder });
     const err = await runImageBuild(
-      { releaseId: 'r5', arch: 'aarch64', host, builder, imageBuilder: standinImageBuilder(dir, { dataMiB: 64 }), imageRef: source, types: ['raw'] },
+      {
+        releaseId: 'r5',
+        arch: 'aarch64',
+        host,
+        builder,
+        imageBuilder: standinImageBuilder(dir, { dataMiB: 64 }),
+        imageRef: source,
+        types: ['raw'],
+      },
       { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 },
     ).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
@@ -131,7 +175,12 @@ describe('data volume on a builder', () => {
 
   it('does nothing when no data volume is configured', async () => {
     const dir = testDir(rig, 'dv-none');
-    const result = await prepareDataVolume({ releaseId: 'r4', arch: 'aarch64', host: hostOf(rig.sshHosts[1]), builder: staticBuilder(rig, dir) });
+    const result = await prepareDataVolume({
+      releaseId: 'r4',
+      arch: 'aarch64',
+      host: hostOf(rig.sshHosts[1]),
+      builder: staticBuilder(rig, dir),
+    });
     expect(result).toMatchObject({ configured: false, alreadyPrepared: false });
   });
 });

@@ -6,7 +6,11 @@ import path from 'node:path';
 import { Builder, ImageBuilder } from '../../config/schema';
 import type { BuilderHost } from '../../activities/types';
 import type { SshHost } from '../rig/sshd';
-import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
+import {
+  ensureBibStandinImage,
+  standinEngine,
+  type StandinKnobs,
+} from '../standins/bootc-image-builder/image';
 
 export interface Rig {
   sshHosts: SshHost[];
@@ -32,10 +36,22 @@ export function staticBuilder(rig: Rig, dir: string, extra: Record<string, unkno
 }
 
 export function hostOf(ssh: SshHost, resources: BuilderHost['resources'] = []): BuilderHost {
-  return { provider: 'static', id: `${ssh.address}:${ssh.port}`, address: ssh.address, port: ssh.port, user: 'root', hostKey: ssh.hostKey, resources };
+  return {
+    provider: 'static',
+    id: `${ssh.address}:${ssh.port}`,
+    address: ssh.address,
+    port: ssh.port,
+    user: 'root',
+    hostKey: ssh.hostKey,
+    resources,
+  };
 }
 
-export function standinImageBuilder(dir: string, knobs: StandinKnobs = {}, extra: Record<string, unknown> = {}) {
+export function standinImageBuilder(
+  dir: string,
+  knobs: StandinKnobs = {},
+  extra: Record<string, unknown> = {},
+) {
   return ImageBuilder.parse({
     image: ensureBibStandinImage(),
     engine: standinEngine(path.join(dir, 'engine'), { diskSize: '256M', seconds: 1, ...knobs }),
@@ -74,7 +90,9 @@ export function containersMounting(needle: string): string[] {
   const ids = execFileSync('podman', ['ps', '-q', '--no-trunc']).toString().split('\n').filter(Boolean);
   return ids.filter((id) => {
     try {
-      return execFileSync('podman', ['inspect', '--format', '{{range .Mounts}}{{.Source}} {{end}}', id]).toString().includes(needle);
+      return execFileSync('podman', ['inspect', '--format', '{{range .Mounts}}{{.Source}} {{end}}', id])
+        .toString()
+        .includes(needle);
     } catch {
       return false;
     }

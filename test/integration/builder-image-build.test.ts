@@ -50,7 +50,15 @@ describe('image build on a builder', () => {
     const imageBuilder = standinImageBuilder(dir);
     const progress: BuildProgress[] = [];
     const result = await runImageBuild(
-      { releaseId: 'r1', arch: 'x86_64', host, builder, imageBuilder, imageRef: source, types: ['ami', 'raw', 'qcow2'] },
+      {
+        releaseId: 'r1',
+        arch: 'x86_64',
+        host,
+        builder,
+        imageBuilder,
+        imageRef: source,
+        types: ['ami', 'raw', 'qcow2'],
+      },
       { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200, onProgress: (p) => progress.push(p) },
     );
     const runDir = path.join(builder.workDir, 'r1', 'x86_64');
@@ -70,12 +78,17 @@ describe('image build on a builder', () => {
     expect(raw.sha256).toBe(ami.sha256);
     expect(existsSync(`${runDir}/ami-qcow2/output/manifest-ami-qcow2.json`)).toBe(true);
 
-    expect(result.logs).toEqual([path.join(dir, 'staging', 'r1', 'x86_64', 'build-ami-qcow2.log'), path.join(dir, 'staging', 'r1', 'x86_64', 'build-raw.log')]);
+    expect(result.logs).toEqual([
+      path.join(dir, 'staging', 'r1', 'x86_64', 'build-ami-qcow2.log'),
+      path.join(dir, 'staging', 'r1', 'x86_64', 'build-raw.log'),
+    ]);
     expect(readFileSync(result.logs[0], 'utf8')).toMatch(/^Pipeline build: [0-9a-f]{64}$/m);
 
     const building = progress.filter((p) => p.phase === 'building');
     expect(building.length).toBeGreaterThan(0);
-    expect(building.some((p) => p.total === 9 && p.step > 0 && p.message.startsWith('org.osbuild.'))).toBe(true);
+    expect(building.some((p) => p.total === 9 && p.step > 0 && p.message.startsWith('org.osbuild.'))).toBe(
+      true,
+    );
     for (const p of progress) expect(JSON.stringify(p).length).toBeLessThan(400);
     expect(progress.at(-1)).toMatchObject({ phase: 'done', runIndex: 2, runs: 2 });
   });
@@ -84,7 +97,15 @@ describe('image build on a builder', () => {
     const dir = testDir(rig, 'reattach');
     const builder = staticBuilder(rig, dir);
     const imageBuilder = standinImageBuilder(dir, { seconds: 3 });
-    const input = { releaseId: 'r2', arch: 'aarch64' as const, host, builder, imageBuilder, imageRef: source, types: ['qcow2' as const] };
+    const input = {
+      releaseId: 'r2',
+      arch: 'aarch64' as const,
+      host,
+      builder,
+      imageBuilder,
+      imageRef: source,
+      types: ['qcow2' as const],
+    };
     const runDir = path.join(builder.workDir, 'r2', 'aarch64', 'qcow2');
     const first = runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 });
     await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);
@@ -94,7 +115,9 @@ describe('image build on a builder', () => {
     expect(startsIn(path.join(runDir, 'output'))).toBe(1);
     expect(pidOf(runDir)).toBe(pid);
     // Once finished, a third call only reads the results.
-    expect(await runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 })).toEqual(second);
+    expect(
+      await runImageBuild(input, { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 }),
+    ).toEqual(second);
     expect(pidOf(runDir)).toBe(pid);
   });
 
@@ -102,7 +125,15 @@ describe('image build on a builder', () => {
     const dir = testDir(rig, 'worker-killed');
     const builder = staticBuilder(rig, dir);
     const imageBuilder = standinImageBuilder(dir, { seconds: 4 });
-    const input = { releaseId: 'r7', arch: 'x86_64' as const, host, builder, imageBuilder, imageRef: source, types: ['qcow2' as const] };
+    const input = {
+      releaseId: 'r7',
+      arch: 'x86_64' as const,
+      host,
+      builder,
+      imageBuilder,
+      imageRef: source,
+      types: ['qcow2' as const],
+    };
     const runDir = path.join(builder.workDir, 'r7', 'x86_64', 'qcow2');
     const script = path.join(dir, 'worker.ts');
     writeFileSync(
@@ -110,7 +141,10 @@ describe('image build on a builder', () => {
       `import { runImageBuild } from ${JSON.stringify(path.resolve(__dirname, '../../activities/builder/image-build'))};\n` +
         `runImageBuild(JSON.parse(process.env.INPUT!), { stagingDir: ${JSON.stringify(path.join(dir, 'staging'))}, pollIntervalMs: 200 });\n`,
     );
-    const worker = spawn(path.resolve(__dirname, '../../node_modules/.bin/tsx'), [script], { env: { ...process.env, INPUT: JSON.stringify(input) }, stdio: 'ignore' });
+    const worker = spawn(path.resolve(__dirname, '../../node_modules/.bin/tsx'), [script], {
+      env: { ...process.env, INPUT: JSON.stringify(input) },
+      stdio: 'ignore',
+    });
     const exited = new Promise((r) => worker.once('exit', r));
     try {
       await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);
@@ -134,7 +168,12 @@ describe('image build on a builder', () => {
     const abort = new AbortController();
     const build = runImageBuild(
       { releaseId: 'r3', arch: 'x86_64', host, builder, imageBuilder, imageRef: source, types: ['qcow2'] },
-      { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200, signal: abort.signal, killGraceSeconds: 5 },
+      {
+        stagingDir: path.join(dir, 'staging'),
+        pollIntervalMs: 200,
+        signal: abort.signal,
+        killGraceSeconds: 5,
+      },
     );
     await waitFor('the container to run', () => containersMounting(runDir).length === 1);
     expect(processesMentioning(runDir).length).toBeGreaterThan(0);
@@ -168,7 +207,15 @@ describe('image build on a builder', () => {
     const dir = testDir(rig, 'retry');
     const builder = staticBuilder(rig, dir);
     const imageBuilder = standinImageBuilder(dir, { fail: 'exit:3' });
-    const input = { releaseId: 'r5', arch: 'ppc64le' as const, host, builder, imageBuilder, imageRef: source, types: ['raw' as const] };
+    const input = {
+      releaseId: 'r5',
+      arch: 'ppc64le' as const,
+      host,
+      builder,
+      imageBuilder,
+      imageRef: source,
+      types: ['raw' as const],
+    };
     const opts = { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200 };
     const err = await runImageBuild(input, opts).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
@@ -190,7 +237,15 @@ describe('image build on a builder', () => {
     try {
       const progress: BuildProgress[] = [];
       const build = runImageBuild(
-        { releaseId: 'r6', arch: 'x86_64', host: { ...host, address: '127.0.0.1', port: proxy.port }, builder, imageBuilder, imageRef: source, types: ['qcow2'] },
+        {
+          releaseId: 'r6',
+          arch: 'x86_64',
+          host: { ...host, address: '127.0.0.1', port: proxy.port },
+          builder,
+          imageBuilder,
+          imageRef: source,
+          types: ['qcow2'],
+        },
         { stagingDir: path.join(dir, 'staging'), pollIntervalMs: 200, onProgress: (p) => progress.push(p) },
       );
       await waitFor('the build to start', () => startsIn(path.join(runDir, 'output')) === 1);

@@ -52,10 +52,20 @@ describe('command builder provider', () => {
     const provider = createCommandProvider({ stateDir: path.join(dir, 'state') });
     const ctx = { releaseId: 'r1', arch: 'x86_64' as const };
     const host = await provider.acquire(builder, ctx);
-    expect(host).toEqual({ provider: 'command', id: '1', address: h.address, port: h.port, user: 'root', hostKey: h.hostKey, resources: [] });
+    expect(host).toEqual({
+      provider: 'command',
+      id: '1',
+      address: h.address,
+      port: h.port,
+      user: 'root',
+      hostKey: h.hostKey,
+      resources: [],
+    });
     expect(await provider.acquire(builder, ctx)).toEqual(host);
     expect(readFileSync(path.join(tickets(dir), 'counter'), 'utf8').trim()).toBe('1');
-    expect(readFileSync(path.join(tickets(dir), 'calls'), 'utf8')).toContain('ticket --tag arch_x86_64 release=r1 arch=x86_64');
+    expect(readFileSync(path.join(tickets(dir), 'calls'), 'utf8')).toContain(
+      'ticket --tag arch_x86_64 release=r1 arch=x86_64',
+    );
 
     await provider.release(builder, ctx, host);
     expect(readFileSync(path.join(tickets(dir), '1'), 'utf8').trim()).toBe('closed');
@@ -71,11 +81,15 @@ describe('command builder provider', () => {
     const beats: unknown[] = [];
     const first = new MockActivityEnvironment();
     first.on('heartbeat', (d: unknown) => beats.push(d));
-    const host = await first.run(() => createCommandProvider({ stateDir: path.join(dir, 'worker-a') }).acquire(builder, ctx));
+    const host = await first.run(() =>
+      createCommandProvider({ stateDir: path.join(dir, 'worker-a') }).acquire(builder, ctx),
+    );
     expect(beats).toContainEqual({ handle: '1' });
 
     const retry = new MockActivityEnvironment({ heartbeatDetails: { handle: '1' } });
-    const again = await retry.run(() => createCommandProvider({ stateDir: path.join(dir, 'worker-b') }).acquire(builder, ctx));
+    const again = await retry.run(() =>
+      createCommandProvider({ stateDir: path.join(dir, 'worker-b') }).acquire(builder, ctx),
+    );
     expect(again).toEqual(host);
     expect(readFileSync(path.join(tickets(dir), 'counter'), 'utf8').trim()).toBe('1');
   });
@@ -93,10 +107,13 @@ describe('command builder provider', () => {
     expect((err as ApplicationFailure).message).toContain('architectures.x86_64.builder.acquire');
     expect(existsSync(path.join(dir, 'state', 'command-provider', 'r3-x86_64.json'))).toBe(false);
 
-    const good = await createCommandProvider({ stateDir: path.join(dir, 'state') }).check(builderFor(dir, fakeResalloc(dir, h.address)), {
-      releaseId: 'r3',
-      arch: 'x86_64',
-    });
+    const good = await createCommandProvider({ stateDir: path.join(dir, 'state') }).check(
+      builderFor(dir, fakeResalloc(dir, h.address)),
+      {
+        releaseId: 'r3',
+        arch: 'x86_64',
+      },
+    );
     expect(good).toMatchObject({ ok: true });
   });
 });

@@ -12,7 +12,12 @@ describe('static builder provider', () => {
   const [h0, h1, h2] = rig.sshHosts;
   const provider = createStaticProvider();
   const staticHosts = (dir: string, hosts: Record<string, unknown>[]) =>
-    Builder.parse({ provider: 'static', hosts, ssh: { privateKeyPath: rig.privateKeyPath }, workDir: path.join(dir, 'work') }) as StaticBuilder;
+    Builder.parse({
+      provider: 'static',
+      hosts,
+      ssh: { privateKeyPath: rig.privateKeyPath },
+      workDir: path.join(dir, 'work'),
+    }) as StaticBuilder;
 
   it('gives each architecture its own free host, pins its key on first use, and gives a retry the same host', async () => {
     const dir = testDir(rig, 'static-claims');
@@ -21,7 +26,13 @@ describe('static builder provider', () => {
       { address: h1.address, port: h1.port },
     ]);
     const x86 = await provider.acquire(builder, { releaseId: 'r1', arch: 'x86_64' });
-    expect(x86).toMatchObject({ provider: 'static', address: h0.address, port: h0.port, user: 'root', hostKey: h0.hostKey });
+    expect(x86).toMatchObject({
+      provider: 'static',
+      address: h0.address,
+      port: h0.port,
+      user: 'root',
+      hostKey: h0.hostKey,
+    });
     const arm = await provider.acquire(builder, { releaseId: 'r1', arch: 'aarch64' });
     expect(arm).toMatchObject({ address: h1.address, hostKey: h1.hostKey });
     expect(await provider.acquire(builder, { releaseId: 'r1', arch: 'x86_64' })).toEqual(x86);
@@ -29,7 +40,9 @@ describe('static builder provider', () => {
     const busy = await provider.acquire(builder, { releaseId: 'r2', arch: 's390x' }).catch((e: unknown) => e);
     expect(busy).toBeInstanceOf(Error);
     expect(busy).not.toBeInstanceOf(ApplicationFailure);
-    expect((busy as Error).message).toMatch(/no free static builder: .*in use by r1\/x86_64.*in use by r1\/aarch64/);
+    expect((busy as Error).message).toMatch(
+      /no free static builder: .*in use by r1\/x86_64.*in use by r1\/aarch64/,
+    );
 
     expect(await provider.listOwned!(builder)).toEqual([
       { kind: 'static-claim', id: `${h0.address}:${h0.port}`, releaseId: 'r1', arch: 'x86_64' },
@@ -41,9 +54,16 @@ describe('static builder provider', () => {
     writeFileSync(path.join(leftover, 'build.log'), 'x');
     await provider.release(builder, { releaseId: 'r1', arch: 'x86_64' }, x86);
     expect(existsSync(path.join(builder.workDir, 'r1', 'x86_64'))).toBe(false);
-    expect(await provider.acquire(builder, { releaseId: 'r2', arch: 's390x' })).toMatchObject({ address: h0.address });
+    expect(await provider.acquire(builder, { releaseId: 'r2', arch: 's390x' })).toMatchObject({
+      address: h0.address,
+    });
 
-    await provider.deleteOwned!(builder, { kind: 'static-claim', id: `${h1.address}:${h1.port}`, releaseId: 'r1', arch: 'aarch64' });
+    await provider.deleteOwned!(builder, {
+      kind: 'static-claim',
+      id: `${h1.address}:${h1.port}`,
+      releaseId: 'r1',
+      arch: 'aarch64',
+    });
     expect((await provider.listOwned!(builder)).map((o) => o.releaseId)).toEqual(['r2']);
   });
 
@@ -62,13 +82,27 @@ describe('static builder provider', () => {
   it('checks every host before a release starts and passes while one is usable', async () => {
     const dir = testDir(rig, 'static-check');
     const closed = await freePort('127.0.0.1');
-    const one = await provider.check(staticHosts(dir, [{ address: '127.0.0.1', port: closed }, { address: h0.address, port: h0.port }]), { releaseId: 'r4', arch: 'x86_64' });
+    const one = await provider.check(
+      staticHosts(dir, [
+        { address: '127.0.0.1', port: closed },
+        { address: h0.address, port: h0.port },
+      ]),
+      { releaseId: 'r4', arch: 'x86_64' },
+    );
     expect(one.ok).toBe(true);
     expect(one.messages.join('\n')).toMatch(/127\.0\.0\.1: .*ECONNREFUSED/);
-    expect(one.messages.join('\n')).toContain(`${h0.address}: reachable, host key ${h0.hostKey.slice(0, 30)}`);
-    const none = await provider.check(staticHosts(dir, [{ address: '127.0.0.1', port: closed }]), { releaseId: 'r4', arch: 'x86_64' });
+    expect(one.messages.join('\n')).toContain(
+      `${h0.address}: reachable, host key ${h0.hostKey.slice(0, 30)}`,
+    );
+    const none = await provider.check(staticHosts(dir, [{ address: '127.0.0.1', port: closed }]), {
+      releaseId: 'r4',
+      arch: 'x86_64',
+    });
     expect(none.ok).toBe(false);
-    const wrongKey = await provider.check(staticHosts(dir, [{ address: h0.address, port: h0.port, hostKey: h1.hostKey }]), { releaseId: 'r4', arch: 'x86_64' });
+    const wrongKey = await provider.check(
+      staticHosts(dir, [{ address: h0.address, port: h0.port, hostKey: h1.hostKey }]),
+      { releaseId: 'r4', arch: 'x86_64' },
+    );
     expect(wrongKey.ok).toBe(false);
     expect(wrongKey.messages.join('\n')).toMatch(/host key changed/);
   });

@@ -12,8 +12,34 @@ import path from 'node:path';
 
 export const BIB_STANDIN_REPO = 'localhost/bootc-release/bib-standin';
 const SCRIPT = path.join(__dirname, 'bib-standin.sh');
-const BINARIES = ['/usr/bin/busybox', '/usr/bin/qemu-img', '/usr/bin/openssl', '/usr/bin/tar', '/usr/bin/gzip'];
-const APPLETS = ['sh', 'awk', 'cat', 'cut', 'date', 'dd', 'echo', 'grep', 'head', 'mkdir', 'printf', 'rm', 'sed', 'sha256sum', 'sleep', 'stat', 'tr', 'truncate', 'wc'];
+const BINARIES = [
+  '/usr/bin/busybox',
+  '/usr/bin/qemu-img',
+  '/usr/bin/openssl',
+  '/usr/bin/tar',
+  '/usr/bin/gzip',
+];
+const APPLETS = [
+  'sh',
+  'awk',
+  'cat',
+  'cut',
+  'date',
+  'dd',
+  'echo',
+  'grep',
+  'head',
+  'mkdir',
+  'printf',
+  'rm',
+  'sed',
+  'sha256sum',
+  'sleep',
+  'stat',
+  'tr',
+  'truncate',
+  'wc',
+];
 
 /** Builds the stand-in image once per content (tagged by its hash); returns its reference. */
 export function ensureBibStandinImage(): string {
@@ -27,10 +53,14 @@ export function ensureBibStandinImage(): string {
   }
   const root = mkdtempSync(path.join(os.tmpdir(), 'bib-standin-'));
   try {
-    for (const d of ['bin', 'usr/bin', 'tmp', 'var/tmp', 'output', 'proc', 'sys', 'dev', 'etc']) mkdirSync(path.join(root, d), { recursive: true });
+    for (const d of ['bin', 'usr/bin', 'tmp', 'var/tmp', 'output', 'proc', 'sys', 'dev', 'etc'])
+      mkdirSync(path.join(root, d), { recursive: true });
     const libs = new Set<string>();
     for (const bin of BINARIES) {
-      for (const m of execFileSync('ldd', [bin]).toString().matchAll(/(\/\S+)/g)) libs.add(m[1]);
+      for (const m of execFileSync('ldd', [bin])
+        .toString()
+        .matchAll(/(\/\S+)/g))
+        libs.add(m[1]);
     }
     execFileSync('cp', ['-L', '--parents', ...BINARIES, ...libs, root]);
     for (const a of APPLETS) execFileSync('ln', ['-sf', '/usr/bin/busybox', path.join(root, 'bin', a)]);
@@ -39,7 +69,11 @@ export function ensureBibStandinImage(): string {
     const tarball = path.join(root, '..', `${path.basename(root)}.tar`);
     execFileSync('tar', ['-C', root, '-cf', tarball, '.']);
     try {
-      execFileSync('podman', ['import', '--change', 'ENTRYPOINT ["/usr/bin/bootc-image-builder"]', tarball, tag], { stdio: 'ignore' });
+      execFileSync(
+        'podman',
+        ['import', '--change', 'ENTRYPOINT ["/usr/bin/bootc-image-builder"]', tarball, tag],
+        { stdio: 'ignore' },
+      );
     } finally {
       rmSync(tarball, { force: true });
     }
@@ -63,7 +97,11 @@ export interface StandinKnobs {
  * Writes `dir/containers.conf` (and `dir/registries.conf` for insecure local registries) and returns the engine
  * argv prefix for imageBuilder.engine: `env CONTAINERS_CONF=... CONTAINERS_REGISTRIES_CONF=... podman`.
  */
-export function standinEngine(dir: string, knobs: StandinKnobs = {}, insecureRegistries: string[] = []): string[] {
+export function standinEngine(
+  dir: string,
+  knobs: StandinKnobs = {},
+  insecureRegistries: string[] = [],
+): string[] {
   mkdirSync(dir, { recursive: true });
   const env: string[] = [];
   if (knobs.seconds !== undefined) env.push(`BIB_STANDIN_SECONDS=${knobs.seconds}`);
@@ -83,6 +121,9 @@ export function standinEngine(dir: string, knobs: StandinKnobs = {}, insecureReg
     ].join('\n'),
   );
   const registries = path.join(dir, 'registries.conf');
-  writeFileSync(registries, insecureRegistries.map((r) => `[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join('\n'));
+  writeFileSync(
+    registries,
+    insecureRegistries.map((r) => `[[registry]]\nlocation = "${r}"\ninsecure = true\n`).join('\n'),
+  );
   return ['env', `CONTAINERS_CONF=${conf}`, `CONTAINERS_REGISTRIES_CONF=${registries}`, 'podman'];
 }
