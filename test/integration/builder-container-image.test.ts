@@ -119,6 +119,7 @@ describe('container image on a builder', () => {
     cleanupTags.push(tag);
     const built = await prepareContainerImage(input, { pollIntervalMs: 200 });
     expect(built).toMatchObject({ imageRef: tag, commit: first });
+    cleanupTags.push(built.imageId); // the rebuild below leaves it untagged
     expect(built.digest).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(
       run('podman', [
