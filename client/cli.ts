@@ -145,6 +145,35 @@ release
     process.stdout.write(`cancellation requested for ${id}; builders are being torn down\n`);
   });
 
+const janitor = program.command('janitor').description('delete builder VMs and volumes that releases left behind');
+
+janitor
+  .command('run')
+  .description('run the janitor once and print what it deleted')
+  .option('--ttl <duration>', 'delete builders of still-open releases only past this age', '24h')
+  .option('--dry-run', 'report, delete nothing')
+  .addOption(json())
+  .action(async (o: { ttl: string; dryRun?: boolean; json?: boolean }) => {
+    const report = await (await releases()).runJanitor({ ttl: o.ttl, dryRun: !!o.dryRun });
+    out(report, !!o.json, () =>
+      [
+        `${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted.length}, failed ${report.failed.length}`,
+        ...report.deleted.map((d) => `  ${d.kind} ${d.id} (release ${d.releaseId}): ${d.reason}`),
+        ...report.failed.map((f) => `  FAILED ${f.kind} ${f.id}: ${f.error}`),
+      ].join('\n'),
+    );
+  });
+
+janitor
+  .command('schedule')
+  .description('run the janitor on a Temporal Schedule (created or updated; shown in the Web UI under Schedules)')
+  .option('--every <duration>', 'interval', '1h')
+  .option('--ttl <duration>', 'as for run', '24h')
+  .action(async (o: { every: string; ttl: string }) => {
+    const id = await (await releases()).scheduleJanitor({ every: o.every, ttl: o.ttl });
+    process.stdout.write(`schedule ${id}: janitor every ${o.every}\n`);
+  });
+
 program
   .command('worker')
   .description('run a worker (settings from TEMPORAL_* and BOOTC_RELEASE_* environment variables)')

@@ -1,5 +1,13 @@
 // The typed client library behind the CLI: start, inspect, approve, reject, cancel and retry releases.
-import { Client, Connection, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  ScheduleAlreadyRunning,
+  ScheduleOverlapPolicy,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { JanitorInput, JanitorReport } from '../workflows/builder-janitor';
 import type { Arch } from '../config/schema';
 import { planFromDefinition } from '../activities/plan/resolve-plan';
 import {
@@ -111,6 +119,34 @@ export class ReleaseClient {
 
   async cancel(releaseId: string): Promise<void> {
     await this.handle(releaseId).cancel();
+  }
+
+  /** Run the janitor workflow once and wait for its report. */
+  async runJanitor(input: JanitorInput): Promise<JanitorReport> {
+    return await this.client.workflow.execute(WORKFLOW_TYPES.janitor, {
+      workflowId: `bootc-release-janitor-${Date.now()}`,
+      taskQueue: this.taskQueue,
+      args: [input],
+    });
+  }
+
+  /** Create or update the janitor's schedule. */
+  async scheduleJanitor(opts: { every: string; ttl: string }): Promise<string> {
+    const scheduleId = 'bootc-release-janitor';
+    const action = {
+      type: 'startWorkflow' as const,
+      workflowType: WORKFLOW_TYPES.janitor,
+      taskQueue: this.taskQueue,
+      args: [{ ttl: opts.ttl }],
+    };
+    const spec = { intervals: [{ every: opts.every as `${number}h` }] };
+    try {
+      await this.client.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP } });
+    } catch (err) {
+      if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+      await this.client.schedule.getHandle(scheduleId).update((prev) => ({ ...prev, spec, action }));
+    }
+    return scheduleId;
   }
 
   /** A validator's refusal is the user's input problem: surface its reason as an InputError. */

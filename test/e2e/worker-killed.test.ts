@@ -1,0 +1,152 @@
+// Durability on the real Temporal server: a worker process is SIGKILLed in the middle of a build and another one
+// (same worker id: same staging queue and directories, as a restarted host) finishes the release with one VM and one
+// build; a cancelled release leaves no instance and no volume. AWS builders run on moto, mapped to rig SSH hosts.
+import { type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
+import {
+  connectRig,
+  rigDefinition,
+  spawnWorkerProcess,
+  waitForStage,
+  waitUntil,
+  workerDirs,
+  type RigInfo,
+} from '../rig/release-harness';
+
+const rig = inject('rig') as RigInfo;
+const base = path.join(rig.dir, 'e2e-killed');
+const taskQueue = `e2e-killed-${randomUUID().slice(0, 8)}`;
+const dirs = workerDirs(path.join(base, 'worker'));
+const host = rig.sshHosts[3]!;
+const region = 'us-east-1';
+const ec2 = new EC2Client({ region, endpoint: rig.motoEndpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+let conn: Awaited<ReturnType<typeof connectRig>>;
+const workers: ChildProcess[] = [];
+let workerCount = 0;
+
+function startWorker(): ChildProcess {
+  const child = spawnWorkerProcess(rig, {
+    taskQueue,
+    workerId: 'killable',
+    dirs,
+    logFile: path.join(base, `worker-${++workerCount}.log`),
+    overrides: { aws: { defaultAddress: { address: host.address, port: host.port } }, builder: { pollIntervalMs: 500 } },
+  });
+  workers.push(child);
+  return child;
+}
+
+async function kill(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Every bootc-image-builder start the stand-in recorded under a builder work dir. */
+function buildStarts(dir: string): number {
+  let n = 0;
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name === 'bib-standin.starts') n += readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).length;
+    }
+  };
+  walk(dir);
+  return n;
+}
+
+async function awsDefinition(name: string, seconds: number) {
+  const ami = await ec2.send(new RegisterImageCommand({ Name: `builder-base-${randomUUID()}`, Architecture: 'x86_64' }));
+  const def = rigDefinition(rig, {
+    name,
+    arches: [{ arch: 'x86_64', host, types: ['qcow2'] }],
+    builderDir: path.join(base, name),
+    imagesDir: path.join(base, name, 'images'),
+    imageMapPath: path.join(base, name, 'image-map.yaml'),
+    engine: standinEngine(path.join(base, name, 'engine'), { seconds, diskSize: '256M', dataMiB: 4 }),
+    bibImage: ensureBibStandinImage(),
+    heartbeat: '5s',
+  });
+  const arch = def.architectures!.x86_64!;
+  arch.builder = {
+    provider: 'aws',
+    region,
+    instanceType: 't3.micro',
+    ami: ami.ImageId!,
+    credentials: { endpoint: rig.motoEndpoint },
+    ssh: { privateKeyPath: rig.privateKeyPath },
+    workDir: path.join(base, name, 'work'),
+  } as never;
+  return def;
+}
+
+/** Instances and volumes moto holds for a release, in any state. */
+async function awsResources(releaseId: string) {
+  const filter = [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }];
+  const reservations = (await ec2.send(new DescribeInstancesCommand({ Filters: filter }))).Reservations ?? [];
+  const instances = reservations.flatMap((r) => r.Instances ?? []);
+  const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: filter }))).Volumes ?? [];
+  return {
+    all: instances.length,
+    live: instances.filter((i) => i.State?.Name !== 'terminated').length,
+    volumes: volumes.length,
+  };
+}
+
+beforeAll(async () => {
+  process.env.AWS_ACCESS_KEY_ID ??= 'testing';
+  process.env.AWS_SECRET_ACCESS_KEY ??= 'testing';
+  conn = await connectRig(rig, taskQueue);
+});
+
+afterAll(async () => {
+  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  await conn?.close();
+});
+
+describe('a release whose worker is killed', () => {
+  it('resumes the build on a new worker with one VM and one build, and finishes', async () => {
+    const w1 = startWorker();
+    const def = await awsDefinition('killed-build', 8);
+    const id = await conn.releases.startFromDefinition(def);
+    await waitUntil('the build to start on the builder', async () => {
+      const s = await conn.releases.status(id).catch(() => undefined);
+      return s?.arches.x86_64?.stage === 'building-image' && buildStarts(path.join(base, 'killed-build', 'work')) === 1;
+    });
+    await kill(w1);
+    expect((await awsResources(id)).live).toBe(1);
+
+    startWorker();
+    const ready = await waitForStage(conn.releases, id, ['awaiting-approval', 'failed'], 120_000);
+    expect(ready.error).toBeUndefined();
+    expect(ready.stage).toBe('awaiting-approval');
+    expect(buildStarts(path.join(base, 'killed-build', 'work'))).toBe(1);
+    expect(await awsResources(id)).toEqual({ all: 1, live: 0, volumes: 0 });
+    const [candidate] = ready.candidates;
+    expect(statSync(candidate!.imageId).size).toBe(candidate!.size);
+    const done = await conn.releases.approve(id, { by: 'copr-admin' });
+    expect(done.stage).toBe('activated');
+  });
+
+  it('tears the VM down when the release is cancelled mid-build, even if the worker dies during the cancel', async () => {
+    if (!workers.some((w) => w.exitCode === null)) startWorker();
+    const def = await awsDefinition('cancelled-build', 30);
+    const id = await conn.releases.startFromDefinition(def);
+    await waitUntil('the build to start', async () => (await conn.releases.status(id).catch(() => undefined))?.arches.x86_64?.stage === 'building-image');
+    expect((await awsResources(id)).live).toBe(1);
+    await conn.releases.cancel(id);
+    // Kill the worker that is handling the cancellation; the next one completes the teardown.
+    for (const w of workers) if (w.exitCode === null) await kill(w);
+    startWorker();
+    const closed = await waitForStage(conn.releases, id, ['cancelled', 'failed'], 120_000);
+    expect(closed.stage).toBe('cancelled');
+    await waitUntil('teardown', async () => (await awsResources(id)).live === 0, 60_000);
+    expect(await awsResources(id)).toEqual({ all: 1, live: 0, volumes: 0 });
+  });
+});
