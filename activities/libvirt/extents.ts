@@ -2,7 +2,7 @@
 // "Illegal seek"), so the upload sends each data extent with `--offset/--length` into a sparse volume instead, and
 // the holes never travel. Zero blocks are found by reading (as coldsnap does for EBS), which also skips blocks that
 // are allocated but zero; holes read back from the kernel without disk I/O.
-import { open } from 'node:fs/promises';
+import { open, readFile, stat, writeFile } from 'node:fs/promises';
 
 export interface Extent {
   offset: number;
@@ -63,3 +63,21 @@ export async function scanExtents(path: string, opts: ScanOptions = {}): Promise
 
 /** The whole file as one extent: for pools whose new volumes do not read as zeros (LVM, disks, iSCSI...). */
 export const wholeFile = (size: number): ExtentMap => ({ size, extents: size ? [{ offset: 0, length: size }] : [], dataBytes: size });
+
+/**
+ * scanExtents, remembered next to the file (keyed by size, mtime and options) so that a retry or another target
+ * publishing the same staged artifact does not read it again.
+ */
+export async function cachedScanExtents(path: string, opts: ScanOptions = {}): Promise<ExtentMap> {
+  const st = await stat(path);
+  const key = `${st.size}:${st.mtimeMs}:${opts.blockSize ?? DEFAULT_BLOCK}:${opts.mergeGap ?? DEFAULT_MERGE_GAP}`;
+  const cache = `${path}.extents.json`;
+  const saved = await readFile(cache, 'utf8').then(
+    (t) => JSON.parse(t) as { key: string; map: ExtentMap },
+    () => undefined,
+  );
+  if (saved?.key === key) return saved.map;
+  const map = await scanExtents(path, opts);
+  await writeFile(cache, JSON.stringify({ key, map })).catch(() => undefined);
+  return map;
+}

@@ -6,7 +6,7 @@ import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
 import { prepareImage } from './convert';
 import { openHypervisor } from './hypervisor';
-import { scanExtents, type ExtentMap, type ScanOptions } from './extents';
+import { cachedScanExtents, type ExtentMap, type ScanOptions } from './extents';
 import { currentProgress } from './progress';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
@@ -70,7 +70,7 @@ export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTarget
       const where = `targets.${targetName}`;
       const image = await prepareImage(artifact, target.format, { qemuImg: deps.qemuImg, signal, where });
       let scanned: Promise<ExtentMap> | undefined;
-      const scan = () => (scanned ??= scanExtents(image.path, { ...deps.scan, signal }));
+      const scan = () => (scanned ??= cachedScanExtents(image.path, { ...deps.scan, signal }));
 
       const resumed = (progress.resumed?.hosts ?? {}) as Record<string, HostProgress>;
       const hosts: Record<string, HostProgress> = { ...resumed };
