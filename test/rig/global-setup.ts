@@ -1,6 +1,7 @@
 // One rig for the whole test run: a real Temporal dev server, a moto server and four SSH hosts on 127.0.0.11-14.
-// Logs stay in .rig/last/ after the run, so a failure can be read afterwards.
-import { rmSync, mkdirSync, writeFileSync } from 'node:fs';
+// Each run gets its own directory (.rig/runs/<time>-<pid>, so two runs never clash); .rig/last points at the newest,
+// and its logs stay after the run so a failure can be read afterwards. Older runs are pruned.
+import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type {} from 'vitest';
@@ -8,7 +9,8 @@ import { bundleWorkflows } from '../../worker/run';
 import { pushSourceImage, startMoto, startRegistry, startTemporal, type Service } from './services';
 import { clientKeys, SshServer, type SshHost } from './sshd';
 
-export const RIG_DIR = path.resolve(__dirname, '../../.rig/last');
+const RIGS = path.resolve(__dirname, '../../.rig');
+const RIG_DIR = path.join(RIGS, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -28,8 +30,11 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject) {
-  rmSync(RIG_DIR, { recursive: true, force: true });
   mkdirSync(RIG_DIR, { recursive: true });
+  const runs = readdirSync(path.join(RIGS, 'runs')).sort();
+  for (const old of runs.slice(0, -3)) rmSync(path.join(RIGS, 'runs', old), { recursive: true, force: true });
+  rmSync(path.join(RIGS, 'last'), { recursive: true, force: true });
+  symlinkSync(RIG_DIR, path.join(RIGS, 'last'));
   const services: Service[] = [];
   const ssh: SshServer[] = [];
   try {
