@@ -1,0 +1,232 @@
+// Copies one big file (a bootc disk image) from a builder to this worker: only the data extents travel, holes stay
+// holes, the pieces are streamed over one or more SSH connections, the result is sha256-checked against the
+// builder's hash, and a fetch cut short resumes from its last progress without re-sending finished pieces.
+// Written to `<localPath>.part` and renamed once verified, so a file at localPath is always a complete one.
+import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import type { SshSession } from './connection';
+import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
+import { sendCommand, sessionCommand, sha256Command, type Compression, type RemoteHelper } from './remote-file';
+import { ExtentWriter, openFileSession, receiveStream } from './range-stream';
+import { SparseSha256 } from './sparse-sha256';
+
+/** Small enough for heartbeat details; enough to resume. */
+export interface FetchProgress {
+  /** Remote file version + cut; a resume with another fingerprint starts over. */
+  fingerprint: string;
+  size: number;
+  dataBytes: number;
+  /** Data bytes on disk, finished pieces and the parts of pieces in flight. */
+  bytesDone: number;
+  pieces: number;
+  /** Finished pieces as index runs, "0-17,19". */
+  piecesDone: string;
+}
+
+export interface FetchFileOptions {
+  signal?: AbortSignal;
+  /** The sha256 the builder already computed (bootc-image-builder's step); else it is computed there in parallel. */
+  expectedSha256?: string;
+  /** Progress from an earlier attempt (heartbeat details). */
+  resume?: FetchProgress;
+  onProgress?: (progress: FetchProgress) => void;
+  /** Minimum time between two progress reports other than piece completions. Default 1000 ms. */
+  progressIntervalMs?: number;
+  /** Parallel streams (exec channels). Default 2. */
+  streams?: number;
+  /** Opens another connection to the same builder; streams are spread over `connections` sessions. */
+  openSession?: () => Promise<SshSession>;
+  /** SSH connections to use, including `ssh` (at most one per stream). Default: 2 with openSession, else 1. */
+  connections?: number;
+  /** Compress on the builder, decompress here. Pays off only on slow links; off by default. */
+  compression?: Compression;
+  /** 'auto' uses python3 on the builder when present, else coreutils + filefrag. */
+  helper?: RemoteHelper | 'auto';
+  /** Data bytes per piece (the resume and parallelism unit). Default 64 MiB. */
+  pieceBytes?: number;
+}
+
+export interface FetchResult {
+  path: string;
+  size: number;
+  dataBytes: number;
+  sha256: string;
+  /** Bytes written by this attempt (pieces skipped on resume are not counted). */
+  bytesFetched: number;
+  /** Bytes that crossed SSH channels in this attempt. */
+  wireBytes: number;
+  piecesSkipped: number;
+  holesKnown: boolean;
+  helper: RemoteHelper;
+}
+
+const DEFAULT_STREAMS = 2;
+
+export class Sha256MismatchError extends Error {
+  constructor(
+    readonly remotePath: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`${remotePath}: sha256 of the fetched file is ${actual}, the builder's is ${expected}; the partial file was removed, a retry fetches it again`);
+    this.name = 'Sha256MismatchError';
+  }
+}
+
+export async function fetchFile(ssh: SshSession, remotePath: string, localPath: string, opts: FetchFileOptions = {}): Promise<FetchResult> {
+  const abort = new AbortController();
+  const onOuterAbort = () => abort.abort(opts.signal?.reason);
+  if (opts.signal?.aborted) throw opts.signal.reason;
+  opts.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const signal = abort.signal;
+  const extra: Promise<SshSession>[] = [];
+  let hasher: SparseSha256 | undefined;
+  let fd: number | undefined;
+  let session: Awaited<ReturnType<typeof openFileSession>> | undefined;
+  try {
+    const wanted = opts.helper ?? 'auto';
+    // Everything that can start before the file is described starts now: each exec costs a round trip and a login
+    // shell on the builder, and the builder's sha256 runs beside the transfer.
+    const remoteHash = opts.expectedSha256
+      ? Promise.resolve(opts.expectedSha256)
+      : ssh.exec(sha256Command(remotePath, wanted), { signal }).then((r) => r.stdout.trim().split(/\s+/)[0]);
+    remoteHash.catch(() => undefined); // awaited below; a failure earlier must not go unhandled
+    const connections = Math.max(1, Math.min(opts.connections ?? (opts.openSession ? 2 : 1), opts.streams ?? DEFAULT_STREAMS));
+    if (connections > 1 && !opts.openSession) throw new Error('fetchFile: connections > 1 needs openSession');
+    for (let i = 1; i < connections; i++) extra.push(opts.openSession!());
+    for (const p of extra) p.catch(() => undefined);
+
+    session = await openFileSession(ssh, sessionCommand(remotePath, wanted), remotePath, signal);
+    const { info } = session;
+    const plan = planFetch(info, opts.pieceBytes);
+
+    const part = `${localPath}.part`;
+    const { done, reuse } = resumable(opts.resume, plan, part);
+    fd = openSync(part, reuse ? 'r+' : 'w');
+    ftruncateSync(fd, plan.size);
+    for (const p of plan.pieces) if (p.dataBytes === 0) done.add(p.index);
+
+    hasher = new SparseSha256(part);
+    const progress = new Progress(plan, done, hasher, opts);
+    progress.feedHasher();
+
+    const todo = plan.pieces.filter((p) => !done.has(p.index));
+    const piecesSkipped = plan.pieces.filter((p) => p.dataBytes > 0).length - todo.length;
+    const streams = Math.min(opts.streams ?? DEFAULT_STREAMS, todo.length);
+    // A second connection that fails (a MaxStartups limit, say) only costs parallelism.
+    const sessions = [ssh, ...(await Promise.allSettled(extra)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
+    const compression = opts.compression ?? 'none';
+    // The session's own output is not compressed: with compression, every stream is a separate exec.
+    const sessionStreams = compression === 'none' && streams > 0;
+    if (!sessionStreams) session.channel.end();
+    const command = sendCommand(remotePath, info.helper, compression);
+    const results = await Promise.all(
+      Array.from({ length: streams }, async (_, s) => {
+        // Dealt round-robin so the streams finish pieces in about file order and the hash keeps up with them.
+        const mine = todo.filter((_, i) => i % streams === s);
+        const writer = new ExtentWriter(fd!, mine, progress, !info.holesKnown);
+        const via = sessions[s % sessions.length];
+        const own = s === 0 && sessionStreams;
+        const channel = own ? session!.channel : await via.channel(command);
+        return await receiveStream(channel, via.label, writer, mine, compression, signal, own ? session!.leftover : undefined);
+      }).map((p) =>
+        p.catch((err) => {
+          abort.abort(err);
+          throw err;
+        }),
+      ),
+    );
+    const [remote, actual] = await Promise.all([remoteHash, hasher.digest()]);
+    const expected = remote.toLowerCase();
+    closeSync(fd);
+    fd = undefined;
+    if (expected !== actual) {
+      rmSync(part, { force: true });
+      throw new Sha256MismatchError(remotePath, expected, actual);
+    }
+    renameSync(part, localPath);
+    progress.report(true);
+    return {
+      path: localPath,
+      size: plan.size,
+      dataBytes: plan.dataBytes,
+      sha256: actual,
+      bytesFetched: progress.bytesFetched,
+      wireBytes: results.reduce((sum, r) => sum + r.wireBytes, 0),
+      piecesSkipped,
+      holesKnown: info.holesKnown,
+      helper: info.helper,
+    };
+  } catch (err) {
+    abort.abort(err);
+    session?.channel.close();
+    await hasher?.abort();
+    throw opts.signal?.aborted ? opts.signal.reason : err;
+  } finally {
+    opts.signal?.removeEventListener('abort', onOuterAbort);
+    if (fd !== undefined) closeSync(fd);
+    for (const p of extra) void p.then((s) => s.close(), () => undefined);
+  }
+}
+
+/** Pieces an earlier attempt finished, if its file is still there and the remote file is the same version. */
+function resumable(resume: FetchProgress | undefined, plan: FetchPlan, part: string): { done: Set<number>; reuse: boolean } {
+  const none = { done: new Set<number>(), reuse: false };
+  if (!resume || resume.fingerprint !== plan.fingerprint) return none;
+  try {
+    if (statSync(part).size !== plan.size) return none;
+  } catch {
+    return none;
+  }
+  const done = new Set([...decodeIndexes(resume.piecesDone)].filter((i) => i < plan.pieces.length));
+  return { done, reuse: true };
+}
+
+/** Tracks finished pieces, feeds the hash in file order and reports progress. */
+class Progress {
+  bytesFetched = 0;
+  private bytesDone: number;
+  private nextToHash = 0;
+  private lastReport = 0;
+
+  constructor(
+    private readonly plan: FetchPlan,
+    private readonly done: Set<number>,
+    private readonly hasher: SparseSha256,
+    private readonly opts: FetchFileOptions,
+  ) {
+    this.bytesDone = plan.pieces.filter((p) => done.has(p.index)).reduce((sum, p) => sum + p.dataBytes, 0);
+  }
+
+  onData(bytes: number): void {
+    this.bytesFetched += bytes;
+    this.bytesDone += bytes;
+    if (Date.now() - this.lastReport >= (this.opts.progressIntervalMs ?? 1000)) this.report(false);
+  }
+
+  onPiece(piece: Piece): void {
+    this.done.add(piece.index);
+    this.feedHasher();
+    this.report(true);
+  }
+
+  feedHasher(): void {
+    const pieces = this.plan.pieces;
+    while (this.nextToHash < pieces.length && this.done.has(this.nextToHash)) {
+      const p = pieces[this.nextToHash++];
+      this.hasher.region(p.end, p.extents);
+    }
+  }
+
+  report(force: boolean): void {
+    if (!this.opts.onProgress || (!force && Date.now() - this.lastReport < (this.opts.progressIntervalMs ?? 1000))) return;
+    this.lastReport = Date.now();
+    this.opts.onProgress({
+      fingerprint: this.plan.fingerprint,
+      size: this.plan.size,
+      dataBytes: this.plan.dataBytes,
+      bytesDone: this.bytesDone,
+      pieces: this.plan.pieces.length,
+      piecesDone: encodeIndexes(this.done),
+    });
+  }
+}

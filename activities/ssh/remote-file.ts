@@ -1,0 +1,186 @@
+// What the worker needs to know about a big file on a builder before fetching it: its size, where its data is
+// (SEEK_DATA/SEEK_HOLE, so the holes of a 10 GiB raw image never travel), and the commands that stream given byte
+// ranges of it and hash it there. Builders are Fedora/CentOS bootc hosts: python3 is preferred; without it,
+// `filefrag -v` (e2fsprogs) maps the extents and dd/sha256sum do the rest.
+import { shellQuote } from './connection';
+
+/** A run of data bytes in the remote file: [offset, offset + length). */
+export type Extent = [offset: number, length: number];
+
+export type RemoteHelper = 'python3' | 'shell';
+
+export interface RemoteFileInfo {
+  size: number;
+  /** Nanoseconds since the epoch as the builder reports them (string: beyond 2^53). */
+  mtime: string;
+  /** Data extents in file order; one extent [0, size) when the holes could not be mapped. */
+  extents: Extent[];
+  /** False when the extent map is unknown and everything was reported as data. */
+  holesKnown: boolean;
+  helper: RemoteHelper;
+}
+
+// Kept to Python 3.6 (CentOS Stream 8). sendfile() hands file pages to the ssh pipe without a copy in userspace;
+// holes are hashed from a zero buffer instead of being read.
+const PY = String.raw`
+import errno, hashlib, os, sys
+mode, path = sys.argv[1], sys.argv[2]
+fd = os.open(path, os.O_RDONLY)
+st = os.fstat(fd)
+size = st.st_size
+def extents():
+    out, off = [], 0
+    try:
+        while off < size:
+            try:
+                d = os.lseek(fd, off, os.SEEK_DATA)
+            except OSError as e:
+                if e.errno == errno.ENXIO:
+                    break
+                raise
+            h = min(os.lseek(fd, d, os.SEEK_HOLE), size)
+            out.append((d, h - d))
+            off = h
+    except (OSError, AttributeError):
+        return [(0, size)] if size else [], 0
+    return out, 1
+if mode == 'session':
+    ex, known = extents()
+    w = sys.stdout.write
+    w('H %d %d %d\n' % (size, st.st_mtime_ns, known))
+    for d, n in ex:
+        w('%d %d\n' % (d, n))
+    w('E\n')
+    sys.stdout.flush()
+if mode in ('session', 'send'):
+    out = sys.stdout.fileno()
+    for line in sys.stdin.buffer.read().split(b'\n'):
+        if not line:
+            continue
+        off, n = map(int, line.split())
+        while n > 0:
+            k = os.sendfile(out, fd, off, min(n, 1 << 24))
+            if k == 0:
+                sys.stderr.write('%s shrank below %d bytes\n' % (path, off))
+                sys.exit(3)
+            off += k
+            n -= k
+elif mode == 'sha256':
+    h = hashlib.sha256()
+    zeros = memoryview(bytes(1 << 20))
+    buf = memoryview(bytearray(1 << 20))
+    pos = 0
+    for d, n in extents()[0] + [(size, 0)]:
+        while pos < d:
+            k = min(d - pos, len(zeros))
+            h.update(zeros[:k])
+            pos += k
+        end = d + n
+        os.lseek(fd, pos, os.SEEK_SET)
+        while pos < end:
+            k = os.readv(fd, [buf[:min(end - pos, len(buf))]])
+            if k == 0:
+                sys.stderr.write('%s shrank below %d bytes\n' % (path, pos))
+                sys.exit(3)
+            h.update(buf[:k])
+            pos += k
+    print(h.hexdigest())
+`;
+
+/**
+ * Runs the helper with the system interpreter when there is one (absolute paths skip PATH shims; -S skips site
+ * imports: the helper needs only the standard library), else `orElse`. platform-python is RHEL/CentOS 8's.
+ */
+function python(mode: string, path: string, orElse = "echo 'python3 is not installed' >&2; exit 127"): string {
+  const run = (bin: string) => `${bin} -E -S -c ${shellQuote(PY)} ${mode} ${shellQuote(path)}`;
+  return (
+    `for p in /usr/bin/python3 /usr/libexec/platform-python; do if [ -x "$p" ]; then exec ${run('"$p"')}; fi; done; ` +
+    `if command -v python3 >/dev/null 2>&1; then exec ${run('python3')}; fi; ${orElse}`
+  );
+}
+
+const ddLoop = (q: string) =>
+  `while read -r off len; do dd if=${q} iflag=skip_bytes,count_bytes,fullblock bs=1M skip="$off" count="$len" status=none || exit 3; done`;
+
+/**
+ * One exec that describes the file and then sends the ranges it is asked for: the header ("H size mtime known",
+ * extent lines, "E"; or, without python3, "S size mtime", filefrag's map, "E") comes first, the data only after the
+ * ranges arrive on stdin. A single round trip before data flows: every exec pays for a login shell on the builder.
+ */
+export function sessionCommand(path: string, helper: RemoteHelper | 'auto'): string {
+  const q = shellQuote(path);
+  // stat first so a missing file is a clear error; filefrag's exit code is ignored (not every fs has FIEMAP).
+  const shell = `stat -L -c 'S %s %.9Y' ${q} || exit 2; filefrag -v ${q} 2>/dev/null; echo E; ${ddLoop(q)}`;
+  if (helper === 'shell') return shell;
+  return helper === 'python3' ? python('session', path) : python('session', path, shell);
+}
+
+/** Where the header of a session's output ends, or -1 while it is incomplete. */
+export function headerEnd(text: string): number {
+  const at = text.startsWith('E\n') ? 0 : text.indexOf('\nE\n');
+  return at < 0 ? -1 : at + (at === 0 ? 2 : 3);
+}
+
+export function parseHeader(header: string): RemoteFileInfo {
+  const [head, ...lines] = header.split('\n');
+  const fields = head.trim().split(' ');
+  const body = lines.filter((l) => l.trim() && l.trim() !== 'E');
+  if (fields[0] === 'H') {
+    return { size: Number(fields[1]), mtime: fields[2], extents: parseExtents(body), holesKnown: fields[3] === '1', helper: 'python3' };
+  }
+  if (fields[0] !== 'S') throw new Error(`unexpected reply from the builder: ${head.slice(0, 200)}`);
+  const size = Number(fields[1]);
+  const fromMap = parseFilefrag(body.join('\n'), size);
+  return {
+    size,
+    mtime: fields[2].replace('.', ''),
+    extents: fromMap ?? (size > 0 ? [[0, size]] : []),
+    holesKnown: fromMap !== undefined,
+    helper: 'shell',
+  };
+}
+
+function parseExtents(lines: string[]): Extent[] {
+  return lines.filter((l) => l.trim()).map((l) => l.split(' ').map(Number) as Extent);
+}
+
+/**
+ * Extents from `filefrag -v` (FIEMAP): logical block ranges, merged when adjacent. Unwritten (preallocated)
+ * extents read as zeros and stay holes. Undefined when the output is not a map we understand.
+ */
+export function parseFilefrag(text: string, size: number): Extent[] | undefined {
+  const bs = /blocks? of (\d+) bytes/.exec(text);
+  if (!bs) return undefined;
+  const block = Number(bs[1]);
+  const out: Extent[] = [];
+  for (const m of text.matchAll(/^\s*\d+:\s*(\d+)\.\.\s*(\d+):.*$/gm)) {
+    if (/\bunwritten\b/.test(m[0])) continue;
+    const start = Number(m[1]) * block;
+    const end = Math.min((Number(m[2]) + 1) * block, size);
+    if (end <= start) continue;
+    const last = out[out.length - 1];
+    if (last && last[0] + last[1] === start) last[1] += end - start;
+    else out.push([start, end - start]);
+  }
+  return out;
+}
+
+export type Compression = 'none' | 'gzip' | 'zstd';
+
+/**
+ * A command that writes the given ranges of the file to stdout, back to back, in the order they are written to its
+ * stdin as "offset length" lines. A file that shrank ends the stream early, which the reader sees as a short stream.
+ */
+export function sendCommand(path: string, helper: RemoteHelper, compression: Compression): string {
+  const send = helper === 'python3' ? python('send', path) : ddLoop(shellQuote(path));
+  if (compression === 'gzip') return `{ ${send}; } | gzip -1 -c`;
+  if (compression === 'zstd') return `{ ${send}; } | zstd -1 -q -c`;
+  return send;
+}
+
+/** Prints the sha256 of the whole apparent file; python3's reads only the data extents and hashes holes as zeros. */
+export function sha256Command(path: string, helper: RemoteHelper | 'auto'): string {
+  const coreutils = `sha256sum ${shellQuote(path)}`;
+  if (helper === 'shell') return coreutils;
+  return helper === 'python3' ? python('sha256', path) : python('sha256', path, coreutils);
+}
