@@ -1,0 +1,238 @@
+// Fetching artifacts from a builder: ours (fetchFile over ssh2) against OpenSSH `sftp -c aes128-gcm@openssh.com`,
+// side by side in one run against our own sshd on 127.0.0.21. (a) a 1 GiB dense file: MB/s each; (b) an 8 GiB raw
+// disk with 25 % data in scattered extents, as bootc-image-builder leaves it: seconds each, sha256, holes kept.
+// Rounds alternate ours and OpenSSH and the medians are reported: other work on the machine moves single runs a lot.
+// Both sides pay for a connection; ours also verifies the sha256 of the whole file on arrival, OpenSSH does not.
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { SshSession } from '../../activities/ssh/connection';
+import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
+import { clientKeys, SshServer } from '../rig/sshd';
+import type { BenchSuite } from './suite';
+
+const GiB = 1024 ** 3;
+const MiB = 1024 ** 2;
+const CIPHER = 'aes128-gcm@openssh.com';
+const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 3);
+
+/** Deterministic, so every run fetches the same layout. */
+function prng(seed: number) {
+  return () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+}
+
+/** Writes the file and returns its sha256 over the apparent size (holes as zeros), computed as it is written. */
+function makeFile(file: string, size: number, extents: [number, number][]): string {
+  const pool = randomBytes(64 * MiB);
+  const hash = createHash('sha256');
+  const zeros = Buffer.alloc(4 * MiB);
+  const fd = openSync(file, 'w');
+  let pos = 0;
+  try {
+    ftruncateSync(fd, size);
+    for (const [offset, length] of extents) {
+      for (; pos < offset; pos += Math.min(zeros.length, offset - pos)) hash.update(zeros.subarray(0, Math.min(zeros.length, offset - pos)));
+      for (let done = 0; done < length; ) {
+        const n = Math.min(length - done, 8 * MiB);
+        const from = (offset + done) % (pool.length - n);
+        const data = pool.subarray(from, from + n);
+        writeSync(fd, data, 0, n, offset + done);
+        hash.update(data);
+        done += n;
+      }
+      pos = offset + length;
+    }
+    for (; pos < size; pos += Math.min(zeros.length, size - pos)) hash.update(zeros.subarray(0, Math.min(zeros.length, size - pos)));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * A bootc raw disk's shape: a few thousand small extents (filesystem metadata: 4-64 KiB) and a couple of hundred
+ * large ones (file data: 1-32 MiB), a quarter of the apparent size in all, scattered with random gaps.
+ */
+function sparseLayout(size: number, dataFraction: number): [number, number][] {
+  const rnd = prng(20240601);
+  const page = 4096;
+  const lengths: number[] = [];
+  let data = 0;
+  for (let i = 0; i < 2000; i++) lengths.push(page * (1 + Math.floor(rnd() * 16)));
+  data = lengths.reduce((a, b) => a + b, 0);
+  const target = Math.floor((size * dataFraction) / page) * page;
+  while (data < target) {
+    const n = Math.min(target - data, page * Math.floor((MiB / page) * (1 + rnd() * 31)));
+    lengths.push(n);
+    data += n;
+  }
+  for (let i = lengths.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [lengths[i], lengths[j]] = [lengths[j], lengths[i]];
+  }
+  const weights = lengths.map(() => 0.05 + rnd());
+  const totalWeight = weights.reduce((a, b) => a + b, 0);
+  const gapPages = (size - data) / page - 1;
+  const extents: [number, number][] = [];
+  let pos = 0;
+  lengths.forEach((length, i) => {
+    pos += page * Math.floor((gapPages * weights[i]) / totalWeight);
+    extents.push([pos, length]);
+    pos += length;
+  });
+  return extents;
+}
+
+function sha256OfFile(file: string): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(8 * MiB);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const fmt = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(' ');
+
+const suite: BenchSuite = {
+  title: `fetch: fetchFile (ssh2) vs OpenSSH sftp -c ${CIPHER}, sshd on 127.0.0.21`,
+  async run(log) {
+    const dir = mkdtempSync('/var/tmp/bootc-release-bench-fetch-');
+    let server: SshServer | undefined;
+    try {
+      const keys = clientKeys(path.join(dir, 'keys'));
+      server = await SshServer.start(path.join(dir, 'hosts'), '127.0.0.21', keys);
+      const host = server.host;
+      const knownHosts = path.join(dir, 'known_hosts');
+      writeFileSync(knownHosts, `[${host.address}]:${host.port} ${host.hostKey}\n`);
+      const src = path.join(dir, 'src');
+      const out = path.join(dir, 'out');
+      mkdirSync(src);
+      mkdirSync(out);
+
+      // Each run starts with no other output file and no writeback in progress, so neither side pays for the other's.
+      const settle = (...files: string[]) => {
+        for (const f of files) rmSync(f, { force: true });
+        spawnSync('sync');
+      };
+      const openssh = (remote: string, local: string): number => {
+        const batch = path.join(dir, 'batch');
+        writeFileSync(batch, `get ${remote} ${local}\n`);
+        const started = performance.now();
+        const r = spawnSync(
+          'sftp',
+          ['-q', '-b', batch, '-c', CIPHER, '-i', keys.privateKeyPath, '-P', String(host.port),
+            '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'BatchMode=yes',
+            `${host.user}@${host.address}`],
+          { encoding: 'utf8' },
+        );
+        if (r.status !== 0) throw new Error(`sftp exited ${r.status}: ${r.stderr}`);
+        return (performance.now() - started) / 1000;
+      };
+      const connect = () =>
+        SshSession.connect({ ...host }, { privateKeyPath: keys.privateKeyPath }, { algorithms: { cipher: [CIPHER] } });
+      const ours = async (remote: string, local: string, expectedSha256: string, opts: FetchFileOptions = {}) => {
+        const started = performance.now();
+        const ssh = await connect();
+        try {
+          const result = await fetchFile(ssh, remote, local, { expectedSha256, openSession: connect, ...opts });
+          return { seconds: (performance.now() - started) / 1000, result };
+        } finally {
+          ssh.close();
+        }
+      };
+
+      // (a) dense
+      const denseSize = 1 * GiB;
+      const dense = path.join(src, 'dense.bin');
+      log(`writing ${dense} (1 GiB random)…`);
+      const denseSha = makeFile(dense, denseSize, [[0, denseSize]]);
+      const mbps = (s: number) => denseSize / s / 1e6;
+      const oursDense: number[] = [];
+      const sshDense: number[] = [];
+      const denseOut = [path.join(out, 'dense-ssh'), path.join(out, 'dense-ours')];
+      for (let r = 0; r < ROUNDS; r++) {
+        // Alternate who goes first: the page cache and the machine's other work change during a run.
+        for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
+          settle(...denseOut);
+          if (who === 'ssh') {
+            sshDense.push(mbps(openssh(dense, denseOut[0])));
+            continue;
+          }
+          const { seconds, result } = await ours(dense, denseOut[1], denseSha);
+          if (result.sha256 !== denseSha) throw new Error('dense: sha256 differs');
+          oursDense.push(mbps(seconds));
+        }
+        log(`  round ${r + 1}: OpenSSH ${sshDense[r].toFixed(0)} MB/s, ours ${oursDense[r].toFixed(0)} MB/s`);
+      }
+      settle(...denseOut);
+      rmSync(dense, { force: true });
+
+      // (b) sparse
+      const sparseSize = 8 * GiB;
+      const layout = sparseLayout(sparseSize, 0.25);
+      const dataBytes = layout.reduce((a, [, n]) => a + n, 0);
+      const sparse = path.join(src, 'disk.raw');
+      log(`writing ${sparse} (8 GiB apparent, ${(dataBytes / GiB).toFixed(2)} GiB data in ${layout.length} extents)…`);
+      const sparseSha = makeFile(sparse, sparseSize, layout);
+      const oursSparse: number[] = [];
+      const sshSparse: number[] = [];
+      let holesKept = true;
+      let shaEqual = true;
+      let wire = 0;
+      let allocated = 0;
+      const sshOut = path.join(out, 'disk-ssh.raw');
+      const local = path.join(out, 'disk-ours.raw');
+      for (let r = 0; r < Math.max(1, ROUNDS - 1); r++) {
+        for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
+          settle(sshOut, local);
+          if (who === 'ssh') {
+            sshSparse.push(openssh(sparse, sshOut));
+            continue;
+          }
+          const { seconds, result } = await ours(sparse, local, sparseSha);
+          oursSparse.push(seconds);
+          wire = result.wireBytes;
+          // Checked outside the timing: the apparent size, the blocks allocated, and an independent read of the
+          // whole file (holes read as zeros).
+          const st = statSync(local);
+          allocated = st.blocks * 512;
+          holesKept &&= st.size === sparseSize && allocated <= dataBytes + 16 * MiB;
+          shaEqual &&= result.sha256 === sparseSha && sha256OfFile(local) === sparseSha;
+        }
+        log(`  round ${r + 1}: OpenSSH ${sshSparse[r].toFixed(1)} s, ours ${oursSparse[r].toFixed(1)} s`);
+      }
+      rmSync(sshOut, { force: true });
+      rmSync(local, { force: true });
+
+      const figures = {
+        fetchDenseOursMBps: Math.round(median(oursDense)),
+        fetchDenseOpenSshMBps: Math.round(median(sshDense)),
+        fetchDenseThroughputRatio: Number((median(oursDense) / median(sshDense)).toFixed(2)),
+        fetchSparseOursSeconds: Number(median(oursSparse).toFixed(2)),
+        fetchSparseOpenSshSeconds: Number(median(sshSparse).toFixed(2)),
+        fetchSparseTimeRatio: Number((median(oursSparse) / median(sshSparse)).toFixed(2)),
+        fetchSparseSha256Equal: shaEqual,
+        fetchSparseHolesKept: holesKept,
+      };
+      log('');
+      log(`  1 GiB dense      ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`);
+      log(`  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`);
+      log(`                   ours sent ${(wire / GiB).toFixed(2)} GiB, allocated ${(allocated / GiB).toFixed(2)} GiB; sha256 equal: ${shaEqual}, holes kept: ${holesKept}`);
+      return figures;
+    } finally {
+      await server?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
+
+export default suite;
