@@ -1,0 +1,134 @@
+// The fetch activity: every artifact of one architecture, from its builder into this worker's staging directory
+// (`<stagingDir>/<releaseId>/<arch>/<type>/<basename>`), through activities/ssh/fetch-file.ts: data extents only,
+// sha256 checked against the builder's. Heartbeats carry small resume state, so an attempt after a worker restart
+// continues with the artifact and the pieces where the last one stopped; cancellation closes the channels.
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import type { Arch, Builder } from '../../config/schema';
+import { connectBuilder } from '../ssh/builder-session';
+import { fetchFile, type FetchProgress } from '../ssh/fetch-file';
+import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
+
+export interface FetchArtifactsInput {
+  releaseId: string;
+  arch: Arch;
+  host: BuilderHost;
+  builder: Builder;
+  artifacts: BuiltArtifact[];
+}
+
+/** Heartbeat details: a few hundred bytes whatever the artifact size. */
+export interface FetchHeartbeat {
+  /** Artifact being fetched (index into input.artifacts). */
+  index: number;
+  /** Data bytes of that artifact on disk, and its data bytes in all (0 until the builder described it). */
+  bytesDone: number;
+  total: number;
+  /** fetchFile's resume state for that artifact. */
+  progress?: FetchProgress;
+  /** Artifacts already staged and verified. */
+  done: StagedArtifact[];
+}
+
+export interface FetchDeps {
+  stagingDir: string;
+  stagingQueue: string;
+  /** Minimum time between two heartbeats. Default 3 s. */
+  heartbeatIntervalMs?: number;
+}
+
+export const stagingPath = (stagingDir: string, releaseId: string, arch: Arch, a: Pick<BuiltArtifact, 'type' | 'remotePath'>) =>
+  path.join(stagingDir, releaseId, arch, a.type, path.posix.basename(a.remotePath));
+
+/** `<file>.sha256` in sha256sum's format, written once the file is verified: a later attempt trusts it cheaply. */
+const checksumFile = (local: string) => `${local}.sha256`;
+
+export function createFetchActivities(deps: FetchDeps) {
+  const interval = deps.heartbeatIntervalMs ?? 3000;
+
+  async function alreadyStaged(local: string, a: BuiltArtifact): Promise<{ size: number; blocks: number } | undefined> {
+    const [st, sum] = await Promise.all([stat(local).catch(() => undefined), readFile(checksumFile(local), 'utf8').catch(() => '')]);
+    if (!st || st.size !== a.size || !a.sha256 || sum.split(/\s+/)[0] !== a.sha256) return undefined;
+    return { size: st.size, blocks: st.blocks };
+  }
+
+  return {
+    async fetchArtifacts(input: FetchArtifactsInput): Promise<StagedArtifact[]> {
+      const ctx = Context.current();
+      const signal = ctx.cancellationSignal;
+      const details = ctx.info.heartbeatDetails as FetchHeartbeat | undefined;
+      const staged: StagedArtifact[] = [];
+      let beat: FetchHeartbeat = { index: 0, bytesDone: 0, total: 0, done: staged };
+      let lastBeat = 0;
+      const heartbeat = (next: FetchHeartbeat, force = false) => {
+        beat = next;
+        if (!force && Date.now() - lastBeat < interval) return;
+        lastBeat = Date.now();
+        ctx.heartbeat(beat);
+      };
+      // Keeps the attempt alive while nothing moves on the wire: the final hash, the builder's sha256.
+      const keepalive = setInterval(() => heartbeat(beat, true), interval);
+      const connect = () => connectBuilder(input.host, input.builder, signal);
+      const ssh = await connect();
+      try {
+        for (const [index, a] of input.artifacts.entries()) {
+          const local = stagingPath(deps.stagingDir, input.releaseId, input.arch, a);
+          const stagedArtifact = (size: number, dataBytes: number, sha256: string): StagedArtifact => ({
+            arch: input.arch,
+            type: a.type,
+            path: local,
+            size,
+            dataBytes,
+            sha256,
+            stagingQueue: deps.stagingQueue,
+          });
+          const earlier = details?.done.find((d) => d.path === local && d.sha256 === a.sha256);
+          const onDisk = await alreadyStaged(local, a);
+          if (onDisk) {
+            staged.push(stagedArtifact(onDisk.size, earlier?.dataBytes ?? Math.min(onDisk.blocks * 512, onDisk.size), a.sha256));
+            continue;
+          }
+          await mkdir(path.dirname(local), { recursive: true });
+          heartbeat({ index, bytesDone: 0, total: 0, done: staged }, true);
+          const result = await fetchFile(ssh, a.remotePath, local, {
+            signal,
+            expectedSha256: a.sha256 || undefined,
+            resume: details?.index === index ? details.progress : undefined,
+            openSession: connect,
+            onProgress: (progress) => heartbeat({ index, bytesDone: progress.bytesDone, total: progress.dataBytes, progress, done: staged }),
+          }).catch(async (err: unknown) => {
+            const failure = classify(err, input, a, deps.stagingDir);
+            // A full disk is not retried: give the space of the partial file back.
+            if (failure !== err) await rm(`${local}.part`, { force: true });
+            throw failure;
+          });
+          await writeFile(checksumFile(local), `${result.sha256}  ${path.basename(local)}\n`);
+          ctx.log.info(
+            `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
+              `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256}`,
+          );
+          staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
+        }
+        heartbeat({ index: input.artifacts.length, bytesDone: 0, total: 0, done: staged }, true);
+        return staged;
+      } finally {
+        clearInterval(keepalive);
+        ssh.close();
+      }
+    },
+  };
+}
+
+/** A full staging disk will not empty itself on retry: say where and what to change. */
+function classify(err: unknown, input: FetchArtifactsInput, a: BuiltArtifact, stagingDir: string): unknown {
+  if ((err as NodeJS.ErrnoException)?.code === 'ENOSPC') {
+    return ApplicationFailure.nonRetryable(
+      `${input.arch}: no space left in the worker's staging directory ${stagingDir} for ${a.type} ${path.posix.basename(a.remotePath)} ` +
+        `(${a.size} bytes apparent); free space there or point BOOTC_RELEASE_STAGING at a larger disk`,
+      'StagingFull',
+    );
+  }
+  return err;
+}
