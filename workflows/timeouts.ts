@@ -17,7 +17,8 @@ export function activityOptions(
       initialInterval: t.retryInitial,
       backoffCoefficient: 2,
       maximumInterval: t.retryMax,
-      maximumAttempts: o.maximumAttempts ?? t.maxAttempts,
+      // 0 means unlimited, as in Temporal's own retry policy; the TypeScript SDK spells that Infinity.
+      maximumAttempts: (o.maximumAttempts ?? t.maxAttempts) || Number.POSITIVE_INFINITY,
       nonRetryableErrorTypes: ['ConfigError', 'HostKeyMismatch', 'NoSpaceLeft', 'PermissionDenied'],
     },
   };

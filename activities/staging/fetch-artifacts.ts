@@ -37,10 +37,16 @@ export interface FetchDeps {
   stagingQueue: string;
   /** Minimum time between two heartbeats. Default 3 s. */
   heartbeatIntervalMs?: number;
+  /** Data bytes per resumable piece (fetchFile's default: 64 MiB). */
+  pieceBytes?: number;
 }
 
-export const stagingPath = (stagingDir: string, releaseId: string, arch: Arch, a: Pick<BuiltArtifact, 'type' | 'remotePath'>) =>
-  path.join(stagingDir, releaseId, arch, a.type, path.posix.basename(a.remotePath));
+export const stagingPath = (
+  stagingDir: string,
+  releaseId: string,
+  arch: Arch,
+  a: Pick<BuiltArtifact, 'type' | 'remotePath'>,
+) => path.join(stagingDir, releaseId, arch, a.type, path.posix.basename(a.remotePath));
 
 /** `<file>.sha256` in sha256sum's format, written once the file is verified: a later attempt trusts it cheaply. */
 const checksumFile = (local: string) => `${local}.sha256`;
@@ -48,8 +54,14 @@ const checksumFile = (local: string) => `${local}.sha256`;
 export function createFetchActivities(deps: FetchDeps) {
   const interval = deps.heartbeatIntervalMs ?? 3000;
 
-  async function alreadyStaged(local: string, a: BuiltArtifact): Promise<{ size: number; blocks: number } | undefined> {
-    const [st, sum] = await Promise.all([stat(local).catch(() => undefined), readFile(checksumFile(local), 'utf8').catch(() => '')]);
+  async function alreadyStaged(
+    local: string,
+    a: BuiltArtifact,
+  ): Promise<{ size: number; blocks: number } | undefined> {
+    const [st, sum] = await Promise.all([
+      stat(local).catch(() => undefined),
+      readFile(checksumFile(local), 'utf8').catch(() => ''),
+    ]);
     if (!st || st.size !== a.size || !a.sha256 || sum.split(/\s+/)[0] !== a.sha256) return undefined;
     return { size: st.size, blocks: st.blocks };
   }
@@ -87,7 +99,13 @@ export function createFetchActivities(deps: FetchDeps) {
           const earlier = details?.done.find((d) => d.path === local && d.sha256 === a.sha256);
           const onDisk = await alreadyStaged(local, a);
           if (onDisk) {
-            staged.push(stagedArtifact(onDisk.size, earlier?.dataBytes ?? Math.min(onDisk.blocks * 512, onDisk.size), a.sha256));
+            staged.push(
+              stagedArtifact(
+                onDisk.size,
+                earlier?.dataBytes ?? Math.min(onDisk.blocks * 512, onDisk.size),
+                a.sha256,
+              ),
+            );
             continue;
           }
           await mkdir(path.dirname(local), { recursive: true });
@@ -97,7 +115,15 @@ export function createFetchActivities(deps: FetchDeps) {
             expectedSha256: a.sha256 || undefined,
             resume: details?.index === index ? details.progress : undefined,
             openSession: connect,
-            onProgress: (progress) => heartbeat({ index, bytesDone: progress.bytesDone, total: progress.dataBytes, progress, done: staged }),
+            pieceBytes: deps.pieceBytes,
+            onProgress: (progress) =>
+              heartbeat({
+                index,
+                bytesDone: progress.bytesDone,
+                total: progress.dataBytes,
+                progress,
+                done: staged,
+              }),
           }).catch(async (err: unknown) => {
             const failure = classify(err, input, a, deps.stagingDir);
             // A full disk is not retried: give the space of the partial file back.

@@ -9,6 +9,7 @@ import { stringify } from 'yaml';
 import { createAwsBuilderProvider } from '../../activities/aws';
 import { Builder } from '../../config/schema';
 import { WORKFLOW_TYPES } from '../../workflows/messages';
+import type { JanitorReport } from '../../workflows/builder-janitor';
 import { connectRig, startInProcessWorker, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
@@ -22,7 +23,7 @@ const host = rig.sshHosts[2]!;
 const awsDeps = { credentials, pollIntervalMs: 100, addressOf: () => ({ address: host.address, port: host.port }) };
 let worker: Awaited<ReturnType<typeof startInProcessWorker>>;
 let conn: Awaited<ReturnType<typeof connectRig>>;
-let builder: Builder;
+let builder: Extract<Builder, { provider: 'aws' }>;
 
 const stateOf = async (releaseId: string) => {
   const r = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }] }));
@@ -38,7 +39,7 @@ beforeAll(async () => {
     ami: ami.ImageId,
     credentials: { endpoint: rig.motoEndpoint },
     ssh: { privateKeyPath: rig.privateKeyPath },
-  });
+  }) as Extract<Builder, { provider: 'aws' }>;
   // The janitor finds builders through the definitions the worker knows.
   writeFileSync(
     path.join(dirs.definitionsDir, 'farm.yaml'),
@@ -74,7 +75,7 @@ describe('the builder janitor', () => {
     expect(dry.deleted.map((d) => d.releaseId).sort()).toEqual([closed, ghost].sort());
     expect(await stateOf(ghost)).toEqual(['running']);
 
-    const report = await conn.client.workflow.execute(WORKFLOW_TYPES.janitor, {
+    const report: JanitorReport = await conn.client.workflow.execute(WORKFLOW_TYPES.janitor, {
       workflowId: `janitor-${randomUUID().slice(0, 8)}`,
       taskQueue,
       args: [{ ttl: '24h' }],

@@ -46,7 +46,7 @@ function definition(name: string, extra: Partial<Parameters<typeof rigDefinition
     builderDir: path.join(base, name, 'builders'),
     imagesDir: path.join(base, name, 'images'),
     imageMapPath: path.join(base, name, 'inventory', 'copr.yaml'),
-    engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '256M', dataMiB: 4 }),
+    engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '256M', dataMiB: 4 }, [rig.registry]),
     bibImage: ensureBibStandinImage(),
     ...extra,
   });

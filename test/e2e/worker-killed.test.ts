@@ -69,7 +69,7 @@ async function awsDefinition(name: string, seconds: number) {
     builderDir: path.join(base, name),
     imagesDir: path.join(base, name, 'images'),
     imageMapPath: path.join(base, name, 'image-map.yaml'),
-    engine: standinEngine(path.join(base, name, 'engine'), { seconds, diskSize: '256M', dataMiB: 4 }),
+    engine: standinEngine(path.join(base, name, 'engine'), { seconds, diskSize: '256M', dataMiB: 4 }, [rig.registry]),
     bibImage: ensureBibStandinImage(),
     heartbeat: '5s',
   });

@@ -55,7 +55,7 @@ export async function startInProcessWorker(
   const workers = await createWorkers(
     connection,
     { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
-    createActivities(createActivityDeps(settings, releaseStateFrom(client), opts.overrides)),
+    createActivities(createActivityDeps(settings, releaseStateFrom(client), { builder: { pollIntervalMs: 500 }, ...opts.overrides })),
   );
   const running = workers.run();
   return {
