@@ -5,8 +5,15 @@
 import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import type { SshSession } from './connection';
 import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
-import { sendCommand, sessionCommand, sha256Command, type Compression, type RemoteHelper } from './remote-file';
-import { ExtentWriter, openFileSession, receiveStream } from './range-stream';
+import {
+  sendCommand,
+  sessionCommand,
+  sha256Command,
+  type Compression,
+  type RemoteHelper,
+} from './remote-file';
+import { ExtentWriter } from './extent-writer';
+import { openFileSession, receiveStream } from './range-stream';
 import { SparseSha256 } from './sparse-sha256';
 
 /** Small enough for heartbeat details; enough to resume. */
@@ -67,12 +74,19 @@ export class Sha256MismatchError extends Error {
     readonly expected: string,
     readonly actual: string,
   ) {
-    super(`${remotePath}: sha256 of the fetched file is ${actual}, the builder's is ${expected}; the partial file was removed, a retry fetches it again`);
+    super(
+      `${remotePath}: sha256 of the fetched file is ${actual}, the builder's is ${expected}; the partial file was removed, a retry fetches it again`,
+    );
     this.name = 'Sha256MismatchError';
   }
 }
 
-export async function fetchFile(ssh: SshSession, remotePath: string, localPath: string, opts: FetchFileOptions = {}): Promise<FetchResult> {
+export async function fetchFile(
+  ssh: SshSession,
+  remotePath: string,
+  localPath: string,
+  opts: FetchFileOptions = {},
+): Promise<FetchResult> {
   const abort = new AbortController();
   const onOuterAbort = () => abort.abort(opts.signal?.reason);
   if (opts.signal?.aborted) throw opts.signal.reason;
@@ -90,7 +104,10 @@ export async function fetchFile(ssh: SshSession, remotePath: string, localPath: 
       ? Promise.resolve(opts.expectedSha256)
       : ssh.exec(sha256Command(remotePath, wanted), { signal }).then((r) => r.stdout.trim().split(/\s+/)[0]);
     remoteHash.catch(() => undefined); // awaited below; a failure earlier must not go unhandled
-    const connections = Math.max(1, Math.min(opts.connections ?? (opts.openSession ? 2 : 1), opts.streams ?? DEFAULT_STREAMS));
+    const connections = Math.max(
+      1,
+      Math.min(opts.connections ?? (opts.openSession ? 2 : 1), opts.streams ?? DEFAULT_STREAMS),
+    );
     if (connections > 1 && !opts.openSession) throw new Error('fetchFile: connections > 1 needs openSession');
     for (let i = 1; i < connections; i++) extra.push(opts.openSession!());
     for (const p of extra) p.catch(() => undefined);
@@ -113,7 +130,10 @@ export async function fetchFile(ssh: SshSession, remotePath: string, localPath: 
     const piecesSkipped = plan.pieces.filter((p) => p.dataBytes > 0).length - todo.length;
     const streams = Math.min(opts.streams ?? DEFAULT_STREAMS, todo.length);
     // A second connection that fails (a MaxStartups limit, say) only costs parallelism.
-    const sessions = [ssh, ...(await Promise.allSettled(extra)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
+    const sessions = [
+      ssh,
+      ...(await Promise.allSettled(extra)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
+    ];
     const compression = opts.compression ?? 'none';
     // The session's own output is not compressed: with compression, every stream is a separate exec.
     const sessionStreams = compression === 'none' && streams > 0;
@@ -127,7 +147,15 @@ export async function fetchFile(ssh: SshSession, remotePath: string, localPath: 
         const via = sessions[s % sessions.length];
         const own = s === 0 && sessionStreams;
         const channel = own ? session!.channel : await via.channel(command);
-        return await receiveStream(channel, via.label, writer, mine, compression, signal, own ? session!.leftover : undefined);
+        return await receiveStream(
+          channel,
+          via.label,
+          writer,
+          mine,
+          compression,
+          signal,
+          own ? session!.leftover : undefined,
+        );
       }).map((p) =>
         p.catch((err) => {
           abort.abort(err);
@@ -164,12 +192,20 @@ export async function fetchFile(ssh: SshSession, remotePath: string, localPath: 
   } finally {
     opts.signal?.removeEventListener('abort', onOuterAbort);
     if (fd !== undefined) closeSync(fd);
-    for (const p of extra) void p.then((s) => s.close(), () => undefined);
+    for (const p of extra)
+      void p.then(
+        (s) => s.close(),
+        () => undefined,
+      );
   }
 }
 
 /** Pieces an earlier attempt finished, if its file is still there and the remote file is the same version. */
-function resumable(resume: FetchProgress | undefined, plan: FetchPlan, part: string): { done: Set<number>; reuse: boolean } {
+function resumable(
+  resume: FetchProgress | undefined,
+  plan: FetchPlan,
+  part: string,
+): { done: Set<number>; reuse: boolean } {
   const none = { done: new Set<number>(), reuse: false };
   if (!resume || resume.fingerprint !== plan.fingerprint) return none;
   try {
@@ -218,7 +254,11 @@ class Progress {
   }
 
   report(force: boolean): void {
-    if (!this.opts.onProgress || (!force && Date.now() - this.lastReport < (this.opts.progressIntervalMs ?? 1000))) return;
+    if (
+      !this.opts.onProgress ||
+      (!force && Date.now() - this.lastReport < (this.opts.progressIntervalMs ?? 1000))
+    )
+      return;
     this.lastReport = Date.now();
     this.opts.onProgress({
       fingerprint: this.plan.fingerprint,

@@ -26,7 +26,10 @@ const MiB = 1024 * 1024;
 /** Heartbeat details list done pieces; bounding their number bounds the details' size. */
 const MAX_PIECES = 1024;
 
-export function planFetch(file: Pick<RemoteFileInfo, 'size' | 'mtime' | 'extents'>, pieceBytes = 64 * MiB): FetchPlan {
+export function planFetch(
+  file: Pick<RemoteFileInfo, 'size' | 'mtime' | 'extents'>,
+  pieceBytes = 64 * MiB,
+): FetchPlan {
   const dataBytes = file.extents.reduce((sum, [, n]) => sum + n, 0);
   const target = Math.max(pieceBytes, Math.ceil(dataBytes / MAX_PIECES / MiB) * MiB);
   const pieces: Piece[] = [];
@@ -61,7 +64,7 @@ export function planFetch(file: Pick<RemoteFileInfo, 'size' | 'mtime' | 'extents
 export function encodeIndexes(done: Iterable<number>): string {
   const sorted = [...new Set(done)].sort((a, b) => a - b);
   const runs: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
     runs.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);

@@ -1,22 +1,14 @@
 // One stream of a fetch: an exec channel runs the remote sender, which writes the requested extents back to back;
-// this side cuts the byte stream at the same boundaries and writes each part at its offset in the local file.
-// Synchronous positional writes straight from the decrypted packet were the cheapest way measured (about half the
-// client CPU of ssh2's SFTP reads; less than promise writes or handing chunks to a thread; see docs/fetch.md).
+// the ExtentWriter cuts the byte stream at the same boundaries and writes each part at its offset in the local file.
+// Plain exec streaming costs about half the client CPU of ssh2's SFTP reads (see docs/fetch.md).
 import { spawn } from 'node:child_process';
-import { writeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { ClientChannel } from 'ssh2';
 import type { SshSession } from './connection';
+import type { ExtentWriter } from './extent-writer';
 import type { Piece } from './fetch-plan';
 import { headerEnd, parseHeader, type Compression, type RemoteFileInfo } from './remote-file';
-
-export interface StreamHooks {
-  /** Data bytes written to the local file. */
-  onData(bytes: number): void;
-  /** Every extent of the piece is written. */
-  onPiece(piece: Piece): void;
-}
 
 export interface StreamResult {
   /** Bytes that crossed the SSH channel (compressed when compression is on). */
@@ -44,83 +36,6 @@ function topUpWindow(channel: ClientChannel): void {
   if (amount < WINDOW / 2) return;
   c.incoming.window += amount;
   protocol.channelWindowAdjust(c.outgoing.id, amount);
-}
-
-const BLOCK = 4096;
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
-
-/**
- * Writes a stream of back-to-back extents at their offsets, piece by piece. With skipZeroBlocks, all-zero 4 KiB
- * blocks (aligned in the file) are not written, so a file whose hole map is unknown still arrives sparse.
- */
-export class ExtentWriter {
-  private extent = 0;
-  private piece = 0;
-  private at = 0;
-
-  constructor(
-    private readonly fd: number,
-    private readonly pieces: Piece[],
-    private readonly hooks: StreamHooks,
-    private readonly skipZeroBlocks: boolean,
-  ) {
-    this.skipEmpty();
-  }
-
-  get complete(): boolean {
-    return this.piece >= this.pieces.length;
-  }
-
-  write(chunk: Buffer): void {
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.complete) throw new Error(`the sender wrote ${chunk.length - off} bytes more than requested`);
-      const [offset, length] = this.pieces[this.piece].extents[this.extent];
-      const n = Math.min(length - this.at, chunk.length - off);
-      if (this.skipZeroBlocks) this.writeSparse(chunk, off, n, offset + this.at);
-      else writeAll(this.fd, chunk, off, n, offset + this.at);
-      off += n;
-      this.at += n;
-      this.hooks.onData(n);
-      if (this.at === length) {
-        this.at = 0;
-        this.extent++;
-        this.skipEmpty();
-      }
-    }
-  }
-
-  private skipEmpty(): void {
-    while (this.piece < this.pieces.length && this.extent >= this.pieces[this.piece].extents.length) {
-      if (this.pieces[this.piece].extents.length > 0) this.hooks.onPiece(this.pieces[this.piece]);
-      this.piece++;
-      this.extent = 0;
-    }
-  }
-
-  private writeSparse(chunk: Buffer, off: number, n: number, position: number): void {
-    let run = -1;
-    for (let i = 0; i < n; ) {
-      const len = Math.min(n - i, BLOCK - ((position + i) % BLOCK));
-      const zero = chunk.subarray(off + i, off + i + len).equals(ZERO_BLOCK.subarray(0, len));
-      if (!zero && run < 0) run = i;
-      if (zero && run >= 0) {
-        writeAll(this.fd, chunk, off + run, i - run, position + run);
-        run = -1;
-      }
-      i += len;
-    }
-    if (run >= 0) writeAll(this.fd, chunk, off + run, n - run, position + run);
-  }
-}
-
-function writeAll(fd: number, buf: Buffer, off: number, len: number, position: number): void {
-  while (len > 0) {
-    const n = writeSync(fd, buf, off, len, position);
-    off += n;
-    len -= n;
-    position += n;
-  }
 }
 
 /**
@@ -153,7 +68,11 @@ export async function openFileSession(
     const onStderr = (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096));
     const onClose = () => {
       done();
-      reject(new Error(`${ssh.label}: cannot read ${remotePath}: ${stderr.trim().slice(-500) || 'the session closed'}`));
+      reject(
+        new Error(
+          `${ssh.label}: cannot read ${remotePath}: ${stderr.trim().slice(-500) || 'the session closed'}`,
+        ),
+      );
     };
     const onData = (d: Buffer) => {
       // latin1 keeps one char per byte, so the header's length in chars is its length in bytes.
@@ -163,7 +82,11 @@ export async function openFileSession(
       done();
       channel.pause();
       try {
-        resolve({ channel, info: parseHeader(text.slice(0, end)), leftover: Buffer.from(text.slice(end), 'latin1') });
+        resolve({
+          channel,
+          info: parseHeader(text.slice(0, end)),
+          leftover: Buffer.from(text.slice(end), 'latin1'),
+        });
       } catch (err) {
         channel.close();
         reject(err instanceof Error ? new Error(`${ssh.label}: ${remotePath}: ${err.message}`) : err);
@@ -221,12 +144,17 @@ export async function receiveStream(
     const finish = () => {
       if (--pending > 0) return;
       if (code === undefined && !exitSignal) {
-        return settle(new Error(`${label}: connection lost while fetching (${wireBytes} bytes received on this stream)`));
+        return settle(
+          new Error(`${label}: connection lost while fetching (${wireBytes} bytes received on this stream)`),
+        );
       }
       if (code !== 0) {
-        return settle(new Error(`${label}: remote sender exited ${code ?? exitSignal}: ${stderr.trim().slice(-500)}`));
+        return settle(
+          new Error(`${label}: remote sender exited ${code ?? exitSignal}: ${stderr.trim().slice(-500)}`),
+        );
       }
-      if (!writer.complete) return settle(new Error(`${label}: the remote file ended early (did it change during the fetch?)`));
+      if (!writer.complete)
+        return settle(new Error(`${label}: the remote file ended early (did it change during the fetch?)`));
       settle();
     };
     const consume = (chunk: Buffer) => {

@@ -91,7 +91,11 @@ elif mode == 'sha256':
  * Runs the helper with the system interpreter when there is one (absolute paths skip PATH shims; -S skips site
  * imports: the helper needs only the standard library), else `orElse`. platform-python is RHEL/CentOS 8's.
  */
-function python(mode: string, path: string, orElse = "echo 'python3 is not installed' >&2; exit 127"): string {
+function python(
+  mode: string,
+  path: string,
+  orElse = "echo 'python3 is not installed' >&2; exit 127",
+): string {
   const run = (bin: string) => `${bin} -E -S -c ${shellQuote(PY)} ${mode} ${shellQuote(path)}`;
   return (
     `for p in /usr/bin/python3 /usr/libexec/platform-python; do if [ -x "$p" ]; then exec ${run('"$p"')}; fi; done; ` +
@@ -126,7 +130,13 @@ export function parseHeader(header: string): RemoteFileInfo {
   const fields = head.trim().split(' ');
   const body = lines.filter((l) => l.trim() && l.trim() !== 'E');
   if (fields[0] === 'H') {
-    return { size: Number(fields[1]), mtime: fields[2], extents: parseExtents(body), holesKnown: fields[3] === '1', helper: 'python3' };
+    return {
+      size: Number(fields[1]),
+      mtime: fields[2],
+      extents: parseExtents(body),
+      holesKnown: fields[3] === '1',
+      helper: 'python3',
+    };
   }
   if (fields[0] !== 'S') throw new Error(`unexpected reply from the builder: ${head.slice(0, 200)}`);
   const size = Number(fields[1]);

@@ -55,7 +55,9 @@ export class SparseSha256 {
         else if (msg.digest) resolve(msg.digest);
       });
       this.worker.on('error', reject);
-      this.worker.on('exit', (code) => reject(new Error(`sha256 of ${path}: hashing thread exited (${code})`)));
+      this.worker.on('exit', (code) =>
+        reject(new Error(`sha256 of ${path}: hashing thread exited (${code})`)),
+      );
     });
     // A fetch that fails before asking for the digest must not leave an unhandled rejection behind.
     this.result.catch(() => undefined);

@@ -5,7 +5,18 @@
 // Both sides pay for a connection; ours also verifies the sha256 of the whole file on arrival, OpenSSH does not.
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  ftruncateSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
@@ -35,8 +46,9 @@ function makeFile(file: string, size: number, extents: [number, number][]): stri
   try {
     ftruncateSync(fd, size);
     for (const [offset, length] of extents) {
-      for (; pos < offset; pos += Math.min(zeros.length, offset - pos)) hash.update(zeros.subarray(0, Math.min(zeros.length, offset - pos)));
-      for (let done = 0; done < length; ) {
+      for (; pos < offset; pos += Math.min(zeros.length, offset - pos))
+        hash.update(zeros.subarray(0, Math.min(zeros.length, offset - pos)));
+      for (let done = 0; done < length;) {
         const n = Math.min(length - done, 8 * MiB);
         const from = (offset + done) % (pool.length - n);
         const data = pool.subarray(from, from + n);
@@ -46,7 +58,8 @@ function makeFile(file: string, size: number, extents: [number, number][]): stri
       }
       pos = offset + length;
     }
-    for (; pos < size; pos += Math.min(zeros.length, size - pos)) hash.update(zeros.subarray(0, Math.min(zeros.length, size - pos)));
+    for (; pos < size; pos += Math.min(zeros.length, size - pos))
+      hash.update(zeros.subarray(0, Math.min(zeros.length, size - pos)));
   } finally {
     closeSync(fd);
   }
@@ -92,7 +105,7 @@ function sha256OfFile(file: string): string {
   const buf = Buffer.allocUnsafe(8 * MiB);
   const fd = openSync(file, 'r');
   try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) hash.update(buf.subarray(0, n));
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
   } finally {
     closeSync(fd);
   }
@@ -129,21 +142,49 @@ const suite: BenchSuite = {
         const started = performance.now();
         const r = spawnSync(
           'sftp',
-          ['-q', '-b', batch, '-c', CIPHER, '-i', keys.privateKeyPath, '-P', String(host.port),
-            '-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'BatchMode=yes',
-            `${host.user}@${host.address}`],
+          [
+            '-q',
+            '-b',
+            batch,
+            '-c',
+            CIPHER,
+            '-i',
+            keys.privateKeyPath,
+            '-P',
+            String(host.port),
+            '-o',
+            'StrictHostKeyChecking=yes',
+            '-o',
+            `UserKnownHostsFile=${knownHosts}`,
+            '-o',
+            'BatchMode=yes',
+            `${host.user}@${host.address}`,
+          ],
           { encoding: 'utf8' },
         );
         if (r.status !== 0) throw new Error(`sftp exited ${r.status}: ${r.stderr}`);
         return (performance.now() - started) / 1000;
       };
       const connect = () =>
-        SshSession.connect({ ...host }, { privateKeyPath: keys.privateKeyPath }, { algorithms: { cipher: [CIPHER] } });
-      const ours = async (remote: string, local: string, expectedSha256: string, opts: FetchFileOptions = {}) => {
+        SshSession.connect(
+          { ...host },
+          { privateKeyPath: keys.privateKeyPath },
+          { algorithms: { cipher: [CIPHER] } },
+        );
+      const ours = async (
+        remote: string,
+        local: string,
+        expectedSha256: string,
+        opts: FetchFileOptions = {},
+      ) => {
         const started = performance.now();
         const ssh = await connect();
         try {
-          const result = await fetchFile(ssh, remote, local, { expectedSha256, openSession: connect, ...opts });
+          const result = await fetchFile(ssh, remote, local, {
+            expectedSha256,
+            openSession: connect,
+            ...opts,
+          });
           return { seconds: (performance.now() - started) / 1000, result };
         } finally {
           ssh.close();
@@ -181,7 +222,9 @@ const suite: BenchSuite = {
       const layout = sparseLayout(sparseSize, 0.25);
       const dataBytes = layout.reduce((a, [, n]) => a + n, 0);
       const sparse = path.join(src, 'disk.raw');
-      log(`writing ${sparse} (8 GiB apparent, ${(dataBytes / GiB).toFixed(2)} GiB data in ${layout.length} extents)…`);
+      log(
+        `writing ${sparse} (8 GiB apparent, ${(dataBytes / GiB).toFixed(2)} GiB data in ${layout.length} extents)…`,
+      );
       const sparseSha = makeFile(sparse, sparseSize, layout);
       const oursSparse: number[] = [];
       const sshSparse: number[] = [];
@@ -224,9 +267,15 @@ const suite: BenchSuite = {
         fetchSparseHolesKept: holesKept,
       };
       log('');
-      log(`  1 GiB dense      ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`);
-      log(`  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`);
-      log(`                   ours sent ${(wire / GiB).toFixed(2)} GiB, allocated ${(allocated / GiB).toFixed(2)} GiB; sha256 equal: ${shaEqual}, holes kept: ${holesKept}`);
+      log(
+        `  1 GiB dense      ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`,
+      );
+      log(
+        `  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`,
+      );
+      log(
+        `                   ours sent ${(wire / GiB).toFixed(2)} GiB, allocated ${(allocated / GiB).toFixed(2)} GiB; sha256 equal: ${shaEqual}, holes kept: ${holesKept}`,
+      );
       return figures;
     } finally {
       await server?.stop();
