@@ -1,0 +1,252 @@
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { describe, expect, inject, it } from 'vitest';
+import { fetchFile, Sha256MismatchError, type FetchProgress } from '../../activities/ssh/fetch-file';
+import { decodeIndexes, planFetch } from '../../activities/ssh/fetch-plan';
+import { connect, makeSparseFile, MiB, sha256Of, spreadExtents, tcpRelay, testDir } from './fetch-helpers';
+
+describe('fetchFile', () => {
+  const rig = inject('rig');
+  const host = rig.sshHosts[2];
+
+  it('copies a dense file byte for byte and checks it against the sha256 computed on the builder', async () => {
+    const dir = testDir(rig, 'dense');
+    const remote = path.join(dir, 'disk.qcow2');
+    writeFileSync(remote, randomBytes(24 * MiB + 12345));
+    const ssh = await connect(rig, host);
+    try {
+      const local = path.join(dir, 'staged', 'disk.qcow2');
+      mkdirSync(path.dirname(local));
+      const result = await fetchFile(ssh, remote, local, { pieceBytes: 4 * MiB });
+      expect(readFileSync(local).equals(readFileSync(remote))).toBe(true);
+      expect(result).toMatchObject({
+        size: 24 * MiB + 12345,
+        dataBytes: 24 * MiB + 12345,
+        sha256: sha256Of(remote),
+        helper: 'python3',
+      });
+      expect(existsSync(`${local}.part`)).toBe(false);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('sends only the data extents of a sparse file and keeps its holes', async () => {
+    const dir = testDir(rig, 'sparse');
+    const remote = path.join(dir, 'disk.raw');
+    const extents = spreadExtents(256 * MiB, 24, MiB + 8192);
+    makeSparseFile(remote, 256 * MiB, extents);
+    const data = extents.reduce((a, [, n]) => a + n, 0);
+    const ssh = await connect(rig, host);
+    try {
+      const local = path.join(dir, 'local.raw');
+      const result = await fetchFile(ssh, remote, local, {
+        pieceBytes: 4 * MiB,
+        expectedSha256: sha256Of(remote),
+      });
+      expect(result.dataBytes).toBe(data);
+      expect(result.wireBytes).toBe(data);
+      expect(result.holesKnown).toBe(true);
+      const st = statSync(local);
+      expect(st.size).toBe(256 * MiB);
+      expect(st.blocks * 512).toBeLessThanOrEqual(data + 24 * 8192);
+      expect(readFileSync(local).equals(readFileSync(remote))).toBe(true);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('maps holes with filefrag and sends with dd when the builder has no python3', async () => {
+    const dir = testDir(rig, 'shell');
+    const remote = path.join(dir, 'disk.raw');
+    const extents = spreadExtents(64 * MiB, 10, 256 * 1024);
+    makeSparseFile(remote, 64 * MiB, extents);
+    const ssh = await connect(rig, host);
+    try {
+      const local = path.join(dir, 'local.raw');
+      const result = await fetchFile(ssh, remote, local, { helper: 'shell', pieceBytes: MiB });
+      expect(result.helper).toBe('shell');
+      expect(result.holesKnown).toBe(true);
+      expect(result.wireBytes).toBe(10 * 256 * 1024);
+      expect(result.sha256).toBe(sha256Of(remote));
+      expect(statSync(local).blocks * 512).toBeLessThanOrEqual(10 * 256 * 1024 + 10 * 4096);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it.each(['gzip', 'zstd'] as const)(
+    'compresses on the wire with %s when asked, and the file arrives the same',
+    async (compression) => {
+      const dir = testDir(rig, `compress-${compression}`);
+      const remote = path.join(dir, 'disk.raw');
+      // Half random, half text: something to compress.
+      makeSparseFile(remote, 32 * MiB, [[0, 2 * MiB]]);
+      const fd = openSync(remote, 'r+');
+      writeSync(fd, Buffer.from('bootc '.repeat(1024 * 1024)), 0, 6 * MiB, 8 * MiB);
+      closeSync(fd);
+      const ssh = await connect(rig, host);
+      try {
+        const result = await fetchFile(ssh, remote, path.join(dir, 'local.raw'), {
+          compression,
+          pieceBytes: 2 * MiB,
+        });
+        expect(result.sha256).toBe(sha256Of(remote));
+        expect(result.wireBytes).toBeLessThan(result.dataBytes * 0.5);
+      } finally {
+        ssh.close();
+      }
+    },
+  );
+
+  it('resumes an aborted fetch from its progress without re-sending finished pieces', async () => {
+    const dir = testDir(rig, 'resume');
+    const remote = path.join(dir, 'disk.raw');
+    makeSparseFile(remote, 128 * MiB, spreadExtents(128 * MiB, 12, 4 * MiB));
+    const local = path.join(dir, 'local.raw');
+    const ssh = await connect(rig, host);
+    try {
+      const abort = new AbortController();
+      let last: FetchProgress | undefined;
+      let abortedAt = 0;
+      const first = fetchFile(ssh, remote, local, {
+        signal: abort.signal,
+        pieceBytes: 4 * MiB,
+        openSession: () => connect(rig, host),
+        onProgress: (p) => {
+          last = p;
+          if (!abortedAt && decodeIndexes(p.piecesDone).size >= 4) {
+            abortedAt = Date.now();
+            abort.abort(new Error('worker shutting down'));
+          }
+        },
+      });
+      await expect(first).rejects.toThrow('worker shutting down');
+      expect(Date.now() - abortedAt).toBeLessThan(2000);
+      expect(existsSync(`${local}.part`)).toBe(true);
+
+      const done = decodeIndexes(last!.piecesDone);
+      const plan = planFetch(
+        { size: 128 * MiB, mtime: '', extents: spreadExtents(128 * MiB, 12, 4 * MiB) },
+        4 * MiB,
+      );
+      const doneData = plan.pieces.filter((p) => done.has(p.index)).reduce((a, p) => a + p.dataBytes, 0);
+      expect(doneData).toBeGreaterThan(0);
+      expect(doneData).toBeLessThan(plan.dataBytes);
+
+      const second = await fetchFile(ssh, remote, local, {
+        resume: last,
+        pieceBytes: 4 * MiB,
+        openSession: () => connect(rig, host),
+      });
+      expect(second.wireBytes).toBe(plan.dataBytes - doneData);
+      expect(second.piecesSkipped).toBe(done.size);
+      expect(second.sha256).toBe(sha256Of(remote));
+      expect(readFileSync(local).equals(readFileSync(remote))).toBe(true);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('detects a file that changed under it by sha256, removes the partial file and fetches it anew on retry', async () => {
+    const dir = testDir(rig, 'mismatch');
+    const remote = path.join(dir, 'disk.raw');
+    const extents = spreadExtents(128 * MiB, 16, 4 * MiB);
+    makeSparseFile(remote, 128 * MiB, extents);
+    const built = sha256Of(remote); // what the build step reported
+    const local = path.join(dir, 'local.raw');
+    const ssh = await connect(rig, host);
+    try {
+      let changed = false;
+      let last: FetchProgress | undefined;
+      const attempt = fetchFile(ssh, remote, local, {
+        expectedSha256: built,
+        streams: 1,
+        pieceBytes: 4 * MiB,
+        onProgress: (p) => {
+          last = p;
+          if (changed) return;
+          changed = true;
+          // Far past what the sender has read ahead (window + pipe), so the change is what travels.
+          const fd = openSync(remote, 'r+');
+          writeSync(fd, randomBytes(4096), 0, 4096, extents[15][0] + 8192);
+          closeSync(fd);
+        },
+      });
+      await expect(attempt).rejects.toBeInstanceOf(Sha256MismatchError);
+      expect(existsSync(`${local}.part`)).toBe(false);
+      expect(existsSync(local)).toBe(false);
+
+      // The retry starts over (its resume state points at a file that is gone) and now matches the builder's hash.
+      const retry = await fetchFile(ssh, remote, local, { resume: last, pieceBytes: 4 * MiB });
+      expect(retry.piecesSkipped).toBe(0);
+      expect(retry.sha256).toBe(sha256Of(remote));
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('fails with a retryable error when the connection drops mid-transfer, and the retry resumes', async () => {
+    const dir = testDir(rig, 'drop');
+    const remote = path.join(dir, 'disk.raw');
+    makeSparseFile(remote, 192 * MiB, spreadExtents(192 * MiB, 12, 4 * MiB));
+    const sha = sha256Of(remote);
+    const local = path.join(dir, 'local.raw');
+    const relay = await tcpRelay(host);
+    const flaky = await connect(rig, host, relay);
+    let last: FetchProgress | undefined;
+    try {
+      const attempt = fetchFile(flaky, remote, local, {
+        expectedSha256: sha,
+        pieceBytes: 4 * MiB,
+        openSession: () => connect(rig, host, relay),
+        onProgress: (p) => {
+          last = p;
+          if (decodeIndexes(p.piecesDone).size === 3) relay.cut();
+        },
+      });
+      await expect(attempt).rejects.toThrow(/connection lost|closed|ECONNRESET|Not connected/i);
+    } finally {
+      flaky.close();
+      await relay.close();
+    }
+    const done = decodeIndexes(last!.piecesDone).size;
+    expect(done).toBeGreaterThanOrEqual(3);
+
+    const ssh = await connect(rig, host);
+    try {
+      const retry = await fetchFile(ssh, remote, local, {
+        expectedSha256: sha,
+        resume: last,
+        pieceBytes: 4 * MiB,
+      });
+      expect(retry.piecesSkipped).toBe(done);
+      expect(retry.wireBytes).toBe(retry.dataBytes - done * 4 * MiB);
+      expect(sha256Of(local)).toBe(sha);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('says which file is missing on the builder', async () => {
+    const dir = testDir(rig, 'missing');
+    const ssh = await connect(rig, host);
+    try {
+      await expect(fetchFile(ssh, path.join(dir, 'nope.raw'), path.join(dir, 'local.raw'))).rejects.toThrow(
+        /cannot read .*nope\.raw/,
+      );
+    } finally {
+      ssh.close();
+    }
+  });
+});

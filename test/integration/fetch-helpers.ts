@@ -1,0 +1,98 @@
+// Shared set-up for the fetch tests: sparse files on "the builder" (the rig's sshd hosts share this filesystem),
+// their sha256 over the apparent size, and a TCP relay between client and sshd whose connections a test can cut
+// (a dropped network, as TESTING.md's fault list asks for).
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { SshSession } from '../../activities/ssh/connection';
+import type { SshHost } from '../rig/sshd';
+
+export interface Rig {
+  sshHosts: SshHost[];
+  privateKeyPath: string;
+  dir: string;
+}
+
+export const MiB = 1024 * 1024;
+
+export function testDir(rig: Rig, name: string): string {
+  const dir = path.join(rig.dir, 'fetch', name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A file of `size` apparent bytes with random data in `extents` ([offset, length], 4 KiB aligned) and holes elsewhere. */
+export function makeSparseFile(file: string, size: number, extents: [number, number][]): void {
+  const fd = openSync(file, 'w');
+  try {
+    ftruncateSync(fd, size);
+    for (const [offset, length] of extents) writeSync(fd, randomBytes(length), 0, length, offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** `count` extents of `length` bytes spread evenly over `size`, the first one a few pages in. */
+export function spreadExtents(size: number, count: number, length: number): [number, number][] {
+  const stride = Math.floor(size / count / 4096) * 4096;
+  return Array.from(
+    { length: count },
+    (_, i) => [i * stride + 4096 * ((i % 3) + 1), length] as [number, number],
+  );
+}
+
+/** sha256 over the apparent size, holes read as zeros. */
+export function sha256Of(file: string): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(4 * MiB);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+export const connect = (rig: Rig, host: SshHost, via?: { address: string; port: number }) =>
+  SshSession.connect({ ...host, ...via }, { privateKeyPath: rig.privateKeyPath });
+
+/** Relays TCP to `target`; cut() drops every relayed connection at once, as a network failure would. */
+export async function tcpRelay(target: { address: string; port: number }): Promise<{
+  address: string;
+  port: number;
+  cut(): void;
+  close(): Promise<void>;
+}> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.address);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: '127.0.0.1',
+    port,
+    cut: () => {
+      for (const s of sockets) s.resetAndDestroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
