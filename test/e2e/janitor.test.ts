@@ -71,8 +71,11 @@ describe('the builder janitor', () => {
     await conn.client.workflow.start('builderJanitor', { workflowId: running, taskQueue: 'nobody-listens', args: [{}] });
     for (const releaseId of [closed, ghost, running]) await provider.acquire(builder, { releaseId, arch: 'x86_64' });
 
-    const dry = await conn.releases.runJanitor({ dryRun: true });
-    expect(dry.deleted.map((d) => d.releaseId).sort()).toEqual([closed, ghost].sort());
+    const dry: JanitorReport = await conn.releases.runJanitor({ dryRun: true });
+    // Each builder is an instance plus its tagged root volume.
+    const instances = (r: JanitorReport) => r.deleted.filter((d) => d.kind === 'instance');
+    expect(instances(dry).map((d) => d.releaseId).sort()).toEqual([closed, ghost].sort());
+    expect(dry.deleted.every((d) => d.releaseId !== running)).toBe(true);
     expect(await stateOf(ghost)).toEqual(['running']);
 
     const report: JanitorReport = await conn.client.workflow.execute(WORKFLOW_TYPES.janitor, {

@@ -41,7 +41,10 @@ function startWorker(): ChildProcess {
   return child;
 }
 
+const alive = (w: ChildProcess) => w.exitCode === null && w.signalCode === null;
+
 async function kill(child: ChildProcess): Promise<void> {
+  if (!alive(child)) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGKILL');
   await exited;
@@ -106,7 +109,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const w of workers) if (w.exitCode === null) w.kill('SIGKILL');
+  for (const w of workers) if (alive(w)) w.kill('SIGKILL');
   await conn?.close();
 });
 
@@ -135,14 +138,14 @@ describe('a release whose worker is killed', () => {
   });
 
   it('tears the VM down when the release is cancelled mid-build, even if the worker dies during the cancel', async () => {
-    if (!workers.some((w) => w.exitCode === null)) startWorker();
+    if (!workers.some(alive)) startWorker();
     const def = await awsDefinition('cancelled-build', 30);
     const id = await conn.releases.startFromDefinition(def);
     await waitUntil('the build to start', async () => (await conn.releases.status(id).catch(() => undefined))?.arches.x86_64?.stage === 'building-image');
     expect((await awsResources(id)).live).toBe(1);
     await conn.releases.cancel(id);
     // Kill the worker that is handling the cancellation; the next one completes the teardown.
-    for (const w of workers) if (w.exitCode === null) await kill(w);
+    for (const w of workers) await kill(w);
     startWorker();
     const closed = await waitForStage(conn.releases, id, ['cancelled', 'failed'], 120_000);
     expect(closed.stage).toBe('cancelled');
