@@ -3,6 +3,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ImageBuilderConfig, ImageType, ReleasePlan, Source, Target } from '../config/schema';
 import { activate } from './activation/image-map';
+import { withHeartbeats } from './heartbeat';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
@@ -73,9 +74,12 @@ export function createActivities(deps: ActivityDeps) {
     resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps.definitionsDir, input),
     preflight: ({ plan }: { plan: ReleasePlan }) => preflight(deps, plan),
 
-    acquireBuilder: (i: ArchStep) => provider(builderOf(i.plan, i.arch)).acquire(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }),
+    acquireBuilder: (i: ArchStep) =>
+      withHeartbeats(() => provider(builderOf(i.plan, i.arch)).acquire(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch })),
     releaseBuilder: (i: ArchStep & { host: BuilderHost }) =>
-      provider(builderOf(i.plan, i.arch)).release(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }, i.host),
+      withHeartbeats(() =>
+        provider(builderOf(i.plan, i.arch)).release(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }, i.host),
+      ),
 
     prepareDataVolume: (i: ArchStep & { host: BuilderHost }) => deps.steps.prepareDataVolume({ ...step(i), host: i.host }),
     prepareContainerImage: (i: ArchStep & { host: BuilderHost }) =>
@@ -96,8 +100,9 @@ export function createActivities(deps: ActivityDeps) {
     fetchArtifacts: (i: ArchStep & { host: BuilderHost; artifacts: BuiltArtifact[] }) =>
       deps.steps.fetchArtifacts({ ...step(i), host: i.host, artifacts: i.artifacts }),
 
-    publishArtifact: (request: PublishRequest) => driver(request.target).publish(request),
-    deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) => driver(target).delete(target, candidate),
+    publishArtifact: (request: PublishRequest) => withHeartbeats(() => driver(request.target).publish(request)),
+    deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) =>
+      withHeartbeats(() => driver(target).delete(target, candidate)),
 
     activate,
 
