@@ -6,6 +6,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { readFileSync } from 'node:fs';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ReleaseClient, connectClient } from '../client/release-client';
 import { candidatesTable } from '../client/format';
@@ -28,10 +29,13 @@ async function main() {
   const stopAll = async () => {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
   };
-  process.once('SIGINT', () => {
-    say('stopping everything the demo started…');
-    void stopAll().then(() => process.exit(0));
-  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+    process.once(signal, () => {
+      say('stopping everything the demo started…');
+      void stopAll().then(() => process.exit(0));
+    });
+  // The demo's own lines tell the story; the worker's INFO logs would bury them (`npm run dev` shows them).
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   try {
     rmSync(demoDir, { recursive: true, force: true });
     rmSync(builders, { recursive: true, force: true });

@@ -18,8 +18,9 @@ const run = promisify(execFile);
 export type ImageMap = Record<string, Record<string, string | Record<string, string>>>;
 
 /**
- * target → arch → image id; when one (target, arch) has several images (AWS copies per region, IBM regions,
- * libvirt hosts) the value is region/host → id. Region names use `_` as Ansible variables do (us_east).
+ * target → arch → image id. When one (target, arch) has several images the value is keyed by what tells them apart:
+ * the region (AWS copies, IBM regions; `_` for `-` as Ansible variables spell them) or the image type (a directory
+ * keeping qcow2 and raw). libvirt hypervisors all hold the same volume name, which is what builders are booted from.
  */
 export function buildImageMap(candidates: Candidate[]): ImageMap {
   const map: ImageMap = {};
@@ -29,11 +30,11 @@ export function buildImageMap(candidates: Candidate[]): ImageMap {
     groups.set(key, [...(groups.get(key) ?? []), c]);
   }
   for (const group of groups.values()) {
-    const { target, arch } = group[0]!;
+    const { target, arch, kind } = group[0]!;
     map[target] ??= {};
-    if (group.length === 1) map[target][arch] = group[0]!.kind === 'libvirt' ? group[0]!.name : group[0]!.imageId;
-    else if (group.every((c) => c.kind === 'libvirt')) map[target][arch] = group[0]!.name;
-    else map[target][arch] = Object.fromEntries(group.map((c) => [(c.region ?? c.imageId).replace(/-/g, '_'), c.imageId]));
+    if (kind === 'libvirt') map[target][arch] = group[0]!.name;
+    else if (group.length === 1) map[target][arch] = group[0]!.imageId;
+    else map[target][arch] = Object.fromEntries(group.map((c) => [c.region ? c.region.replace(/-/g, '_') : c.type, c.imageId]));
   }
   return map;
 }

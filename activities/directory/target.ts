@@ -46,7 +46,7 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
     },
 
     async publish({ target, targetName, artifact, imageName, arch }) {
-      const file = path.join(target.path, `${imageName}.${EXTENSIONS[artifact.type] ?? artifact.type}`);
+      const file = path.resolve(target.path, `${imageName}.${EXTENSIONS[artifact.type] ?? artifact.type}`);
       const candidate: Candidate = {
         arch,
         target: targetName,

@@ -62,3 +62,13 @@ describe('image map', () => {
     expect(retried.replaced[0]!.previous).toEqual({ aws: { x86_64: 'ami-old' } });
   });
 });
+
+describe('image map of a directory target holding several types', () => {
+  it('keys the images of one architecture by type', () => {
+    const map = buildImageMap([
+      c({ target: 'local', kind: 'directory', imageId: '/srv/a.qcow2', type: 'qcow2' }),
+      c({ target: 'local', kind: 'directory', imageId: '/srv/a.raw', type: 'raw' }),
+    ]);
+    expect(map).toEqual({ local: { x86_64: { qcow2: '/srv/a.qcow2', raw: '/srv/a.raw' } } });
+  });
+});
