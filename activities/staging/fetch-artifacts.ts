@@ -2,12 +2,13 @@
 // (`<stagingDir>/<releaseId>/<arch>/<type>/<basename>`), through activities/ssh/fetch-file.ts: data extents only,
 // sha256 checked against the builder's. Heartbeats carry small resume state, so an attempt after a worker restart
 // continues with the artifact and the pieces where the last one stopped; cancellation closes the channels.
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { connectBuilder } from '../ssh/builder-session';
+import type { SshSession } from '../ssh/connection';
 import { fetchFile, type FetchProgress } from '../ssh/fetch-file';
 import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
 
@@ -26,10 +27,8 @@ export interface FetchHeartbeat {
   /** Data bytes of that artifact on disk, and its data bytes in all (0 until the builder described it). */
   bytesDone: number;
   total: number;
-  /** fetchFile's resume state for that artifact. */
+  /** fetchFile's resume state for that artifact. Artifacts before it are found by their checksum files. */
   progress?: FetchProgress;
-  /** Artifacts already staged and verified. */
-  done: StagedArtifact[];
 }
 
 export interface FetchDeps {
@@ -48,7 +47,10 @@ export const stagingPath = (
   a: Pick<BuiltArtifact, 'type' | 'remotePath'>,
 ) => path.join(stagingDir, releaseId, arch, a.type, path.posix.basename(a.remotePath));
 
-/** `<file>.sha256` in sha256sum's format, written once the file is verified: a later attempt trusts it cheaply. */
+/**
+ * `<file>.sha256` in sha256sum's format (`sha256sum -c` works; it skips the `#` line that keeps the data size), written
+ * once the file is verified and on disk: a later attempt trusts it instead of hashing the file again.
+ */
 const checksumFile = (local: string) => `${local}.sha256`;
 
 export function createFetchActivities(deps: FetchDeps) {
@@ -57,13 +59,17 @@ export function createFetchActivities(deps: FetchDeps) {
   async function alreadyStaged(
     local: string,
     a: BuiltArtifact,
-  ): Promise<{ size: number; blocks: number } | undefined> {
+  ): Promise<{ size: number; dataBytes: number } | undefined> {
     const [st, sum] = await Promise.all([
       stat(local).catch(() => undefined),
       readFile(checksumFile(local), 'utf8').catch(() => ''),
     ]);
     if (!st || st.size !== a.size || !a.sha256 || sum.split(/\s+/)[0] !== a.sha256) return undefined;
-    return { size: st.size, blocks: st.blocks };
+    const dataBytes = /dataBytes=(\d+)/.exec(sum);
+    return {
+      size: st.size,
+      dataBytes: dataBytes ? Number(dataBytes[1]) : Math.min(st.blocks * 512, st.size),
+    };
   }
 
   return {
@@ -72,7 +78,7 @@ export function createFetchActivities(deps: FetchDeps) {
       const signal = ctx.cancellationSignal;
       const details = ctx.info.heartbeatDetails as FetchHeartbeat | undefined;
       const staged: StagedArtifact[] = [];
-      let beat: FetchHeartbeat = { index: 0, bytesDone: 0, total: 0, done: staged };
+      let beat: FetchHeartbeat = { index: 0, bytesDone: 0, total: 0 };
       let lastBeat = 0;
       const heartbeat = (next: FetchHeartbeat, force = false) => {
         beat = next;
@@ -83,8 +89,9 @@ export function createFetchActivities(deps: FetchDeps) {
       // Keeps the attempt alive while nothing moves on the wire: the final hash, the builder's sha256.
       const keepalive = setInterval(() => heartbeat(beat, true), interval);
       const connect = () => connectBuilder(input.host, input.builder, signal);
-      const ssh = await connect();
+      let ssh: SshSession | undefined;
       try {
+        ssh = await connect();
         for (const [index, a] of input.artifacts.entries()) {
           const local = stagingPath(deps.stagingDir, input.releaseId, input.arch, a);
           const stagedArtifact = (size: number, dataBytes: number, sha256: string): StagedArtifact => ({
@@ -96,24 +103,22 @@ export function createFetchActivities(deps: FetchDeps) {
             sha256,
             stagingQueue: deps.stagingQueue,
           });
-          const earlier = details?.done.find((d) => d.path === local && d.sha256 === a.sha256);
           const onDisk = await alreadyStaged(local, a);
           if (onDisk) {
-            staged.push(
-              stagedArtifact(
-                onDisk.size,
-                earlier?.dataBytes ?? Math.min(onDisk.blocks * 512, onDisk.size),
-                a.sha256,
-              ),
-            );
+            staged.push(stagedArtifact(onDisk.size, onDisk.dataBytes, a.sha256));
             continue;
           }
           await mkdir(path.dirname(local), { recursive: true });
-          heartbeat({ index, bytesDone: 0, total: 0, done: staged }, true);
+          // Until the new attempt reports, the details keep the old resume state: a death now must not lose it.
+          const resume = details?.index === index ? details.progress : undefined;
+          heartbeat(
+            { index, bytesDone: resume?.bytesDone ?? 0, total: resume?.dataBytes ?? 0, progress: resume },
+            true,
+          );
           const result = await fetchFile(ssh, a.remotePath, local, {
             signal,
             expectedSha256: a.sha256 || undefined,
-            resume: details?.index === index ? details.progress : undefined,
+            resume,
             openSession: connect,
             pieceBytes: deps.pieceBytes,
             onProgress: (progress) =>
@@ -122,7 +127,6 @@ export function createFetchActivities(deps: FetchDeps) {
                 bytesDone: progress.bytesDone,
                 total: progress.dataBytes,
                 progress,
-                done: staged,
               }),
           }).catch(async (err: unknown) => {
             const failure = classify(err, input, a, deps.stagingDir);
@@ -130,21 +134,36 @@ export function createFetchActivities(deps: FetchDeps) {
             if (failure !== err) await rm(`${local}.part`, { force: true });
             throw failure;
           });
-          await writeFile(checksumFile(local), `${result.sha256}  ${path.basename(local)}\n`);
+          // The checksum file vouches for the data: it must not reach the disk before the data does (a machine
+          // crash would otherwise leave a "verified" file with lost pages).
+          await datasync(local);
+          await writeFile(
+            checksumFile(local),
+            `${result.sha256}  ${path.basename(local)}\n# size=${result.size} dataBytes=${result.dataBytes}\n`,
+          );
           ctx.log.info(
             `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
               `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256}`,
           );
           staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
         }
-        heartbeat({ index: input.artifacts.length, bytesDone: 0, total: 0, done: staged }, true);
+        heartbeat({ index: input.artifacts.length, bytesDone: 0, total: 0 }, true);
         return staged;
       } finally {
         clearInterval(keepalive);
-        ssh.close();
+        ssh?.close();
       }
     },
   };
+}
+
+async function datasync(file: string): Promise<void> {
+  const fh = await open(file, 'r');
+  try {
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
 }
 
 /** A full staging disk will not empty itself on retry: say where and what to change. */

@@ -112,7 +112,11 @@ function sha256OfFile(file: string): string {
   return hash.digest('hex');
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const fmt = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(' ');
 
 const suite: BenchSuite = {
@@ -234,7 +238,7 @@ const suite: BenchSuite = {
       let allocated = 0;
       const sshOut = path.join(out, 'disk-ssh.raw');
       const local = path.join(out, 'disk-ours.raw');
-      for (let r = 0; r < Math.max(1, ROUNDS - 1); r++) {
+      for (let r = 0; r < ROUNDS; r++) {
         for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
           settle(sshOut, local);
           if (who === 'ssh') {
