@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../../activities';
 import type { ReleaseDefinitionInput } from '../../config/schema';
 import { ReleaseClient } from '../../client/release-client';
@@ -43,11 +43,18 @@ export async function connectRig(rig: RigInfo, taskQueue: string) {
   return { client, releases: new ReleaseClient(client, taskQueue), close: () => connection.close() };
 }
 
+let runtimeInstalled = false;
+
 /** A worker in this process, wired exactly as production wires it, plus the test's overrides. */
 export async function startInProcessWorker(
   rig: RigInfo,
   opts: { taskQueue: string; workerId?: string; dirs: WorkerDirs; overrides?: WiringOverrides },
 ) {
+  if (!runtimeInstalled) {
+    // Workers log every activity at INFO; a test run needs their warnings and errors only.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+    runtimeInstalled = true;
+  }
   const connection = await NativeConnection.connect({ address: rig.temporalAddress });
   const { client, close } = await connectRig(rig, opts.taskQueue);
   const stagingQueue = `${opts.taskQueue}@${opts.workerId ?? 'w1'}`;
