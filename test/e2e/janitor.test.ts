@@ -91,4 +91,20 @@ describe('the builder janitor', () => {
     expect(await stateOf(running)).toEqual(['running']);
     await conn.client.workflow.getHandle(running).terminate('test done');
   });
+
+  it('runs on a Temporal Schedule, which a second `janitor schedule` updates instead of duplicating', async () => {
+    const id = await conn.releases.scheduleJanitor({ every: '2h', ttl: '12h' });
+    const handle = conn.client.schedule.getHandle(id);
+    try {
+      const first = await handle.describe();
+      expect(first.spec.intervals?.[0]?.every).toBe(2 * 3600_000);
+      expect(first.action).toMatchObject({ type: 'startWorkflow', workflowType: WORKFLOW_TYPES.janitor, taskQueue, args: [{ ttl: '12h' }] });
+      await conn.releases.scheduleJanitor({ every: '30m', ttl: '6h' });
+      const second = await handle.describe();
+      expect(second.spec.intervals?.[0]?.every).toBe(30 * 60_000);
+      expect(second.action).toMatchObject({ args: [{ ttl: '6h' }] });
+    } finally {
+      await handle.delete();
+    }
+  });
 });
