@@ -282,8 +282,11 @@ const suite: BenchSuite = {
       );
       return figures;
     } finally {
-      await server?.stop();
       rmSync(dir, { recursive: true, force: true });
+      // The sshd child is unref'd: without a timer, the process could exit while waiting for it to stop.
+      const alive = setInterval(() => undefined, 1000);
+      await server?.stop();
+      clearInterval(alive);
     }
   },
 };
