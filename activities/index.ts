@@ -1,7 +1,9 @@
 // All activities of a release, composed from the per-system factories. Workflows import only the *type*
 // ReleaseActivities; worker/wiring.ts builds the real dependencies and tests build the same with the rig's peers.
 import { ApplicationFailure } from '@temporalio/common';
-import type { Arch, Builder, ImageBuilderConfig, ImageType, ReleasePlan, Source, Target } from '../config/schema';
+import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
+import type { BuilderActivities } from './builder';
+import type { createFetchActivities } from './staging/fetch-artifacts';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
@@ -14,31 +16,11 @@ import type {
   Candidate,
   PublishRequest,
   PublishTargetDriver,
-  StagedArtifact,
 } from './types';
 
-/** What happens on a builder once it is up; implemented in activities/builder and activities/staging. */
-export interface BuilderSteps {
-  prepareDataVolume(i: { releaseId: string; arch: Arch; host: BuilderHost; builder: Builder }): Promise<unknown>;
-  prepareContainerImage(i: {
-    releaseId: string;
-    arch: Arch;
-    host: BuilderHost;
-    builder: Builder;
-    source: Source;
-    imageBuilder: Pick<ImageBuilderConfig, 'engine'>;
-  }): Promise<{ imageRef: string; digest?: string; commit?: string }>;
-  runImageBuild(i: {
-    releaseId: string;
-    arch: Arch;
-    host: BuilderHost;
-    builder: Builder;
-    imageBuilder: ImageBuilderConfig;
-    imageRef: string;
-    types: ImageType[];
-  }): Promise<{ artifacts: BuiltArtifact[]; logs: string[] }>;
-  fetchArtifacts(i: { releaseId: string; arch: Arch; host: BuilderHost; builder: Builder; artifacts: BuiltArtifact[] }): Promise<StagedArtifact[]>;
-}
+/** What happens on a builder once it is up: activities/builder and the fetch in activities/staging. */
+export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
+  Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'>;
 
 export interface ActivityDeps {
   /** Where release definitions named from the Temporal UI are found. */

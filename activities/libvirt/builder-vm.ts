@@ -8,7 +8,7 @@ import { SshSession } from '../ssh/connection';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { domainXml } from './domain-xml';
 import { openHypervisor } from './hypervisor';
-import { currentProgress, sleep } from './progress';
+import { currentProgress, sleep } from '../progress';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
 

@@ -7,7 +7,7 @@ import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from
 import { prepareImage } from './convert';
 import { openHypervisor } from './hypervisor';
 import { cachedScanExtents, type ExtentMap, type ScanOptions } from './extents';
-import { currentProgress } from './progress';
+import { currentProgress } from '../progress';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
 

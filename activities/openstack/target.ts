@@ -7,7 +7,7 @@ import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from
 import { prepareImage, type DiskFormat, type PreparedImage } from '../libvirt/convert';
 import { resolveAuth, type OpenstackTarget } from './auth';
 import { GlanceClient, type GlanceImage } from './glance';
-import { currentProgress, sleep, type Progress } from './progress';
+import { currentProgress, sleep, type Progress } from '../progress';
 
 export type { OpenstackTarget };
 

@@ -4,6 +4,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { stopProcess } from './services';
 import { promisify } from 'node:util';
 import { freePort, tool, waitForPort } from './tools';
 
@@ -107,17 +108,6 @@ export async function startGlance(dir: string, opts: { keystone?: GlanceKeystone
   return {
     address: `http://127.0.0.1:${port}`,
     dir,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      try {
-        process.kill(-child.pid!, 'SIGTERM');
-      } catch {
-        child.kill('SIGTERM');
-      }
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-      await exited;
-      clearTimeout(timer);
-    },
+    stop: () => stopProcess(child),
   };
 }

@@ -7,25 +7,15 @@ import type { TestProject } from 'vitest/node';
 import type {} from 'vitest';
 import { bundleWorkflows } from '../../worker/run';
 import { pushSourceImage, startMoto, startRegistry, startTemporal, type Service } from './services';
-import { clientKeys, SshServer, type SshHost } from './sshd';
+import type { RigInfo } from './release-harness';
+import { clientKeys, SshServer } from './sshd';
 
 const RIGS = path.resolve(__dirname, '../../.rig');
 const RIG_DIR = path.join(RIGS, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    rig: {
-      temporalAddress: string;
-      motoEndpoint: string;
-      sshHosts: SshHost[];
-      privateKeyPath: string;
-      dir: string;
-      /** host:port of a real container registry with `sourceImage` in it. */
-      registry: string;
-      sourceImage: string;
-      /** The workflow code, bundled once for every worker of the run. */
-      workflowBundlePath: string;
-    };
+    rig: RigInfo;
   }
 }
 

@@ -3,6 +3,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { stopProcess } from './services';
 import { promisify } from 'node:util';
 import { freePort, tool, waitForPort } from './tools';
 
@@ -110,15 +111,6 @@ export async function startKeystone(dir: string, opts: { port?: number } = {}): 
       const service = (await api('POST', '/services', { service: { type: 'image', name: 'glance' } })).service;
       await api('POST', '/endpoints', { endpoint: { service_id: service.id, interface: 'public', url, region_id: 'RegionOne' } });
     },
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const exited = new Promise((r) => child.once('exit', r));
-      try {
-        process.kill(-child.pid!, 'SIGTERM');
-      } catch {
-        child.kill('SIGTERM');
-      }
-      await exited;
-    },
+    stop: () => stopProcess(child),
   };
 }

@@ -20,7 +20,8 @@ function startLogged(cmd: string, args: string[], logFile: string, env: NodeJS.P
   return child;
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
+/** SIGTERM to the child's process group, SIGKILL after 5 s; resolves once it has exited. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   try {
