@@ -82,6 +82,9 @@ export function formatHostKey(key: Buffer): string {
 }
 
 export class SshSession {
+  /** The error that broke this connection after it was established, if any. */
+  lastError?: Error;
+
   private constructor(
     readonly endpoint: SshEndpoint,
     private readonly client: Client,
@@ -110,7 +113,13 @@ export class SshSession {
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       client.once('ready', () => {
         opts.signal?.removeEventListener('abort', onAbort);
-        resolve(new SshSession(endpoint, client, presented!));
+        // A connection that breaks later (reset, keepalive timeout) emits 'error' again: without a listener that
+        // would crash the worker process. Channels in flight see the close and their operations reject.
+        client.on('error', (err) => {
+          session.lastError = err;
+        });
+        const session = new SshSession(endpoint, client, presented!);
+        resolve(session);
       });
       client.once('error', (err: Error & { level?: string }) => {
         opts.signal?.removeEventListener('abort', onAbort);

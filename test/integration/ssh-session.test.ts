@@ -29,3 +29,20 @@ describe('ssh session', () => {
     expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
   });
 });
+
+describe('a connection that breaks after it was established', () => {
+  const rig = inject('rig');
+
+  it('does not crash the process: the error is recorded and a running command rejects', async () => {
+    const ssh = await SshSession.connect({ ...rig.sshHosts[0]! }, { privateKeyPath: rig.privateKeyPath });
+    const running = ssh.exec(['sleep', '30']).then(
+      () => 'finished',
+      () => 'rejected',
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    // Break the transport underneath ssh2, as a network fault would.
+    (ssh as unknown as { client: { _sock: { destroy(err: Error): void } } }).client._sock.destroy(new Error('connection reset by test'));
+    expect(await running).toBe('rejected');
+    expect(ssh.lastError?.message).toMatch(/connection reset by test/);
+  });
+});
