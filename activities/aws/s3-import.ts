@@ -2,22 +2,16 @@
 // `vmimport` service role, wait for the task, delete the object. Kept for accounts where the EBS direct APIs are
 // not allowed; it moves every byte of the image, holes included.
 import { CreateTagsCommand, DescribeImportSnapshotTasksCommand, ImportSnapshotCommand, type ImportSnapshotTask } from '@aws-sdk/client-ec2';
-import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { uploadResumable, type MultipartResumeState, type ResumableS3Command } from '../s3/resumable-upload';
 import { waitFor } from './activity';
 import type { Sends } from './clients';
-import { isNotFound } from './errors';
 import { findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
-import { fromTags, toTags, type TagMap } from './tags';
+import { AWS_TAGS, fromTags, toTags, type TagMap } from './tags';
 
-/**
- * lib-storage's Upload needs the concrete client; it sends PutObject or CreateMultipartUpload, UploadPart,
- * CompleteMultipartUpload and AbortMultipartUpload. We send HeadObject and DeleteObject.
- */
-export type S3ImportS3 = S3Client;
+/** The resumable multipart upload's actions (HeadObject, Create/Upload/List/Complete/Abort multipart) and DeleteObject. */
+export type S3ImportS3 = Sends<ResumableS3Command | DeleteObjectCommand>;
 export type S3ImportEc2 = SnapshotEc2 & Sends<ImportSnapshotCommand | DescribeImportSnapshotTasksCommand | CreateTagsCommand>;
 
 export interface S3ImportProgress {
@@ -26,6 +20,8 @@ export interface S3ImportProgress {
   snapshotId?: string;
   /** Bytes sent to S3 by this and earlier attempts. */
   bytesSent: number;
+  /** The multipart upload in progress: a retry continues it, sending only the parts S3 does not hold. */
+  multipart?: MultipartResumeState;
   /** Import task progress in percent, as AWS reports it. */
   percent?: string;
 }
@@ -52,37 +48,41 @@ export interface S3ImportRequest {
 }
 
 export interface S3UploadResult {
+  /** Bytes this call sent (parts an earlier attempt left on S3 are not sent again). */
   bytesSent: number;
   reused: boolean;
 }
 
-/** Uploads the file unless an object with the same size and sha256 is already there. */
-export async function uploadToS3(s3: S3ImportS3, req: Pick<S3ImportRequest, 'file' | 'sha256' | 'bucket' | 'key' | 'partSize' | 'queueSize' | 'signal'> & {
-  onBytes?: (sent: number) => void;
-}): Promise<S3UploadResult> {
-  const size = (await stat(req.file)).size;
-  try {
-    const head = await s3.send(new HeadObjectCommand({ Bucket: req.bucket, Key: req.key }));
-    if (head.ContentLength === size && head.Metadata?.sha256 === req.sha256) return { bytesSent: 0, reused: true };
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
-  const upload = new Upload({
-    client: s3,
-    params: { Bucket: req.bucket, Key: req.key, Body: createReadStream(req.file), ContentLength: size, Metadata: { sha256: req.sha256 } },
-    partSize: req.partSize ?? 64 * 1024 * 1024,
-    queueSize: req.queueSize ?? 4,
-    leavePartsOnError: false,
+/**
+ * Uploads the file unless an object with the same size and sha256 is already there, continuing the multipart upload
+ * of an earlier attempt (from `resume`, else found by key). A cancelled or failed upload is left for the next attempt.
+ */
+export async function uploadToS3(
+  s3: S3ImportS3,
+  req: Pick<S3ImportRequest, 'file' | 'sha256' | 'bucket' | 'key' | 'partSize' | 'queueSize' | 'signal'> & {
+    metadata?: Record<string, string>;
+    resume?: MultipartResumeState;
+    onBytes?: (sent: number) => void;
+    /** The resume state (for the heartbeat) and the bytes this call has sent, after every confirmed part. */
+    onState?: (state: MultipartResumeState, sentBytes: number) => void;
+  },
+): Promise<S3UploadResult> {
+  const out = await uploadResumable(s3, {
+    bucket: req.bucket,
+    key: req.key,
+    file: req.file,
+    sha256: req.sha256,
+    metadata: req.metadata,
+    partSize: req.partSize,
+    concurrency: req.queueSize,
+    resume: req.resume,
+    signal: req.signal,
+    onProgress: (state, figures) => {
+      req.onState?.(state, figures.sentBytes);
+      req.onBytes?.(figures.sentBytes);
+    },
   });
-  upload.on('httpUploadProgress', (p) => req.onBytes?.(p.loaded ?? 0));
-  const onAbort = () => void upload.abort();
-  req.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    await upload.done();
-  } finally {
-    req.signal?.removeEventListener('abort', onAbort);
-  }
-  return { bytesSent: size, reused: false };
+  return { bytesSent: out.bytesSent, reused: out.outcome === 'exists' };
 }
 
 const matches = (task: ImportSnapshotTask, tags: TagMap) => {
@@ -123,8 +123,14 @@ export async function importViaS3(s3: S3ImportS3, ec2: S3ImportEc2, req: S3Impor
   if (task && ['deleting', 'deleted'].includes(task.SnapshotTaskDetail?.Status ?? '')) task = undefined;
   if (!task) {
     const before = progress.bytesSent;
-    const sent = await uploadToS3(s3, { ...req, onBytes: (n) => report({ phase: 'upload', bytesSent: before + n }) });
-    report({ bytesSent: before + sent.bytesSent });
+    const releaseId = req.tags[AWS_TAGS.releaseId];
+    const sent = await uploadToS3(s3, {
+      ...req,
+      metadata: releaseId ? { 'release-id': releaseId } : undefined,
+      resume: progress.multipart,
+      onState: (multipart, n) => report({ phase: 'upload', multipart, bytesSent: before + n }),
+    });
+    report({ bytesSent: before + sent.bytesSent, multipart: undefined });
     const out = await ec2.send(
       new ImportSnapshotCommand({
         Description: req.description,

@@ -1,19 +1,12 @@
 // Staging an image in IBM Cloud Object Storage, which speaks S3: HMAC keys (referenced by env var name), the COS
 // endpoint, path-style addressing. The object records its size and sha256 in metadata, so a retried publish that
-// finds the same object skips the upload; a half-done multipart upload from a dead worker is aborted, not left to bill.
-import { createReadStream } from 'node:fs';
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  S3Client,
-  S3ServiceException,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+// finds the same object skips the upload; a half-done multipart upload from a dead worker is continued: its state
+// rides in the heartbeat, and the retry sends only the parts COS does not hold.
+import { DeleteObjectCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
+import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
+import { partSizeFor, uploadResumable, type MultipartResumeState } from '../s3/resumable-upload';
 import type { Progress } from './progress';
 
 export type IbmCloudTarget = Extract<Target, { kind: 'ibmcloud' }>;
@@ -81,61 +74,55 @@ export interface CosObject {
   metadata?: Record<string, string>;
 }
 
-/** Uploads `file` unless the same bytes are already there. Returns whether it sent anything. */
+/** The heartbeat of an upload in progress: `upload` is what a retry needs to continue it. */
+export interface CosUploadBeat {
+  stage: 'cos-upload';
+  key: string;
+  loaded: number;
+  total: number;
+  upload?: MultipartResumeState;
+}
+
+/** The multipart state the previous attempt of this activity left for `key`, if it was uploading it. */
+export function previousCosUpload(key: string): MultipartResumeState | undefined {
+  const details = (asyncLocalStorage.getStore() as Context | undefined)?.info.heartbeatDetails as Partial<CosUploadBeat> | undefined;
+  return details?.stage === 'cos-upload' && details.upload?.key === key ? details.upload : undefined;
+}
+
+/** Uploads `file` unless the same bytes are already there, continuing an earlier attempt's upload. Returns whether it sent anything. */
 export async function uploadToCos(
   s3: S3Client,
   obj: CosObject,
   progress: Progress,
-  opts: { field: string; partSize?: number; queueSize?: number },
-): Promise<{ uploaded: boolean }> {
+  opts: { field: string; partSize?: number; queueSize?: number; resume?: MultipartResumeState },
+): Promise<{ uploaded: boolean; bytesSent: number }> {
   const { bucket, key } = obj;
-  const existing = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).catch((err: unknown) => {
-    if (err instanceof S3ServiceException && (err.$metadata.httpStatusCode === 404 || err.name === 'NotFound')) return undefined;
-    throw cosFailure(err, `head of ${key}`, bucket, opts.field);
-  });
-  if (existing && existing.ContentLength === obj.size && existing.Metadata?.sha256 === obj.sha256) {
-    progress.log(`COS object ${bucket}/${key} already holds this image; not uploading again.`);
-    progress.heartbeat({ stage: 'cos-upload', key, loaded: obj.size, total: obj.size });
-    return { uploaded: false };
-  }
-  await abortStaleUploads(s3, bucket, key, opts.field);
-  // S3 allows 10,000 parts: large images get larger parts. queueSize × partSize bytes are buffered at most.
-  const partSize = Math.max(opts.partSize ?? 16 * 1024 * 1024, Math.ceil(obj.size / 9_000));
-  const upload = new Upload({
-    client: s3,
-    params: {
-      Bucket: bucket,
-      Key: key,
-      Body: createReadStream(obj.file),
-      ContentLength: obj.size,
-      ContentType: 'application/octet-stream',
-      Metadata: { ...obj.metadata, sha256: obj.sha256, size: String(obj.size) },
-    },
-    partSize,
-    queueSize: opts.queueSize ?? 4,
-  });
-  upload.on('httpUploadProgress', (p) => progress.heartbeat({ stage: 'cos-upload', key, loaded: p.loaded ?? 0, total: obj.size }));
-  const onAbort = () => void upload.abort().catch(() => undefined);
-  progress.signal?.addEventListener('abort', onAbort, { once: true });
-  progress.log(`Uploading ${obj.size} bytes to COS ${bucket}/${key}…`);
+  const beat = (b: Omit<CosUploadBeat, 'stage' | 'key' | 'total'>) => progress.heartbeat({ stage: 'cos-upload', key, ...b, total: obj.size });
   try {
-    await upload.done();
+    const out = await uploadResumable(s3, {
+      bucket,
+      key,
+      file: obj.file,
+      sha256: obj.sha256,
+      metadata: { ...obj.metadata, size: String(obj.size) },
+      // 16 MiB by default (grown to stay within S3's 10,000 parts); queueSize × partSize bytes are buffered at most.
+      partSize: partSizeFor(obj.size, opts.partSize ?? 16 * 1024 * 1024),
+      concurrency: opts.queueSize ?? 4,
+      resume: opts.resume,
+      signal: progress.signal,
+      log: progress.log,
+      onProgress: (upload, figures) => beat({ loaded: figures.confirmedBytes, upload }),
+    });
+    if (out.outcome === 'exists') {
+      progress.log(`COS object ${bucket}/${key} already holds this image; not uploading again.`);
+      beat({ loaded: obj.size });
+      return { uploaded: false, bytesSent: 0 };
+    }
+    progress.log(`Uploaded ${out.bytesSent} bytes in ${out.partsSent} of ${out.parts} parts to COS ${bucket}/${key}.`);
+    return { uploaded: true, bytesSent: out.bytesSent };
   } catch (err) {
     if (progress.signal?.aborted) throw progress.signal.reason ?? err;
     throw cosFailure(err, `upload of ${key}`, bucket, opts.field);
-  } finally {
-    progress.signal?.removeEventListener('abort', onAbort);
-  }
-  return { uploaded: true };
-}
-
-async function abortStaleUploads(s3: S3Client, bucket: string, key: string, field: string): Promise<void> {
-  try {
-    const { Uploads = [] } = await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }));
-    for (const u of Uploads)
-      if (u.Key === key && u.UploadId) await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: u.UploadId }));
-  } catch (err) {
-    throw cosFailure(err, `cleanup of unfinished uploads of ${key}`, bucket, field);
   }
 }
 

@@ -3,7 +3,7 @@
 // a retry after a worker death finishes the job without duplicates.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Candidate, CheckResult, PublishTargetDriver } from '../types';
-import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCosHref, uploadToCos, type IbmCloudTarget } from './cos-upload';
+import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCosHref, previousCosUpload, uploadToCos, type IbmCloudTarget } from './cos-upload';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
 import { currentProgress, type Progress } from './progress';
 import { ensureImage, vpcImageName } from './vpc-image';
@@ -41,7 +41,8 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
           s3,
           { bucket, key, file: artifact.path, size: artifact.size, sha256: artifact.sha256, metadata: { 'release-id': releaseId, arch: request.arch } },
           progress,
-          { field, partSize: d.cosPartSize },
+          // A retry after a worker death continues the upload its heartbeat names.
+          { field, partSize: d.cosPartSize, resume: previousCosUpload(key) },
         );
       } finally {
         s3.destroy();
