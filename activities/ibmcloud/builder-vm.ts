@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
-import { currentProgress, pollUntil, type Progress } from './progress';
+import { currentProgress, pollUntil, type Progress } from '../progress';
 import type { VpcClient, VpcFloatingIp, VpcInstance } from './vpc-client';
 
 export type IbmCloudBuilder = Extract<Builder, { provider: 'ibmcloud' }>;

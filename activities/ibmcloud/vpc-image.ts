@@ -2,7 +2,7 @@
 // resource_group}, then pending → available (or failed, with status_reasons). Images are regional and their names
 // unique per region, so the name is the idempotency key: look it up first, create only when it is missing.
 import { ApplicationFailure } from '@temporalio/common';
-import { pollUntil, type Progress } from './progress';
+import { pollUntil, type Progress } from '../progress';
 import type { VpcClient, VpcImage } from './vpc-client';
 
 /** VPC names are lower-case letters, digits and hyphens, start with a letter, ≤ 63: `copr-s390x-20250101_120000` → `copr-s390x-20250101-120000`. */
