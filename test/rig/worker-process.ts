@@ -2,6 +2,7 @@
 // JSON (endpoints of the rig's clouds, instance → rig host maps). Test-only; production runs worker/main.ts.
 import { appendFileSync } from 'node:fs';
 import { createActivities } from '../../activities';
+import { TAGS } from '../../activities/types';
 import { connectClient } from '../../client/release-client';
 import { connectWorker, createWorkers } from '../../worker/run';
 import { workerSettings } from '../../worker/settings';
@@ -9,7 +10,13 @@ import { createActivityDeps, releaseStateFrom, type WiringOverrides } from '../.
 
 interface TestOverrides {
   /** Static AWS credentials for moto, and instance id → rig SSH host. */
-  aws?: { endpoint?: string; addresses?: Record<string, { address: string; port: number }>; defaultAddress?: { address: string; port: number } };
+  aws?: {
+    endpoint?: string;
+    addresses?: Record<string, { address: string; port: number }>;
+    /** Release id (the instance's release tag) → rig SSH host, for a release whose instances a test sends elsewhere. */
+    releaseAddresses?: Record<string, { address: string; port: number }>;
+    defaultAddress?: { address: string; port: number };
+  };
   builder?: WiringOverrides['builder'];
 }
 
@@ -24,7 +31,10 @@ async function main() {
     overrides.aws = {
       credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
       pollIntervalMs: 200,
-      addressOf: (instance) => map.addresses?.[instance.InstanceId ?? ''] ?? map.defaultAddress!,
+      addressOf: (instance) =>
+        map.addresses?.[instance.InstanceId ?? ''] ??
+        map.releaseAddresses?.[instance.Tags?.find((t) => t.Key === TAGS.releaseId)?.Value ?? ''] ??
+        map.defaultAddress!,
     } as WiringOverrides['aws'];
   }
   const connection = await connectWorker(settings);
