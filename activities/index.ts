@@ -58,10 +58,12 @@ export function createActivities(deps: ActivityDeps) {
 
     acquireBuilder: (i: ArchStep) =>
       withHeartbeats(() => provider(builderOf(i.plan, i.arch)).acquire(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch })),
-    releaseBuilder: (i: ArchStep & { host: BuilderHost }) =>
-      withHeartbeats(() =>
-        provider(builderOf(i.plan, i.arch)).release(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch }, i.host),
-      ),
+    /** Without a host (an acquire cancelled or failed midway) the provider finds what it made by tag or name. */
+    releaseBuilder: (i: ArchStep & { host?: BuilderHost }) => {
+      const builder = builderOf(i.plan, i.arch);
+      const host: BuilderHost = i.host ?? { provider: builder.provider, id: '', address: '', port: 0, user: '', resources: [] };
+      return withHeartbeats(() => provider(builder).release(builder, { releaseId: i.plan.releaseId, arch: i.arch }, host));
+    },
 
     prepareDataVolume: (i: ArchStep & { host: BuilderHost }) => deps.steps.prepareDataVolume({ ...step(i), host: i.host }),
     prepareContainerImage: (i: ArchStep & { host: BuilderHost }) =>

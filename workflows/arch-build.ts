@@ -37,11 +37,18 @@ export async function archBuild({ plan, arch, parentId }: ArchBuildInput): Promi
     activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, maximumAttempts: 0 }),
   );
 
+  const acquire = proxyActivities<ReleaseActivities>(
+    activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, waitForCancellation: true }),
+  );
+
   let host: BuilderHost | undefined;
+  let acquiring = false;
   let failed = false;
+  let cancelled = false;
   try {
     await report({ stage: 'provisioning' });
-    host = await quick.acquireBuilder({ plan, arch });
+    acquiring = true;
+    host = await acquire.acquireBuilder({ plan, arch });
     await report({ builder: { provider: host.provider, id: host.id, address: host.address } });
 
     if (spec.builder.dataVolume) {
@@ -64,21 +71,24 @@ export async function archBuild({ plan, arch, parentId }: ArchBuildInput): Promi
     return { arch, artifacts, imageDigest: image.digest, buildLogs: built.logs };
   } catch (err) {
     failed = true;
-    const cancelled = isCancellation(err);
+    cancelled = isCancellation(err);
     await CancellationScope.nonCancellable(() =>
       report({ stage: cancelled ? 'cancelled' : 'failed', error: cancelled ? undefined : describe(err) }),
     );
     throw err;
   } finally {
-    if (host) {
-      const keep = failed && spec.builder.keepBuilderOnFailure;
+    // An acquire that was cancelled or failed may still have created a VM before it could say which: the provider
+    // then finds it by the release's tag or name.
+    if (host || acquiring) {
+      const keep = failed && !cancelled && !!host && spec.builder.keepBuilderOnFailure;
       await CancellationScope.nonCancellable(async () => {
         if (keep) {
           log.warn('keeping the builder for inspection (keepBuilderOnFailure)', { arch, builder: host!.id, address: host!.address });
           return;
         }
         await report({ stage: 'tearing-down' });
-        await teardown.releaseBuilder({ plan, arch, host: host! });
+        await teardown.releaseBuilder({ plan, arch, host });
+        if (failed) await report({ stage: cancelled ? 'cancelled' : 'failed' });
       });
     }
   }

@@ -214,7 +214,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     if (status.candidates.length === 0) {
       throw ApplicationFailure.nonRetryable(
         `no candidate images: ${Object.entries(status.arches)
-          .map(([a, s]) => `${a}: ${s?.error ?? s?.stage}`)
+          .map(([a, s]) => (s?.error?.startsWith(`${a}:`) ? s.error : `${a}: ${s?.error ?? s?.stage}`))
           .concat(status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`))
           .join('; ')}`,
         'NoCandidates',

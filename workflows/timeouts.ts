@@ -1,15 +1,17 @@
 // Activity options of the release workflows, in one place. Heartbeat timeouts decide how fast a killed worker's
 // activity is retried elsewhere, so they are configurable (`timeouts.heartbeat` in the definition).
-import type { ActivityOptions } from '@temporalio/workflow';
+import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
 
 type Timeouts = ReleaseDefinition['timeouts'];
 
 export function activityOptions(
   t: Timeouts,
-  o: { startToCloseTimeout: string; taskQueue?: string; maximumAttempts?: number },
+  o: { startToCloseTimeout: string; taskQueue?: string; maximumAttempts?: number; waitForCancellation?: boolean },
 ): ActivityOptions {
   return {
+    // Steps that create resources wait until their cancellation is done, so nothing is created after the teardown.
+    cancellationType: o.waitForCancellation ? ActivityCancellationType.WAIT_CANCELLATION_COMPLETED : undefined,
     startToCloseTimeout: o.startToCloseTimeout,
     heartbeatTimeout: t.heartbeat,
     taskQueue: o.taskQueue,

@@ -21,7 +21,7 @@ import type { BuilderHost, BuilderProvider, CheckResult, OwnedResource, StepCont
 import { resourceName, TAGS } from '../types';
 import { activitySignal, waitFor } from './activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
-import { DATA_VOLUME_DEVICE, DEFAULT_DATA_VOLUME_GIB, ensureDataVolume, type DataVolumeEc2 } from './data-volume';
+import { DEFAULT_DATA_VOLUME_GIB, ensureDataVolume, type DataVolumeEc2 } from './data-volume';
 import { awsErrorCode, classifyAwsError, isNotFound } from './errors';
 import { fromTags, tagFilters, toTags, type TagMap } from './tags';
 
@@ -150,7 +150,8 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
           timeoutMs,
           signal,
         });
-        resources.push({ kind: 'ebs-volume', id: volumeId, region: b.region }, { kind: 'data-volume-device', id: DATA_VOLUME_DEVICE });
+        // The volume id, not the attach name: on Nitro instances the disk shows up as NVMe, found by the id.
+        resources.push({ kind: 'ebs-volume', id: volumeId, region: b.region }, { kind: 'data-volume-device', id: volumeId });
       }
       const mapped = deps.addressOf?.(instance);
       const address = mapped?.address ?? instance.PublicIpAddress ?? instance.PrivateIpAddress;

@@ -31,6 +31,9 @@ export interface DataVolumeResult {
 /** The provider's extra volume arrives as this resource kind: a device path, or an EBS volume id. */
 export const DATA_VOLUME_RESOURCE = 'data-volume-device';
 
+/** Where a cloud volume attached as /dev/sdf appears on instances without NVMe. */
+const ATTACH_NAMES = ['/dev/sdf', '/dev/xvdf'];
+
 /** Survives reboots and a failed attempt between swapoff and mount, when /proc/swaps no longer names the device. */
 const markerFile = (mountpoint: string) =>
   `/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`;
@@ -166,11 +169,13 @@ export async function prepareDataVolume(
       if (!id.startsWith('vol-')) return id;
       // EBS volumes on Nitro instances appear as NVMe disks whose serial is the volume id without its dash.
       const byId = `/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_${id.replace('-', '')}`;
+      // Xen instances name it after the attach point (/dev/sdf, seen as /dev/xvdf).
+      const candidates = [byId, ...ATTACH_NAMES];
       const found = parseFields(
-        (await sh(`[ -e ${shellQuote(byId)} ] && echo found=1 || true`)).stdout,
+        (await sh(candidates.map((c) => `[ -b ${shellQuote(c)} ] && echo found=${shellQuote(c)} && exit 0`).join('; ') + '; true')).stdout,
       ).found;
-      if (!found) throw new Error(`${where}: attached volume ${id} has not appeared as ${byId} yet`);
-      return byId;
+      if (!found) throw new Error(`${where}: attached volume ${id} has not appeared as ${candidates.join(' or ')} yet`);
+      return found;
     }
     return wanted;
   }

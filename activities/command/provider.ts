@@ -162,7 +162,9 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     },
 
     async release(builder, ctx, host) {
-      await run([...builder.release, host.id], ctx, 'release');
+      // No host id: the acquire was cancelled or failed after taking a ticket; the state file still names it.
+      const handle = host.id || (await loadState(ctx))?.handle;
+      if (handle) await run([...builder.release, handle], ctx, 'release');
       await rm(stateFile(ctx), { force: true });
     },
   };

@@ -31,6 +31,23 @@ export function endpointsOf(builder: StaticBuilder): SshEndpoint[] {
 const isHostKeyMismatch = (err: unknown) =>
   err instanceof ApplicationFailure && err.type === 'HostKeyMismatch';
 
+/** Stops what still runs for this release on one host, removes its work dir, and frees its claim there. */
+async function releaseOn(builder: StaticBuilder, ctx: StepContext, host: SshEndpoint): Promise<void> {
+  await withSsh(host, credentialsOf(builder), async (ssh) => {
+    const dir = shellQuote(path.join(builder.workDir, ctx.releaseId, ctx.arch));
+    const claim = shellQuote(claimPath(builder, { address: host.address, port: host.port, user: host.user }));
+    await ssh.exec(
+      [
+        // Anything still running for this release (a build the workflow gave up on) goes first.
+        `for f in ${dir}/*/pid; do [ -f "$f" ] || continue; p=$(cat "$f"); kill -KILL -- "-$p" 2>/dev/null || true; done`,
+        `rm -rf ${dir}`,
+        `rmdir ${shellQuote(path.join(builder.workDir, ctx.releaseId))} 2>/dev/null || true`,
+        `if [ "$(cat ${claim}/owner 2>/dev/null)" = ${shellQuote(owner(ctx))} ]; then rm -rf ${claim}; fi`,
+      ].join('\n'),
+    );
+  });
+}
+
 export function createStaticProvider(): BuilderProvider<StaticBuilder> {
   return {
     async check(builder) {
@@ -103,25 +120,18 @@ export function createStaticProvider(): BuilderProvider<StaticBuilder> {
     },
 
     async release(builder, ctx, host) {
-      await withSsh(
-        { address: host.address, port: host.port, user: host.user, hostKey: host.hostKey },
-        credentialsOf(builder),
-        async (ssh) => {
-          const dir = shellQuote(path.join(builder.workDir, ctx.releaseId, ctx.arch));
-          const claim = shellQuote(
-            claimPath(builder, { address: host.address, port: host.port, user: host.user }),
-          );
-          await ssh.exec(
-            [
-              // Anything still running for this release (a build the workflow gave up on) goes first.
-              `for f in ${dir}/*/pid; do [ -f "$f" ] || continue; p=$(cat "$f"); kill -KILL -- "-$p" 2>/dev/null || true; done`,
-              `rm -rf ${dir}`,
-              `rmdir ${shellQuote(path.join(builder.workDir, ctx.releaseId))} 2>/dev/null || true`,
-              `if [ "$(cat ${claim}/owner 2>/dev/null)" = ${shellQuote(owner(ctx))} ]; then rm -rf ${claim}; fi`,
-            ].join('\n'),
-          );
-        },
-      );
+      // No host: the acquire was cancelled or failed before it told the workflow which host it claimed.
+      if (host.address)
+        return await releaseOn(builder, ctx, {
+          address: host.address,
+          port: host.port,
+          user: host.user,
+          hostKey: host.hostKey,
+        });
+      for (const target of endpointsOf(builder)) {
+        // An unreachable host keeps its claim until the janitor frees it; it must not hold the release's teardown.
+        await releaseOn(builder, ctx, target).catch(() => undefined);
+      }
     },
 
     async listOwned(builder) {

@@ -74,7 +74,8 @@ describe('aws builder provider', () => {
     const again = await provider.acquire(builder, ctx);
     const volumeId = host.resources.find((r) => r.kind === 'ebs-volume')!.id;
     expect(again.resources).toEqual(host.resources);
-    expect(host.resources).toContainEqual({ kind: 'data-volume-device', id: '/dev/sdf' });
+    // The builder finds the disk by the volume id (NVMe on Nitro) or by the attach name /dev/sdf (Xen).
+    expect(host.resources).toContainEqual({ kind: 'data-volume-device', id: volumeId });
     const [volume] = (await ec2.send(new DescribeVolumesCommand({ VolumeIds: [volumeId] }))).Volumes!;
     expect(volume.Size).toBe(50);
     expect(volume.Attachments).toEqual([expect.objectContaining({ InstanceId: host.id, Device: '/dev/sdf', State: 'attached' })]);

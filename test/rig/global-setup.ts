@@ -13,6 +13,18 @@ import { clientKeys, SshServer } from './sshd';
 const RIGS = path.resolve(__dirname, '../../.rig');
 const RIG_DIR = path.join(RIGS, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
 
+/** A run directory ends in the pid of its vitest process; a live one belongs to a run in progress. */
+function stillRunning(run: string): boolean {
+  const pid = Number(/-(\d+)$/.exec(run)?.[1]);
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 declare module 'vitest' {
   export interface ProvidedContext {
     rig: RigInfo;
@@ -22,7 +34,7 @@ declare module 'vitest' {
 export default async function setup(project: TestProject) {
   mkdirSync(RIG_DIR, { recursive: true });
   const runs = readdirSync(path.join(RIGS, 'runs')).sort();
-  for (const old of runs.slice(0, -3)) rmSync(path.join(RIGS, 'runs', old), { recursive: true, force: true });
+  for (const old of runs.slice(0, -3)) if (!stillRunning(old)) rmSync(path.join(RIGS, 'runs', old), { recursive: true, force: true });
   rmSync(path.join(RIGS, 'last'), { recursive: true, force: true });
   symlinkSync(RIG_DIR, path.join(RIGS, 'last'));
   const services: Service[] = [];
