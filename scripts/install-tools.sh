@@ -13,7 +13,7 @@ APT_PACKAGES=(openssh-server openssh-client qemu-utils libvirt-daemon-system lib
   python3-glanceclient e2fsprogs util-linux git iproute2 podman runc xfsprogs docker-registry
   python3-keystone)  # a real Keystone for the openstack target's password auth (test/rig/keystone.ts)
 
-say() { printf '[tools] %s\n' "$*"; }
+say() { printf '[tools] %s\n' "$*" >&2; }
 mkdir -p "$BIN"
 
 missing=()
