@@ -3,6 +3,7 @@
 // pieces) and of hashing (pieces cover the file end to end, holes included, so they are hashed in order).
 import { createHash } from 'node:crypto';
 import type { Extent, RemoteFileInfo } from './remote-file';
+import { fromRuns, toRuns } from '../number-runs';
 
 export interface Piece {
   index: number;
@@ -61,23 +62,6 @@ export function planFetch(
 }
 
 /** Done piece indexes as "0-17,19,22-30": small in heartbeat details whatever the order pieces finish in. */
-export function encodeIndexes(done: Iterable<number>): string {
-  const sorted = [...new Set(done)].sort((a, b) => a - b);
-  const runs: string[] = [];
-  for (let i = 0; i < sorted.length;) {
-    let j = i;
-    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
-    runs.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
-    i = j + 1;
-  }
-  return runs.join(',');
-}
+export const encodeIndexes = (done: Iterable<number>): string => toRuns(done);
 
-export function decodeIndexes(text: string): Set<number> {
-  const out = new Set<number>();
-  for (const run of text.split(',').filter(Boolean)) {
-    const [a, b] = run.split('-').map(Number);
-    for (let i = a; i <= (b ?? a); i++) out.add(i);
-  }
-  return out;
-}
+export const decodeIndexes = (text: string): Set<number> => new Set(fromRuns(text));

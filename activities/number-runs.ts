@@ -1,5 +1,5 @@
-// Part numbers as runs ("1-12,15,17-20"): a heartbeat of a 10,000-part upload stays a few bytes long, since parts
-// complete nearly in order (the gaps are the few parts in flight).
+// Sets of whole numbers as runs ("1-12,15,17-20"): heartbeat details of a 10,000-part upload or a fetch of many pieces
+// stay a few bytes long, since parts and pieces complete nearly in order (the gaps are the few in flight).
 
 export function toRuns(numbers: Iterable<number>): string {
   const sorted = [...new Set(numbers)].sort((a, b) => a - b);
@@ -17,7 +17,7 @@ export function fromRuns(runs: string): number[] {
   const out: number[] = [];
   for (const run of runs.split(',').filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(run.trim());
-    if (!m) throw new Error(`not a part run: ${run}`);
+    if (!m) throw new Error(`not a run of numbers: ${run}`);
     const first = Number(m[1]);
     const last = Number(m[2] ?? m[1]);
     for (let n = first; n <= last; n++) out.push(n);
