@@ -11,7 +11,7 @@ TEMPORAL_SERVER_VERSION=1.29.1  # what v1.5.1 embeds; go-installed builds report
 MOTO_VERSION=5.2.5
 APT_PACKAGES=(openssh-server openssh-client qemu-utils libvirt-daemon-system libvirt-clients glance-api
   python3-glanceclient e2fsprogs util-linux git iproute2 podman runc xfsprogs docker-registry
-  python3-keystone)  # a real Keystone for the openstack target's password auth (test/rig/keystone.ts)
+  python3-keystone busybox zstd openssl)  # python3-keystone: a real Keystone for the openstack target's password auth (test/rig/keystone.ts)
 
 say() { printf '[tools] %s\n' "$*" >&2; }
 mkdir -p "$BIN"
