@@ -14,13 +14,13 @@ import {
   type Filter,
   type Instance,
 } from '@aws-sdk/client-ec2';
-import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { createHash } from 'node:crypto';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, OwnedResource, StepContext } from '../types';
 import { resourceName, TAGS } from '../types';
 import { activitySignal, waitFor } from './activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
+import { awsPreflight } from './preflight';
 import { DEFAULT_DATA_VOLUME_GIB, ensureDataVolume, type DataVolumeEc2 } from './data-volume';
 import { awsErrorCode, classifyAwsError, isNotFound } from './errors';
 import { fromTags, tagFilters, toTags, type TagMap } from './tags';
@@ -224,24 +224,9 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
   async function check(b: AwsBuilder, ctx: StepContext): Promise<CheckResult> {
     const clients = awsClients(b.region, b.credentials, deps);
     const ec2: BuilderEc2 = clients.ec2();
-    const messages: string[] = [];
-    let ok = true;
-    const probe = async (start: string, f: string, fn: () => Promise<string>) => {
-      messages.push(start);
-      try {
-        messages.push(await fn());
-      } catch (err) {
-        ok = false;
-        const e = classifyAwsError(err, `${ctx.arch} builder`, field(ctx, f));
-        messages.push(`Failed: ${e.message}`);
-      }
-    };
-    await probe('Checking AWS credentials…', 'credentials', async () => {
-      const sts: Sends<GetCallerIdentityCommand> = clients.sts();
-      const who = await sts.send(new GetCallerIdentityCommand({}));
-      return `Credentials work (account ${who.Account}).`;
-    });
-    if (!ok) return { ok, messages };
+    const { result, probe, credentials } = awsPreflight(`${ctx.arch} builder`, (f) => field(ctx, f));
+    await credentials(clients);
+    if (!result.ok) return result;
     await probe(`Checking AMI ${b.ami} in ${b.region}…`, 'ami', async () => {
       const out = await ec2.send(new DescribeImagesCommand({ ImageIds: [b.ami] }));
       const image = out.Images?.[0];
@@ -274,8 +259,8 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
       }
       return 'RunInstances is allowed.';
     });
-    if (ok) messages.push('Builder conditions met.');
-    return { ok, messages };
+    if (result.ok) result.messages.push('Builder conditions met.');
+    return result;
   }
 
   async function listOwned(b: AwsBuilder): Promise<OwnedResource[]> {

@@ -3,13 +3,13 @@
 // Progress lives in heartbeat details, so a retried publish resumes its upload and finds what it already made.
 import { DescribeImagesCommand, DescribeRegionsCommand } from '@aws-sdk/client-ec2';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
-import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
 import { activitySignal, heartbeat, previousProgress } from './activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
+import { awsPreflight } from './preflight';
 import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
 import { classifyAwsError, isNotFound } from './errors';
 import { copyImage, deleteImage, registerImage, shareImage, type PublishedImage } from './register-image';
@@ -163,23 +163,9 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
 
   async function check(t: AwsTarget, ctx: { releaseId: string; targetName: string }): Promise<CheckResult> {
     const clients = awsClients(t.region, t.credentials, deps);
-    const field = (f: string) => `targets.${ctx.targetName}.${f}`;
-    const messages: string[] = [];
-    let ok = true;
-    const probe = async (start: string, f: string, fn: () => Promise<string>) => {
-      messages.push(start);
-      try {
-        messages.push(await fn());
-      } catch (err) {
-        ok = false;
-        messages.push(`Failed: ${classifyAwsError(err, `target ${ctx.targetName}`, field(f)).message}`);
-      }
-    };
-    await probe('Checking AWS credentials…', 'credentials', async () => {
-      const who = await (clients.sts() as Sends<GetCallerIdentityCommand>).send(new GetCallerIdentityCommand({}));
-      return `Credentials work (account ${who.Account}).`;
-    });
-    if (!ok) return { ok, messages };
+    const { result, probe, credentials } = awsPreflight(`target ${ctx.targetName}`, (f) => `targets.${ctx.targetName}.${f}`);
+    await credentials(clients);
+    if (!result.ok) return result;
     const regions = [t.region, ...t.copyTo];
     await probe(`Checking regions ${regions.join(', ')}…`, 'region / copyTo', async () => {
       const out = await (clients.ec2() as Sends<DescribeRegionsCommand>).send(new DescribeRegionsCommand({ AllRegions: true }));
@@ -205,8 +191,8 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
         }
         return `Bucket ${t.bucket} is reachable.`;
       });
-    if (ok) messages.push('Upload conditions met.');
-    return { ok, messages };
+    if (result.ok) result.messages.push('Upload conditions met.');
+    return result;
   }
 
   async function remove(t: AwsTarget, candidate: Candidate): Promise<void> {

@@ -11,7 +11,6 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
-  readSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -22,6 +21,7 @@ import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
 import { clientKeys, SshServer } from '../rig/sshd';
 import type { BenchSuite } from './suite';
+import { sha256Of } from '../integration/fetch-helpers';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -98,18 +98,6 @@ function sparseLayout(size: number, dataFraction: number): [number, number][] {
     pos += length;
   });
   return extents;
-}
-
-function sha256OfFile(file: string): string {
-  const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(8 * MiB);
-  const fd = openSync(file, 'r');
-  try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0;) hash.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
 }
 
 const median = (xs: number[]) => {
@@ -253,7 +241,7 @@ const suite: BenchSuite = {
           const st = statSync(local);
           allocated = st.blocks * 512;
           holesKept &&= st.size === sparseSize && allocated <= dataBytes + 16 * MiB;
-          shaEqual &&= result.sha256 === sparseSha && sha256OfFile(local) === sparseSha;
+          shaEqual &&= result.sha256 === sparseSha && sha256Of(local) === sparseSha;
         }
         log(`  round ${r + 1}: OpenSSH ${sshSparse[r].toFixed(1)} s, ours ${oursSparse[r].toFixed(1)} s`);
       }

@@ -20,7 +20,6 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
   DescribeInstancesCommand,
-  DescribeVolumesCommand,
   EC2Client,
   RegisterImageCommand,
   TerminateInstancesCommand,
@@ -34,6 +33,8 @@ import {
   type StandinKnobs,
 } from '../standins/bootc-image-builder/image';
 import {
+  killWorker,
+  releaseAwsResources,
   connectRig,
   rigDefinition,
   spawnWorkerProcess,
@@ -61,14 +62,7 @@ const closers: (() => Promise<void>)[] = [];
 const awsReleases: string[] = [];
 let ami: string;
 
-const alive = (w: ChildProcess) => w.exitCode === null && w.signalCode === null;
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (!alive(child)) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
+const kill = killWorker;
 
 function startWorker(taskQueue: string, workerId: string, overrides: object): ChildProcess {
   const child = spawnWorkerProcess(rig, {
@@ -147,18 +141,7 @@ function definition(name: string, knobs: StandinKnobs): ReleaseDefinitionInput {
   });
 }
 
-/** Instances and volumes moto holds for a release, in any state. */
-async function awsResources(releaseId: string) {
-  const filter = [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }];
-  const reservations = (await ec2.send(new DescribeInstancesCommand({ Filters: filter }))).Reservations ?? [];
-  const instances = reservations.flatMap((r) => r.Instances ?? []);
-  const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: filter }))).Volumes ?? [];
-  return {
-    all: instances.length,
-    live: instances.filter((i) => i.State?.Name !== 'terminated').length,
-    volumes: volumes.length,
-  };
-}
+const awsResources = (releaseId: string) => releaseAwsResources(ec2, releaseId);
 
 /**
  * moto's instances are running at once. This proxy in front of it reports running instances as `pending`, as a

@@ -5,10 +5,13 @@ import { type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { DescribeInstancesCommand, DescribeVolumesCommand, EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2';
+import { EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
+  alive,
+  killWorker,
+  releaseAwsResources,
   connectRig,
   rigDefinition,
   spawnWorkerProcess,
@@ -24,7 +27,11 @@ const taskQueue = `e2e-killed-${randomUUID().slice(0, 8)}`;
 const dirs = workerDirs(path.join(base, 'worker'));
 const host = rig.sshHosts[3]!;
 const region = 'us-east-1';
-const ec2 = new EC2Client({ region, endpoint: rig.motoEndpoint, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } });
+const ec2 = new EC2Client({
+  region,
+  endpoint: rig.motoEndpoint,
+  credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
+});
 let conn: Awaited<ReturnType<typeof connectRig>>;
 const workers: ChildProcess[] = [];
 let workerCount = 0;
@@ -35,20 +42,16 @@ function startWorker(): ChildProcess {
     workerId: 'killable',
     dirs,
     logFile: path.join(base, `worker-${++workerCount}.log`),
-    overrides: { aws: { defaultAddress: { address: host.address, port: host.port } }, builder: { pollIntervalMs: 500 } },
+    overrides: {
+      aws: { defaultAddress: { address: host.address, port: host.port } },
+      builder: { pollIntervalMs: 500 },
+    },
   });
   workers.push(child);
   return child;
 }
 
-const alive = (w: ChildProcess) => w.exitCode === null && w.signalCode === null;
-
-async function kill(child: ChildProcess): Promise<void> {
-  if (!alive(child)) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGKILL');
-  await exited;
-}
+const kill = killWorker;
 
 /** Every bootc-image-builder start the stand-in recorded under a builder work dir. */
 function buildStarts(dir: string): number {
@@ -57,7 +60,8 @@ function buildStarts(dir: string): number {
     for (const e of readdirSync(d, { withFileTypes: true })) {
       const p = path.join(d, e.name);
       if (e.isDirectory()) walk(p);
-      else if (e.name === 'bib-standin.starts') n += readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).length;
+      else if (e.name === 'bib-standin.starts')
+        n += readFileSync(p, 'utf8').trim().split('\n').filter(Boolean).length;
     }
   };
   walk(dir);
@@ -65,14 +69,18 @@ function buildStarts(dir: string): number {
 }
 
 async function awsDefinition(name: string, seconds: number) {
-  const ami = await ec2.send(new RegisterImageCommand({ Name: `builder-base-${randomUUID()}`, Architecture: 'x86_64' }));
+  const ami = await ec2.send(
+    new RegisterImageCommand({ Name: `builder-base-${randomUUID()}`, Architecture: 'x86_64' }),
+  );
   const def = rigDefinition(rig, {
     name,
     arches: [{ arch: 'x86_64', host, types: ['qcow2'] }],
     builderDir: path.join(base, name),
     imagesDir: path.join(base, name, 'images'),
     imageMapPath: path.join(base, name, 'image-map.yaml'),
-    engine: standinEngine(path.join(base, name, 'engine'), { seconds, diskSize: '256M', dataMiB: 4 }, [rig.registry]),
+    engine: standinEngine(path.join(base, name, 'engine'), { seconds, diskSize: '256M', dataMiB: 4 }, [
+      rig.registry,
+    ]),
     bibImage: ensureBibStandinImage(),
     heartbeat: '5s',
   });
@@ -89,18 +97,7 @@ async function awsDefinition(name: string, seconds: number) {
   return def;
 }
 
-/** Instances and volumes moto holds for a release, in any state. */
-async function awsResources(releaseId: string) {
-  const filter = [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }];
-  const reservations = (await ec2.send(new DescribeInstancesCommand({ Filters: filter }))).Reservations ?? [];
-  const instances = reservations.flatMap((r) => r.Instances ?? []);
-  const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: filter }))).Volumes ?? [];
-  return {
-    all: instances.length,
-    live: instances.filter((i) => i.State?.Name !== 'terminated').length,
-    volumes: volumes.length,
-  };
-}
+const awsResources = (releaseId: string) => releaseAwsResources(ec2, releaseId);
 
 beforeAll(async () => {
   process.env.AWS_ACCESS_KEY_ID ??= 'testing';
@@ -120,7 +117,10 @@ describe('a release whose worker is killed', () => {
     const id = await conn.releases.startFromDefinition(def);
     await waitUntil('the build to start on the builder', async () => {
       const s = await conn.releases.status(id).catch(() => undefined);
-      return s?.arches.x86_64?.stage === 'building-image' && buildStarts(path.join(base, 'killed-build', 'work')) === 1;
+      return (
+        s?.arches.x86_64?.stage === 'building-image' &&
+        buildStarts(path.join(base, 'killed-build', 'work')) === 1
+      );
     });
     await kill(w1);
     expect((await awsResources(id)).live).toBe(1);
@@ -141,7 +141,11 @@ describe('a release whose worker is killed', () => {
     if (!workers.some(alive)) startWorker();
     const def = await awsDefinition('cancelled-build', 30);
     const id = await conn.releases.startFromDefinition(def);
-    await waitUntil('the build to start', async () => (await conn.releases.status(id).catch(() => undefined))?.arches.x86_64?.stage === 'building-image');
+    await waitUntil(
+      'the build to start',
+      async () =>
+        (await conn.releases.status(id).catch(() => undefined))?.arches.x86_64?.stage === 'building-image',
+    );
     expect((await awsResources(id)).live).toBe(1);
     await conn.releases.cancel(id);
     // Kill the worker that is handling the cancellation; the next one completes the teardown.

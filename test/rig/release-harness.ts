@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { DescribeInstancesCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../../activities';
@@ -32,7 +33,11 @@ export interface WorkerDirs {
 }
 
 export function workerDirs(base: string): WorkerDirs {
-  const dirs = { definitionsDir: path.join(base, 'definitions'), stagingDir: path.join(base, 'staging'), stateDir: path.join(base, 'state') };
+  const dirs = {
+    definitionsDir: path.join(base, 'definitions'),
+    stagingDir: path.join(base, 'staging'),
+    stateDir: path.join(base, 'state'),
+  };
   for (const d of Object.values(dirs)) mkdirSync(d, { recursive: true });
   return dirs;
 }
@@ -62,7 +67,12 @@ export async function startInProcessWorker(
   const workers = await createWorkers(
     connection,
     { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
-    createActivities(createActivityDeps(settings, releaseStateFrom(client), { builder: { pollIntervalMs: 500 }, ...opts.overrides })),
+    createActivities(
+      createActivityDeps(settings, releaseStateFrom(client), {
+        builder: { pollIntervalMs: 500 },
+        ...opts.overrides,
+      }),
+    ),
   );
   const running = workers.run();
   return {
@@ -102,6 +112,30 @@ export function spawnWorkerProcess(
   return child;
 }
 
+/** A SIGKILLed child has exitCode null too: its signalCode tells it is gone. */
+export const alive = (w: ChildProcess) => w.exitCode === null && w.signalCode === null;
+
+/** SIGKILL, as a crashed worker host would die; resolves once it is gone. */
+export async function killWorker(child: ChildProcess): Promise<void> {
+  if (!alive(child)) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** Instances and volumes moto holds for a release (by its tag), in any state. */
+export async function releaseAwsResources(ec2: EC2Client, releaseId: string) {
+  const filter = [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }];
+  const reservations = (await ec2.send(new DescribeInstancesCommand({ Filters: filter }))).Reservations ?? [];
+  const instances = reservations.flatMap((r) => r.Instances ?? []);
+  const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: filter }))).Volumes ?? [];
+  return {
+    all: instances.length,
+    live: instances.filter((i) => i.State?.Name !== 'terminated').length,
+    volumes: volumes.length,
+  };
+}
+
 export async function waitForStage(
   releases: ReleaseClient,
   releaseId: string,
@@ -118,12 +152,18 @@ export async function waitForStage(
       // not started yet, or no worker to answer the query for a moment
     }
     if (Date.now() > deadline)
-      throw new Error(`release ${releaseId} did not reach ${stages.join('/')} in ${timeoutMs} ms; last status: ${JSON.stringify(last)}`);
+      throw new Error(
+        `release ${releaseId} did not reach ${stages.join('/')} in ${timeoutMs} ms; last status: ${JSON.stringify(last)}`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
-export const waitUntil = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 60_000) => {
+export const waitUntil = async (
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 60_000,
+) => {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -133,7 +173,12 @@ export const waitUntil = async (what: string, check: () => boolean | Promise<boo
 
 export interface RigDefinitionOptions {
   name: string;
-  arches: { arch: 'x86_64' | 'aarch64' | 'ppc64le' | 's390x'; host: SshHost; types?: string[]; dataVolumeDevice?: string }[];
+  arches: {
+    arch: 'x86_64' | 'aarch64' | 'ppc64le' | 's390x';
+    host: SshHost;
+    types?: string[];
+    dataVolumeDevice?: string;
+  }[];
   /** Directory on "the builders" (this machine) for work dirs and mounts. */
   builderDir: string;
   imagesDir: string;
@@ -161,7 +206,13 @@ export function rigDefinition(rig: RigInfo, o: RigDefinitionOptions): ReleaseDef
             ssh: { privateKeyPath: rig.privateKeyPath },
             workDir: path.join(o.builderDir, arch, 'work'),
             ...(dataVolumeDevice
-              ? { dataVolume: { device: dataVolumeDevice, mountpoint: path.join(o.builderDir, arch, 'containers'), minFreeGiB: 0.01 } }
+              ? {
+                  dataVolume: {
+                    device: dataVolumeDevice,
+                    mountpoint: path.join(o.builderDir, arch, 'containers'),
+                    minFreeGiB: 0.01,
+                  },
+                }
               : {}),
           },
           types: types ?? ['qcow2', 'raw'],
@@ -170,7 +221,12 @@ export function rigDefinition(rig: RigInfo, o: RigDefinitionOptions): ReleaseDef
       ]),
     ),
     targets: { local: { kind: 'directory', path: o.imagesDir } },
-    approval: { timeout: o.approvalTimeout ?? '1h', approvers: ['copr-admin', 'release-manager'], onReject: o.onReject ?? 'keep', channel: 'staging' },
+    approval: {
+      timeout: o.approvalTimeout ?? '1h',
+      approvers: ['copr-admin', 'release-manager'],
+      onReject: o.onReject ?? 'keep',
+      channel: 'staging',
+    },
     channels: { staging: { activation: [{ kind: 'image-map-file', path: o.imageMapPath }] } },
     timeouts: { heartbeat: o.heartbeat ?? '15s', retryInitial: '1s', retryMax: '5s' },
   } as ReleaseDefinitionInput;
