@@ -15,16 +15,7 @@ async function main() {
   const log = (line: string) => (json ? process.stderr : process.stdout).write(`${line}\n`);
   for (const [name, load] of Object.entries(SUITES)) {
     if (only && !only.includes(name)) continue;
-    let suite: BenchSuite;
-    try {
-      suite = (await load()).default;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' || /Cannot find module/.test(String(err))) {
-        log(`(${name}: not built yet)`);
-        continue;
-      }
-      throw err;
-    }
+    const suite: BenchSuite = (await load()).default;
     log(`\n== ${suite.title}`);
     Object.assign(figures, await suite.run(log));
   }
