@@ -60,6 +60,8 @@ export interface BuiltArtifact {
   remotePath: string;
   size: number;
   sha256: string;
+  /** From the same pass as sha256 when the builder has python3: lets the fetch hash data only (docs/fetch.md). */
+  sparseSha256?: string;
 }
 
 /** One artifact fetched into a worker's staging directory. */

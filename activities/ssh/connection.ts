@@ -29,7 +29,11 @@ export function resolvePrivateKey(creds: SshCredentials = {}): Buffer {
   if (creds.privateKeyPath) return readFileSync(creds.privateKeyPath);
   if (creds.privateKeyEnv) {
     const key = fromEnv(creds.privateKeyEnv);
-    if (!key) throw ApplicationFailure.nonRetryable(`ssh: environment variable ${creds.privateKeyEnv} is not set on the worker`, 'ConfigError');
+    if (!key)
+      throw ApplicationFailure.nonRetryable(
+        `ssh: environment variable ${creds.privateKeyEnv} is not set on the worker`,
+        'ConfigError',
+      );
     return key;
   }
   const key = fromEnv('BOOTC_RELEASE_SSH_KEY');
@@ -67,7 +71,9 @@ export class SshCommandError extends Error {
     readonly result: ExecResult,
     readonly host: string,
   ) {
-    super(`${host}: \`${command.slice(0, 200)}\` exited ${result.code}: ${lastLines(result.stderr || result.stdout, 5)}`);
+    super(
+      `${host}: \`${command.slice(0, 200)}\` exited ${result.code}: ${lastLines(result.stderr || result.stdout, 5)}`,
+    );
     this.name = 'SshCommandError';
   }
 }
@@ -99,7 +105,12 @@ export class SshSession {
   static async connect(
     endpoint: SshEndpoint,
     creds: SshCredentials | Buffer,
-    opts: { signal?: AbortSignal; readyTimeoutMs?: number; keepaliveIntervalMs?: number; algorithms?: ConnectConfig['algorithms'] } = {},
+    opts: {
+      signal?: AbortSignal;
+      readyTimeoutMs?: number;
+      keepaliveIntervalMs?: number;
+      algorithms?: ConnectConfig['algorithms'];
+    } = {},
   ): Promise<SshSession> {
     const privateKey = Buffer.isBuffer(creds) ? creds : resolvePrivateKey(creds);
     const client = new Client();

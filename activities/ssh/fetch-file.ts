@@ -6,10 +6,13 @@ import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statSync } from
 import type { SshSession } from './connection';
 import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
 import {
+  parseDigests,
   sendCommand,
   sessionCommand,
   sha256Command,
+  sparseHeader,
   type Compression,
+  type RemoteDigests,
   type RemoteHelper,
 } from './remote-file';
 import { ExtentWriter } from './extent-writer';
@@ -33,6 +36,11 @@ export interface FetchFileOptions {
   signal?: AbortSignal;
   /** The sha256 the builder already computed (bootc-image-builder's step); else it is computed there in parallel. */
   expectedSha256?: string;
+  /**
+   * The builder's sparse-sha256 of the same file, computed in the same pass as expectedSha256: the fetch is then
+   * verified by hashing the data only. Ignored without expectedSha256.
+   */
+  expectedSparseSha256?: string;
   /** Progress from an earlier attempt (heartbeat details). */
   resume?: FetchProgress;
   onProgress?: (progress: FetchProgress) => void;
@@ -56,7 +64,14 @@ export interface FetchResult {
   path: string;
   size: number;
   dataBytes: number;
+  /** The whole file's sha256: computed here, or the builder's when the file was verified by sparse-sha256. */
   sha256: string;
+  /**
+   * What was hashed here and matched the builder's: `sha256` (the whole apparent file) or `sparse-sha256` (size,
+   * extent map and data; the holes are holes in the local file, so the content equals the builder's, whose sha256
+   * came from the same pass over it).
+   */
+  verifiedBy: 'sha256' | 'sparse-sha256';
   /** Bytes written by this attempt (pieces skipped on resume are not counted). */
   bytesFetched: number;
   /** Bytes that crossed SSH channels in this attempt. */
@@ -100,10 +115,18 @@ export async function fetchFile(
     const wanted = opts.helper ?? 'auto';
     // Everything that can start before the file is described starts now: each exec costs a round trip and a login
     // shell on the builder, and the builder's sha256 runs beside the transfer.
-    const remoteHash = opts.expectedSha256
-      ? Promise.resolve(opts.expectedSha256)
-      : ssh.exec(sha256Command(remotePath, wanted), { signal }).then((r) => r.stdout.trim().split(/\s+/)[0]);
-    remoteHash.catch(() => undefined); // awaited below; a failure earlier must not go unhandled
+    const remoteDigests: Promise<RemoteDigests> = opts.expectedSha256
+      ? Promise.resolve({
+          sha256: opts.expectedSha256.toLowerCase(),
+          sparseSha256: opts.expectedSparseSha256?.toLowerCase(),
+        })
+      : ssh.exec(sha256Command(remotePath, wanted), { signal }).then((r) => {
+          const digests = parseDigests(r.stdout.trim());
+          if (!digests)
+            throw new Error(`${ssh.label}: no sha256 for ${remotePath}: ${r.stdout.slice(0, 200)}`);
+          return digests;
+        });
+    remoteDigests.catch(() => undefined); // awaited below; a failure earlier must not go unhandled
     const connections = Math.max(
       1,
       Math.min(opts.connections ?? (opts.openSession ? 2 : 1), opts.streams ?? DEFAULT_STREAMS),
@@ -122,7 +145,9 @@ export async function fetchFile(
     ftruncateSync(fd, plan.size);
     for (const p of plan.pieces) if (p.dataBytes === 0) done.add(p.index);
 
-    hasher = new SparseSha256(part);
+    // sparse-sha256 when the builder has one (or will: its python3 helper computes both digests), else the whole file.
+    const sparse = opts.expectedSha256 ? !!opts.expectedSparseSha256 : info.helper === 'python3';
+    hasher = new SparseSha256(part, sparse ? sparseHeader(info.size, info.extents) : undefined);
     const progress = new Progress(plan, done, hasher, opts);
     progress.feedHasher();
 
@@ -163,13 +188,19 @@ export async function fetchFile(
         }),
       ),
     );
-    const [remote, actual] = await Promise.all([remoteHash, hasher.digest()]);
-    const expected = remote.toLowerCase();
+    const [remote, local] = await Promise.all([remoteDigests, hasher.digest()]);
     closeSync(fd);
     fd = undefined;
-    if (expected !== actual) {
-      rmSync(part, { force: true });
-      throw new Sha256MismatchError(remotePath, expected, actual);
+    let verifiedBy: FetchResult['verifiedBy'] = 'sha256';
+    if (hasher.sparseHeader && remote.sparseSha256 === local) verifiedBy = 'sparse-sha256';
+    else {
+      // Without a sparse digest from the builder, or with one over another extent map (the shell helper's filefrag
+      // map, a file rewritten since the build): the whole file decides.
+      const whole = hasher.sparseHeader ? await wholeFileSha256(part, plan) : local;
+      if (whole !== remote.sha256) {
+        rmSync(part, { force: true });
+        throw new Sha256MismatchError(remotePath, remote.sha256, whole);
+      }
     }
     renameSync(part, localPath);
     progress.report(true);
@@ -177,7 +208,8 @@ export async function fetchFile(
       path: localPath,
       size: plan.size,
       dataBytes: plan.dataBytes,
-      sha256: actual,
+      sha256: remote.sha256,
+      verifiedBy,
       bytesFetched: progress.bytesFetched,
       wireBytes: results.reduce((sum, r) => sum + r.wireBytes, 0),
       piecesSkipped,
@@ -198,6 +230,12 @@ export async function fetchFile(
         () => undefined,
       );
   }
+}
+
+async function wholeFileSha256(path: string, plan: FetchPlan): Promise<string> {
+  const hasher = new SparseSha256(path);
+  for (const p of plan.pieces) hasher.region(p.end, p.extents);
+  return await hasher.digest();
 }
 
 /** Pieces an earlier attempt finished, if its file is still there and the remote file is the same version. */

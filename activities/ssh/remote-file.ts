@@ -66,11 +66,13 @@ if mode in ('session', 'send'):
             off += k
             n -= k
 elif mode == 'sha256':
+    ex, known = extents()
     h = hashlib.sha256()
+    s = hashlib.sha256(('bootc-release sparse-sha256 v1\n%d\n' % size + ''.join('%d %d\n' % e for e in ex) + '\n').encode())
     zeros = memoryview(bytes(1 << 20))
     buf = memoryview(bytearray(1 << 20))
     pos = 0
-    for d, n in extents()[0] + [(size, 0)]:
+    for d, n in ex + [(size, 0)]:
         while pos < d:
             k = min(d - pos, len(zeros))
             h.update(zeros[:k])
@@ -83,8 +85,9 @@ elif mode == 'sha256':
                 sys.stderr.write('%s shrank below %d bytes\n' % (path, pos))
                 sys.exit(3)
             h.update(buf[:k])
+            s.update(buf[:k])
             pos += k
-    print(h.hexdigest())
+    print('%s sparse-sha256=%s' % (h.hexdigest(), s.hexdigest()))
 `;
 
 /**
@@ -188,9 +191,51 @@ export function sendCommand(path: string, helper: RemoteHelper, compression: Com
   return send;
 }
 
-/** Prints the sha256 of the whole apparent file; python3's reads only the data extents and hashes holes as zeros. */
+/**
+ * The digests the builder vouches for. `sha256` is the whole apparent file's (holes read as zeros).
+ * `sparseSha256`, from the python helper only, covers the file's size, its data-extent map and the data bytes in file
+ * order (see sparseHeader): it proves the same content as sha256 when the fetched file has the same map and holes,
+ * and a worker checks it by hashing the data only, not gigabytes of holes.
+ */
+export interface RemoteDigests {
+  sha256: string;
+  sparseSha256?: string;
+}
+
+/**
+ * What sparse-sha256 hashes before the data: a version line, the apparent size, one "offset length" line per data
+ * extent (as SEEK_DATA/SEEK_HOLE report them) and an empty line. The python helper builds the same bytes.
+ */
+export function sparseHeader(size: number, extents: Extent[]): Buffer {
+  return Buffer.from(
+    `bootc-release sparse-sha256 v1\n${size}\n${extents.map(([o, n]) => `${o} ${n}\n`).join('')}\n`,
+    'latin1',
+  );
+}
+
+/**
+ * Prints "<sha256>[ sparse-sha256=<hex>]": python3 reads only the data extents (holes are hashed as zeros for the
+ * whole-file digest) and computes both digests in that one pass; without python3, sha256sum gives the first.
+ */
 export function sha256Command(path: string, helper: RemoteHelper | 'auto'): string {
-  const coreutils = `sha256sum ${shellQuote(path)}`;
+  const coreutils = `sha256sum ${shellQuote(path)} | cut -c1-64`;
   if (helper === 'shell') return coreutils;
   return helper === 'python3' ? python('sha256', path) : python('sha256', path, coreutils);
+}
+
+/** The same, for a build step that has the file to itself: OpenSSL's SHA-256 when python3 is missing (faster). */
+export function buildDigestCommand(path: string): string {
+  const q = shellQuote(path);
+  return python(
+    'sha256',
+    path,
+    `if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r ${q} | cut -c1-64; else sha256sum ${q} | cut -c1-64; fi`,
+  );
+}
+
+/** Parses sha256Command's output (also an older cache line holding only the sha256). */
+export function parseDigests(text: string): RemoteDigests | undefined {
+  const m = /^\s*([0-9a-fA-F]{64})(?:\s+sparse-sha256=([0-9a-fA-F]{64}))?\s*$/.exec(text);
+  if (!m) return undefined;
+  return { sha256: m[1].toLowerCase(), ...(m[2] ? { sparseSha256: m[2].toLowerCase() } : {}) };
 }

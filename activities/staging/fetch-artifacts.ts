@@ -118,6 +118,7 @@ export function createFetchActivities(deps: FetchDeps) {
           const result = await fetchFile(ssh, a.remotePath, local, {
             signal,
             expectedSha256: a.sha256 || undefined,
+            expectedSparseSha256: a.sparseSha256,
             resume,
             openSession: connect,
             pieceBytes: deps.pieceBytes,
@@ -143,7 +144,8 @@ export function createFetchActivities(deps: FetchDeps) {
           );
           ctx.log.info(
             `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
-              `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256}`,
+              `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256} ` +
+              `(verified by ${result.verifiedBy})`,
           );
           staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
         }

@@ -3,17 +3,32 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readSync,
   readFileSync,
   statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, inject, it } from 'vitest';
 import { fetchFile, Sha256MismatchError, type FetchProgress } from '../../activities/ssh/fetch-file';
 import { decodeIndexes, planFetch } from '../../activities/ssh/fetch-plan';
+import {
+  buildDigestCommand,
+  parseDigests,
+  sparseHeader,
+  type RemoteDigests,
+} from '../../activities/ssh/remote-file';
+import type { SshSession } from '../../activities/ssh/connection';
 import { connect, makeSparseFile, MiB, sha256Of, spreadExtents, tcpRelay, testDir } from './fetch-helpers';
+
+/** What the build step reports for an artifact: both digests, computed on the builder in one pass. */
+async function builtDigests(ssh: SshSession, remote: string): Promise<RemoteDigests> {
+  const digests = parseDigests((await ssh.exec(buildDigestCommand(remote))).stdout.trim());
+  if (!digests) throw new Error('no digests');
+  return digests;
+}
 
 describe('fetchFile', () => {
   const rig = inject('rig');
@@ -61,6 +76,51 @@ describe('fetchFile', () => {
       expect(st.size).toBe(256 * MiB);
       expect(st.blocks * 512).toBeLessThanOrEqual(data + 24 * 8192);
       expect(readFileSync(local).equals(readFileSync(remote))).toBe(true);
+    } finally {
+      ssh.close();
+    }
+  });
+
+  it('verifies a sparse file by sparse-sha256 (data only here), falling back to the whole file when that differs', async () => {
+    const dir = testDir(rig, 'sparse-digest');
+    const remote = path.join(dir, 'disk.raw');
+    const size = 96 * MiB;
+    const extents = spreadExtents(size, 12, 512 * 1024);
+    makeSparseFile(remote, size, extents);
+    const ssh = await connect(rig, host);
+    try {
+      const built = await builtDigests(ssh, remote);
+      // The builder's python and this worker's sparseHeader define the same digest: size, extent map, data.
+      const fd = openSync(remote, 'r');
+      const independent = createHash('sha256').update(sparseHeader(size, extents));
+      for (const [offset, length] of extents) {
+        const buf = Buffer.alloc(length);
+        readSync(fd, buf, 0, length, offset);
+        independent.update(buf);
+      }
+      closeSync(fd);
+      expect(built).toEqual({ sha256: sha256Of(remote), sparseSha256: independent.digest('hex') });
+
+      const fetchAs = (name: string, digests: Partial<RemoteDigests>) =>
+        fetchFile(ssh, remote, path.join(dir, name), {
+          expectedSha256: digests.sha256,
+          expectedSparseSha256: digests.sparseSha256,
+          pieceBytes: 2 * MiB,
+        });
+      const bySparse = await fetchAs('a.raw', built);
+      expect(bySparse).toMatchObject({ verifiedBy: 'sparse-sha256', sha256: built.sha256 });
+      expect(readFileSync(path.join(dir, 'a.raw')).equals(readFileSync(remote))).toBe(true);
+      // Computed by the builder during the fetch: its python gives both digests as well.
+      expect(await fetchAs('b.raw', {})).toMatchObject({ verifiedBy: 'sparse-sha256', sha256: built.sha256 });
+      // A sparse digest over another extent map (as a different mapping tool would give): the whole file decides.
+      const otherMap = createHash('sha256').update('another map').digest('hex');
+      expect(await fetchAs('c.raw', { ...built, sparseSha256: otherMap })).toMatchObject({
+        verifiedBy: 'sha256',
+        sha256: built.sha256,
+      });
+      expect(sha256Of(path.join(dir, 'c.raw'))).toBe(built.sha256);
+      // Only a sha256 (an OpenSSL-only builder): the whole file is hashed here.
+      expect(await fetchAs('d.raw', { sha256: built.sha256 })).toMatchObject({ verifiedBy: 'sha256' });
     } finally {
       ssh.close();
     }
@@ -158,43 +218,47 @@ describe('fetchFile', () => {
     }
   });
 
-  it('detects a file that changed under it by sha256, removes the partial file and fetches it anew on retry', async () => {
-    const dir = testDir(rig, 'mismatch');
-    const remote = path.join(dir, 'disk.raw');
-    const extents = spreadExtents(128 * MiB, 16, 4 * MiB);
-    makeSparseFile(remote, 128 * MiB, extents);
-    const built = sha256Of(remote); // what the build step reported
-    const local = path.join(dir, 'local.raw');
-    const ssh = await connect(rig, host);
-    try {
-      let changed = false;
-      let last: FetchProgress | undefined;
-      const attempt = fetchFile(ssh, remote, local, {
-        expectedSha256: built,
-        streams: 1,
-        pieceBytes: 4 * MiB,
-        onProgress: (p) => {
-          last = p;
-          if (changed) return;
-          changed = true;
-          // Far past what the sender has read ahead (window + pipe), so the change is what travels.
-          const fd = openSync(remote, 'r+');
-          writeSync(fd, randomBytes(4096), 0, 4096, extents[15][0] + 8192);
-          closeSync(fd);
-        },
-      });
-      await expect(attempt).rejects.toBeInstanceOf(Sha256MismatchError);
-      expect(existsSync(`${local}.part`)).toBe(false);
-      expect(existsSync(local)).toBe(false);
+  it.each(['sha256', 'sha256 and sparse-sha256'])(
+    'detects a file that changed under it (build step gave %s), removes the partial file and fetches it anew on retry',
+    async (given) => {
+      const dir = testDir(rig, `mismatch-${given.length}`);
+      const remote = path.join(dir, 'disk.raw');
+      const extents = spreadExtents(128 * MiB, 16, 4 * MiB);
+      makeSparseFile(remote, 128 * MiB, extents);
+      const local = path.join(dir, 'local.raw');
+      const ssh = await connect(rig, host);
+      try {
+        const built = await builtDigests(ssh, remote); // what the build step reported
+        let changed = false;
+        let last: FetchProgress | undefined;
+        const attempt = fetchFile(ssh, remote, local, {
+          expectedSha256: built.sha256,
+          expectedSparseSha256: given === 'sha256' ? undefined : built.sparseSha256,
+          streams: 1,
+          pieceBytes: 4 * MiB,
+          onProgress: (p) => {
+            last = p;
+            if (changed) return;
+            changed = true;
+            // Far past what the sender has read ahead (window + pipe), so the change is what travels.
+            const fd = openSync(remote, 'r+');
+            writeSync(fd, randomBytes(4096), 0, 4096, extents[15][0] + 8192);
+            closeSync(fd);
+          },
+        });
+        await expect(attempt).rejects.toBeInstanceOf(Sha256MismatchError);
+        expect(existsSync(`${local}.part`)).toBe(false);
+        expect(existsSync(local)).toBe(false);
 
-      // The retry starts over (its resume state points at a file that is gone) and now matches the builder's hash.
-      const retry = await fetchFile(ssh, remote, local, { resume: last, pieceBytes: 4 * MiB });
-      expect(retry.piecesSkipped).toBe(0);
-      expect(retry.sha256).toBe(sha256Of(remote));
-    } finally {
-      ssh.close();
-    }
-  });
+        // The retry starts over (its resume state points at a file that is gone) and now matches the builder's hash.
+        const retry = await fetchFile(ssh, remote, local, { resume: last, pieceBytes: 4 * MiB });
+        expect(retry.piecesSkipped).toBe(0);
+        expect(retry.sha256).toBe(sha256Of(remote));
+      } finally {
+        ssh.close();
+      }
+    },
+  );
 
   it('fails with a retryable error when the connection drops mid-transfer, and the retry resumes', async () => {
     const dir = testDir(rig, 'drop');
