@@ -13,11 +13,13 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readFileSync,
   rmSync,
   statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
@@ -103,6 +105,14 @@ function sparseLayout(size: number, dataFraction: number): [number, number][] {
   return extents;
 }
 
+/** CPU time the whole machine spent busy so far, in seconds: both ends of a fetch run here, and share two cores. */
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: everything but idle and iowait
+  return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) / CLOCK_TICKS;
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
@@ -131,9 +141,10 @@ const suite: BenchSuite = {
         for (const f of files) rmSync(f, { force: true });
         spawnSync('sync');
       };
-      const openssh = (remote: string, local: string): number => {
+      const openssh = (remote: string, local: string): { seconds: number; cpu: number } => {
         const batch = path.join(dir, 'batch');
         writeFileSync(batch, `get ${remote} ${local}\n`);
+        const busy = machineBusySeconds();
         const started = performance.now();
         const r = spawnSync(
           'sftp',
@@ -158,7 +169,7 @@ const suite: BenchSuite = {
           { encoding: 'utf8' },
         );
         if (r.status !== 0) throw new Error(`sftp exited ${r.status}: ${r.stderr}`);
-        return (performance.now() - started) / 1000;
+        return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy };
       };
       const connect = () =>
         SshSession.connect(
@@ -171,13 +182,20 @@ const suite: BenchSuite = {
         const ssh = await connect();
         try {
           const digests = parseDigests((await ssh.exec(buildDigestCommand(remote))).stdout.trim());
-          if (digests?.sha256 !== sha256) throw new Error(`${remote}: the builder's sha256 is not the file's`);
+          if (digests?.sha256 !== sha256)
+            throw new Error(`${remote}: the builder's sha256 is not the file's`);
           return digests;
         } finally {
           ssh.close();
         }
       };
-      const ours = async (remote: string, local: string, built: RemoteDigests, opts: FetchFileOptions = {}) => {
+      const ours = async (
+        remote: string,
+        local: string,
+        built: RemoteDigests,
+        opts: FetchFileOptions = {},
+      ) => {
+        const busy = machineBusySeconds();
         const started = performance.now();
         const ssh = await connect();
         try {
@@ -187,7 +205,7 @@ const suite: BenchSuite = {
             openSession: connect,
             ...opts,
           });
-          return { seconds: (performance.now() - started) / 1000, result };
+          return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy, result };
         } finally {
           ssh.close();
         }
@@ -202,22 +220,33 @@ const suite: BenchSuite = {
       const mbps = (s: number) => denseSize / s / 1e6;
       const oursDense: number[] = [];
       const sshDense: number[] = [];
+      const oursDenseCpu: number[] = [];
+      const sshDenseCpu: number[] = [];
       const denseOut = [path.join(out, 'dense-ssh'), path.join(out, 'dense-ours')];
       for (let r = 0; r < ROUNDS; r++) {
         // Alternate who goes first: the page cache and the machine's other work change during a run.
         for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
           settle(...denseOut);
           if (who === 'ssh') {
-            sshDense.push(mbps(openssh(dense, denseOut[0])));
+            const { seconds, cpu } = openssh(dense, denseOut[0]);
+            sshDense.push(mbps(seconds));
+            sshDenseCpu.push(cpu);
             continue;
           }
-          const { seconds, result } = await ours(dense, denseOut[1], denseBuilt);
+          const { seconds, cpu, result } = await ours(dense, denseOut[1], denseBuilt);
           if (result.sha256 !== denseSha) throw new Error('dense: sha256 differs');
           oursDense.push(mbps(seconds));
+          oursDenseCpu.push(cpu);
         }
         log(`  round ${r + 1}: OpenSSH ${sshDense[r].toFixed(0)} MB/s, ours ${oursDense[r].toFixed(0)} MB/s`);
       }
       settle(...denseOut);
+      // What verifying on arrival costs by itself: SHA-256 of the file, read back from the page cache as ours does.
+      sha256Of(dense);
+      const hashCpu = process.cpuUsage();
+      sha256Of(dense);
+      const { user, system } = process.cpuUsage(hashCpu);
+      const sha256CpuPerGiB = (user + system) / 1e6 / (denseSize / GiB);
       rmSync(dense, { force: true });
 
       // (b) sparse
@@ -243,7 +272,7 @@ const suite: BenchSuite = {
         for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
           settle(sshOut, local);
           if (who === 'ssh') {
-            sshSparse.push(openssh(sparse, sshOut));
+            sshSparse.push(openssh(sparse, sshOut).seconds);
             continue;
           }
           const { seconds, result } = await ours(sparse, local, sparseBuilt);
@@ -266,6 +295,11 @@ const suite: BenchSuite = {
         fetchDenseOursMBps: Math.round(median(oursDense)),
         fetchDenseOpenSshMBps: Math.round(median(sshDense)),
         fetchDenseThroughputRatio: Number((median(oursDense) / median(sshDense)).toFixed(2)),
+        // Both ends share this machine's cores: CPU seconds per GiB (all processes), and the part of ours that is
+        // the SHA-256 check OpenSSH does not do.
+        fetchDenseOursCpuSeconds: Number(median(oursDenseCpu).toFixed(2)),
+        fetchDenseOpenSshCpuSeconds: Number(median(sshDenseCpu).toFixed(2)),
+        fetchSha256CpuSecondsPerGiB: Number(sha256CpuPerGiB.toFixed(2)),
         fetchSparseOursSeconds: Number(median(oursSparse).toFixed(2)),
         fetchSparseOpenSshSeconds: Number(median(sshSparse).toFixed(2)),
         fetchSparseTimeRatio: Number((median(oursSparse) / median(sshSparse)).toFixed(2)),
@@ -276,6 +310,9 @@ const suite: BenchSuite = {
       log('');
       log(
         `  1 GiB dense      ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`,
+      );
+      log(
+        `                   CPU per GiB, both ends: ours ${figures.fetchDenseOursCpuSeconds} s (its sha256 on arrival alone ${figures.fetchSha256CpuSecondsPerGiB} s)  |  OpenSSH ${figures.fetchDenseOpenSshCpuSeconds} s; ${os.cpus().length} cores`,
       );
       log(
         `  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`,
