@@ -148,6 +148,9 @@ export async function fetchFile(
     // sparse-sha256 when the builder has one (or will: its python3 helper computes both digests), else the whole file.
     const sparse = opts.expectedSha256 ? !!opts.expectedSparseSha256 : info.helper === 'python3';
     hasher = new SparseSha256(part, sparse ? sparseHeader(info.size, info.extents) : undefined);
+    // Hashing can outlast the transfer by seconds (a whole 40 GB image): a cancel stops it too.
+    const stopHashing = () => void hasher?.abort();
+    signal.addEventListener('abort', stopHashing, { once: true });
     const progress = new Progress(plan, done, hasher, opts);
     progress.feedHasher();
 

@@ -126,6 +126,33 @@ describe('fetchFile', () => {
     }
   });
 
+  it('stops promptly when cancelled while hashing after the last byte', async () => {
+    const dir = testDir(rig, 'cancel-hashing');
+    const remote = path.join(dir, 'disk.raw');
+    // 16 GiB apparent, 4 MiB of data at the end: with only a sha256 to check against, ~10 s of hashing holes here.
+    makeSparseFile(remote, 16 * 1024 * MiB, [[16 * 1024 * MiB - 4 * MiB, 4 * MiB]]);
+    const ssh = await connect(rig, host);
+    try {
+      const abort = new AbortController();
+      let lastByte = 0;
+      const attempt = fetchFile(ssh, remote, path.join(dir, 'local.raw'), {
+        signal: abort.signal,
+        expectedSha256: 'f'.repeat(64),
+        pieceBytes: MiB,
+        onProgress: (p) => {
+          if (p.bytesDone < p.dataBytes || lastByte) return;
+          lastByte = Date.now();
+          setTimeout(() => abort.abort(new Error('cancelled by the test')), 300);
+        },
+      });
+      await expect(attempt).rejects.toThrow('cancelled by the test');
+      expect(lastByte).toBeGreaterThan(0);
+      expect(Date.now() - lastByte).toBeLessThan(1500);
+    } finally {
+      ssh.close();
+    }
+  });
+
   it('maps holes with filefrag and sends with dd when the builder has no python3', async () => {
     const dir = testDir(rig, 'shell');
     const remote = path.join(dir, 'disk.raw');
