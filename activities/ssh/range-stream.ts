@@ -20,7 +20,8 @@ export interface StreamResult {
  * data here is written as it arrives, so a larger credit costs no memory. Topped up through ssh2's own
  * window-adjust call, before ssh2's 1 MiB threshold would send its own.
  */
-const WINDOW = 16 * 1024 * 1024;
+export const RECEIVE_WINDOW = 16 * 1024 * 1024;
+const WINDOW = RECEIVE_WINDOW;
 
 interface ChannelInternals {
   incoming?: { window: number };
@@ -28,7 +29,8 @@ interface ChannelInternals {
   _client?: { _protocol?: { channelWindowAdjust(id: number, amount: number): void } };
 }
 
-function topUpWindow(channel: ClientChannel): void {
+/** Tops the channel's receive window up to RECEIVE_WINDOW (test/integration/ssh-session.test.ts guards the internals). */
+export function topUpWindow(channel: ClientChannel): void {
   const c = channel as unknown as ChannelInternals;
   const protocol = c._client?._protocol;
   if (!c.incoming || !c.outgoing || !protocol || c.outgoing.state !== 'open') return;

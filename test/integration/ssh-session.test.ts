@@ -1,5 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { SshSession, shellQuote } from '../../activities/ssh/connection';
+import { RECEIVE_WINDOW, topUpWindow } from '../../activities/ssh/range-stream';
 
 describe('ssh session', () => {
   const rig = inject('rig');
@@ -24,6 +25,23 @@ describe('ssh session', () => {
     ).rejects.toThrow(/host key changed/);
   });
 
+  it("widens a channel's receive window beyond ssh2's 2 MiB (what a fetch over a WAN needs; guards the ssh2 internals it uses)", async () => {
+    const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
+    try {
+      const want = RECEIVE_WINDOW - 4 * 1024 * 1024;
+      const channel = await ssh.channel(`head -c ${want} /dev/zero`);
+      // Nothing reads from here on: what arrives is what the window lets the server send (ssh2 alone: 2 MiB).
+      channel.pause();
+      topUpWindow(channel);
+      const deadline = Date.now() + 15_000;
+      while (channel.readableLength < want && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(channel.readableLength).toBe(want);
+    } finally {
+      ssh.close();
+    }
+  });
+
   it('quotes the empty string and single quotes', () => {
     expect(shellQuote('')).toBe("''");
     expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
@@ -41,7 +59,9 @@ describe('a connection that breaks after it was established', () => {
     );
     await new Promise((r) => setTimeout(r, 300));
     // Break the transport underneath ssh2, as a network fault would.
-    (ssh as unknown as { client: { _sock: { destroy(err: Error): void } } }).client._sock.destroy(new Error('connection reset by test'));
+    (ssh as unknown as { client: { _sock: { destroy(err: Error): void } } }).client._sock.destroy(
+      new Error('connection reset by test'),
+    );
     expect(await running).toBe('rejected');
     expect(ssh.lastError?.message).toMatch(/connection reset by test/);
   });
