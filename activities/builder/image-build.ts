@@ -243,7 +243,7 @@ async function describeArtifact(
   const sums = shellQuote(`${run.runDir}/sha256sums`);
   const script = [
     `[ -f ${f} ] || { echo "bootc-image-builder exited 0 but ${file} is missing" >&2; exit 3; }`,
-    // A cache line is "<sha256>[ sparse-sha256=<hex>]  <file>"; sha256sum -c reads its first field.
+    // A cache line is "<sha256>[ sparse-sha256=<hex>]  <file>" (an older one has no sparse part: the fetch then hashes the whole file).
     `d=$(grep -F -- ${shellQuote(`  ${file}`)} ${sums} 2>/dev/null | tail -n 1 | sed 's/  .*//')`,
     'if [ -z "$d" ]; then',
     // python3 reads only the data extents; OpenSSL's SHA-256 is several times faster than some coreutils builds
