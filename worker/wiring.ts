@@ -13,7 +13,7 @@ import { createIbmCloudTarget } from '../activities/ibmcloud/target';
 import { createLibvirtBuilderProvider, type LibvirtBuilderDeps } from '../activities/libvirt/builder-vm';
 import { createLibvirtTarget, type LibvirtTargetDeps } from '../activities/libvirt/target';
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
-import { createFetchActivities } from '../activities/staging/fetch-artifacts';
+import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
 import { createStaticProvider } from '../activities/static/provider';
 import type { WorkerSettings } from './settings';
 
@@ -37,6 +37,8 @@ export interface WiringOverrides {
   libvirtTarget?: LibvirtTargetDeps;
   openstack?: OpenstackTargetDeps;
   builder?: Partial<BuilderActivityDeps>;
+  /** Piece size and heartbeat interval of the fetch (tests use small pieces to observe a resume). */
+  fetch?: Pick<FetchDeps, 'pieceBytes' | 'heartbeatIntervalMs'>;
 }
 
 export function createActivityDeps(
@@ -47,7 +49,11 @@ export function createActivityDeps(
 ): ActivityDeps {
   const ibm = { tokens: new IamTokens(), ...overrides.ibmcloud };
   const builder = createBuilderActivities({ stagingDir: settings.stagingDir, ...overrides.builder });
-  const fetch = createFetchActivities({ stagingDir: settings.stagingDir, stagingQueue: settings.stagingQueue });
+  const fetch = createFetchActivities({
+    stagingDir: settings.stagingDir,
+    stagingQueue: settings.stagingQueue,
+    ...overrides.fetch,
+  });
   return {
     definitionsDir: settings.definitionsDir,
     providers: {

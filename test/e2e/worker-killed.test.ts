@@ -1,11 +1,16 @@
 // Durability on the real Temporal server: a worker process is SIGKILLed in the middle of a build and another one
 // (same worker id: same staging queue and directories, as a restarted host) finishes the release with one VM and one
-// build; a cancelled release leaves no instance and no volume. AWS builders run on moto, mapped to rig SSH hosts.
+// build; killed in the middle of a fetch, the next one sends only what the last heartbeat did not record; a cancelled
+// release leaves no instance and no volume. AWS builders run on moto, mapped to rig SSH hosts.
 import { type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { FetchHeartbeat } from '../../activities/staging/fetch-artifacts';
+import { decodeIndexes } from '../../activities/ssh/fetch-plan';
+import { sha256Of, tcpRelay } from '../integration/fetch-helpers';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
@@ -36,6 +41,9 @@ let conn: Awaited<ReturnType<typeof connectRig>>;
 const workers: ChildProcess[] = [];
 let workerCount = 0;
 
+const MiB = 1024 * 1024;
+const PIECE = 4 * MiB;
+
 function startWorker(): ChildProcess {
   const child = spawnWorkerProcess(rig, {
     taskQueue,
@@ -45,6 +53,7 @@ function startWorker(): ChildProcess {
     overrides: {
       aws: { defaultAddress: { address: host.address, port: host.port } },
       builder: { pollIntervalMs: 500 },
+      fetch: { pieceBytes: PIECE, heartbeatIntervalMs: 200 },
     },
   });
   workers.push(child);
@@ -135,6 +144,73 @@ describe('a release whose worker is killed', () => {
     expect(statSync(candidate!.imageId).size).toBe(candidate!.size);
     const done = await conn.releases.approve(id, { by: 'copr-admin' });
     expect(done.stage).toBe('activated');
+  });
+
+  it('resumes a fetch on a new worker from its last heartbeat, without sending the recorded pieces again', async () => {
+    if (!workers.some(alive)) startWorker();
+    // The builder is reached through a 16 MiB/s link that counts what it carries: the fetch takes seconds.
+    const link = await tcpRelay(host, { bytesPerSecond: 16 * MiB });
+    try {
+      const name = 'killed-fetch';
+      const def = rigDefinition(rig, {
+        name,
+        arches: [
+          { arch: 'x86_64', host: { ...host, address: link.address, port: link.port }, types: ['raw'] },
+        ],
+        builderDir: path.join(base, name),
+        imagesDir: path.join(base, name, 'images'),
+        imageMapPath: path.join(base, name, 'image-map.yaml'),
+        engine: standinEngine(path.join(base, name, 'engine'), { seconds: 1, diskSize: '1G', dataMiB: 128 }, [
+          rig.registry,
+        ]),
+        bibImage: ensureBibStandinImage(),
+        heartbeat: '2s',
+      });
+      const id = await conn.releases.startFromDefinition(def);
+      const archBuild = conn.client.workflow.getHandle(`${id}.build.x86_64`);
+      const recorded = async (): Promise<FetchHeartbeat | undefined> => {
+        const d = await archBuild.describe().catch(() => undefined);
+        const fetch = d?.raw.pendingActivities?.find((a) => a.activityType?.name === 'fetchArtifacts');
+        const payload = fetch?.heartbeatDetails?.payloads?.[0];
+        return payload ? defaultPayloadConverter.fromPayload<FetchHeartbeat>(payload) : undefined;
+      };
+      // Kill right after Temporal records a heartbeat with a good part of the pieces done, so little is in flight.
+      let previous = '';
+      let fresh = false;
+      await waitUntil(
+        'a fetch heartbeat with 12 pieces done',
+        async () => {
+          const done = (await recorded())?.progress?.piecesDone ?? '';
+          fresh = done !== previous && decodeIndexes(done).size >= 12;
+          previous = done;
+          return fresh;
+        },
+        120_000,
+      );
+      await kill(workers.find(alive)!);
+      const downAtKill = link.bytesDown;
+      // What the next attempt starts from: the last heartbeat Temporal recorded before the worker died.
+      const atKill = await recorded();
+      const total = atKill!.progress!.dataBytes;
+      const recordedBytes = decodeIndexes(atKill!.progress!.piecesDone).size * PIECE;
+      expect(recordedBytes).toBeLessThan(total);
+
+      startWorker();
+      const ready = await waitForStage(conn.releases, id, ['awaiting-approval', 'failed'], 120_000);
+      expect(ready.error).toBeUndefined();
+      expect(ready.stage).toBe('awaiting-approval');
+      // What crossed the link after the kill: the pieces the heartbeat did not record, plus what was in flight or
+      // done since (at most a few pieces at 32 MiB/s), plus SSH framing. A fetch from scratch would be `total` again.
+      const resent = link.bytesDown - downAtKill;
+      expect(resent).toBeGreaterThanOrEqual(total - recordedBytes);
+      expect(resent).toBeLessThan(total - recordedBytes + 4 * PIECE);
+      expect(resent).toBeLessThan(total);
+      const [candidate] = ready.candidates;
+      expect(sha256Of(candidate!.imageId)).toBe(candidate!.sha256);
+      await conn.releases.reject(id, { by: 'copr-admin', reason: 'test done' });
+    } finally {
+      await link.close();
+    }
   });
 
   it('tears the VM down when the release is cancelled mid-build, even if the worker dies during the cancel', async () => {

@@ -59,14 +59,35 @@ export function sha256Of(file: string): string {
 export const connect = (rig: Rig, host: SshHost, via?: { address: string; port: number }) =>
   SshSession.connect({ ...host, ...via }, { privateKeyPath: rig.privateKeyPath });
 
-/** Relays TCP to `target`; cut() drops every relayed connection at once, as a network failure would. */
-export async function tcpRelay(target: { address: string; port: number }): Promise<{
+/**
+ * Relays TCP to `target`; cut() drops every relayed connection at once, as a network failure would. With
+ * `bytesPerSecond`, what the target sends is paced to that rate across all connections (a slower link), and
+ * `bytesDown` counts it.
+ */
+export async function tcpRelay(
+  target: { address: string; port: number },
+  opts: { bytesPerSecond?: number } = {},
+): Promise<{
   address: string;
   port: number;
+  /** Bytes relayed from the target to clients so far. */
+  readonly bytesDown: number;
   cut(): void;
   close(): Promise<void>;
 }> {
   const sockets = new Set<net.Socket>();
+  let bytesDown = 0;
+  // A shared budget: every connection's downstream bytes draw from it.
+  let budget = 0;
+  let refilled = Date.now();
+  const delayFor = (n: number): number => {
+    if (!opts.bytesPerSecond) return 0;
+    const now = Date.now();
+    budget = Math.min(budget + ((now - refilled) / 1000) * opts.bytesPerSecond, opts.bytesPerSecond / 10);
+    refilled = now;
+    budget -= n;
+    return budget < 0 ? Math.ceil((-budget / opts.bytesPerSecond) * 1000) : 0;
+  };
   const server = net.createServer((client) => {
     const upstream = net.connect(target.port, target.address);
     for (const s of [client, upstream]) {
@@ -79,13 +100,35 @@ export async function tcpRelay(target: { address: string; port: number }): Promi
       });
     }
     client.pipe(upstream);
-    upstream.pipe(client);
+    let waits = 0;
+    const hold = () => {
+      if (waits++ === 0) upstream.pause();
+    };
+    const release = () => {
+      if (--waits === 0) upstream.resume();
+    };
+    upstream.on('data', (d: Buffer) => {
+      bytesDown += d.length;
+      if (!client.write(d)) {
+        hold();
+        client.once('drain', release);
+      }
+      const delay = delayFor(d.length);
+      if (delay > 0) {
+        hold();
+        setTimeout(release, delay);
+      }
+    });
+    upstream.on('end', () => client.end());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
   return {
     address: '127.0.0.1',
     port,
+    get bytesDown() {
+      return bytesDown;
+    },
     cut: () => {
       for (const s of sockets) s.resetAndDestroy();
     },

@@ -18,6 +18,7 @@ interface TestOverrides {
     defaultAddress?: { address: string; port: number };
   };
   builder?: WiringOverrides['builder'];
+  fetch?: WiringOverrides['fetch'];
 }
 
 const log = (line: string) => process.env.BOOTC_RELEASE_TEST_LOG && appendFileSync(process.env.BOOTC_RELEASE_TEST_LOG, `${new Date().toISOString()} ${line}\n`);
@@ -25,7 +26,7 @@ const log = (line: string) => process.env.BOOTC_RELEASE_TEST_LOG && appendFileSy
 async function main() {
   const settings = workerSettings();
   const o = JSON.parse(process.env.BOOTC_RELEASE_TEST_OVERRIDES ?? '{}') as TestOverrides;
-  const overrides: WiringOverrides = { builder: o.builder };
+  const overrides: WiringOverrides = { builder: o.builder, fetch: o.fetch };
   if (o.aws) {
     const map = o.aws;
     overrides.aws = {
