@@ -2,7 +2,8 @@
 // holes, the pieces are streamed over one or more SSH connections, the result is sha256-checked against the
 // builder's hash, and a fetch cut short resumes from its last progress without re-sending finished pieces.
 // Written to `<localPath>.part` and renamed once verified, so a file at localPath is always a complete one.
-import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { SshSession } from './connection';
 import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
 import {
@@ -141,6 +142,7 @@ export async function fetchFile(
 
     const part = `${localPath}.part`;
     const { done, reuse } = resumable(opts.resume, plan, part);
+    if (info.holesKnown) ensureSpace(localPath, plan, reuse ? done : new Set());
     fd = openSync(part, reuse ? 'r+' : 'w');
     ftruncateSync(fd, plan.size);
     for (const p of plan.pieces) if (p.dataBytes === 0) done.add(p.index);
@@ -249,6 +251,31 @@ async function wholeFileSha256(path: string, plan: FetchPlan, signal: AbortSigna
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/** Staging disk too small for the data still to come (errno-style code ENOSPC, which callers already classify). */
+export class StagingSpaceError extends Error {
+  readonly code = 'ENOSPC';
+  constructor(
+    readonly dir: string,
+    readonly needBytes: number,
+    readonly freeBytes: number,
+  ) {
+    super(`${dir}: ${needBytes} bytes of data still to fetch, ${freeBytes} bytes free`);
+    this.name = 'StagingSpaceError';
+  }
+}
+
+/**
+ * Fails before the transfer when the local filesystem cannot hold the data still to fetch (holes take no space), rather
+ * than after gigabytes. Concurrent fetches to the same disk can still run out midway: that ENOSPC surfaces as well.
+ */
+function ensureSpace(localPath: string, plan: FetchPlan, done: Set<number>): void {
+  const dir = path.dirname(localPath);
+  const need = plan.pieces.filter((p) => !done.has(p.index)).reduce((sum, p) => sum + p.dataBytes, 0);
+  const fs = statfsSync(dir);
+  const free = fs.bavail * fs.bsize;
+  if (need > free) throw new StagingSpaceError(dir, need, free);
 }
 
 /** Pieces an earlier attempt finished, if its file is still there and the remote file is the same version. */

@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { connectBuilder } from '../ssh/builder-session';
 import type { SshSession } from '../ssh/connection';
-import { fetchFile, type FetchProgress } from '../ssh/fetch-file';
+import { fetchFile, StagingSpaceError, type FetchProgress } from '../ssh/fetch-file';
 import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
 
 export interface FetchArtifactsInput {
@@ -171,9 +171,13 @@ async function datasync(file: string): Promise<void> {
 /** A full staging disk will not empty itself on retry: say where and what to change. */
 function classify(err: unknown, input: FetchArtifactsInput, a: BuiltArtifact, stagingDir: string): unknown {
   if ((err as NodeJS.ErrnoException)?.code === 'ENOSPC') {
+    const need =
+      err instanceof StagingSpaceError
+        ? `${err.needBytes} bytes of data to fetch, ${err.freeBytes} free`
+        : `${a.size} bytes apparent`;
     return ApplicationFailure.nonRetryable(
       `${input.arch}: no space left in the worker's staging directory ${stagingDir} for ${a.type} ${path.posix.basename(a.remotePath)} ` +
-        `(${a.size} bytes apparent); free space there or point BOOTC_RELEASE_STAGING at a larger disk`,
+        `(${need}); free space there or point BOOTC_RELEASE_STAGING at a larger disk`,
       'StagingFull',
     );
   }

@@ -1,8 +1,9 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { MockActivityEnvironment } from '@temporalio/testing';
-import { CancelledFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, inject, it } from 'vitest';
 import { Builder } from '../../config/schema';
 import { decodeIndexes } from '../../activities/ssh/fetch-plan';
@@ -147,5 +148,31 @@ describe('fetchArtifacts activity', () => {
     await expect(run(env, stagingDir, artifacts)).rejects.toBeInstanceOf(CancelledFailure);
     expect(Date.now() - cancelledAt).toBeLessThan(2000);
     expect(statSync(path.join(stagingDir, 'rel-7/x86_64/raw/disk.raw.part')).size).toBe(160 * MiB);
+  });
+
+  it('fails at once, not retried, when the staging disk cannot hold the data still to fetch', async () => {
+    const dir = testDir(rig, 'activity-full');
+    const artifacts = buildOutput(path.join(dir, 'builder'));
+    // A 12 MiB filesystem: the 6 MiB qcow2 fits, the raw's 16 MiB of data do not (its 160 MiB of holes would).
+    const stagingDir = path.join(dir, 'staging');
+    mkdirSync(stagingDir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=12M', 'tmpfs', stagingDir]);
+    try {
+      const failure = await run(new MockActivityEnvironment(), stagingDir, artifacts).catch(
+        (e: unknown) => e,
+      );
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toMatchObject({ type: 'StagingFull', nonRetryable: true });
+      expect((failure as Error).message).toMatch(
+        new RegExp(
+          `staging directory ${stagingDir} for raw disk.raw \\(16777216 bytes of data to fetch, \\d+ free\\).*BOOTC_RELEASE_STAGING`,
+        ),
+      );
+      // Refused before the transfer: no partial file took the space, and the qcow2 before it is staged.
+      expect(existsSync(path.join(stagingDir, 'rel-7/x86_64/raw/disk.raw.part'))).toBe(false);
+      expect(sha256Of(path.join(stagingDir, 'rel-7/x86_64/qcow2/disk.qcow2'))).toBe(artifacts[0].sha256);
+    } finally {
+      execFileSync('umount', [stagingDir]);
+    }
   });
 });
