@@ -44,6 +44,7 @@ import {
   type RigInfo,
 } from '../rig/release-harness';
 import { freePort } from '../rig/tools';
+import { tcpRelay } from '../integration/fetch-helpers';
 
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-teardown');
@@ -204,29 +205,6 @@ async function silentRegistry() {
   return { address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, close };
 }
 
-/** A TCP relay to `target` that carries at most `bytesPerSecond` back from it: a slow link to a remote builder. */
-async function slowLink(target: { address: string; port: number }, bytesPerSecond: number) {
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.address);
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      client.write(chunk);
-      upstream.pause();
-      setTimeout(() => upstream.resume(), (chunk.length / bytesPerSecond) * 1000);
-    });
-    upstream.on('end', () => client.end());
-    const drop = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', drop).on('close', drop);
-    upstream.on('error', drop).on('close', drop);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  closers.push(() => new Promise((r) => server.close(() => r())));
-  return { address: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
-}
-
 beforeAll(async () => {
   mkdirSync(base, { recursive: true });
   process.env.AWS_ACCESS_KEY_ID ??= 'testing';
@@ -240,11 +218,15 @@ beforeAll(async () => {
   // Nothing listens there: the preparing-volume release's instance never answers SSH, as one still booting.
   const unreachable = { address: '127.0.0.1', port: await freePort('127.0.0.1') };
   // The fetching release reaches its builder over a 16 MiB/s link, so that fetching lasts a few seconds.
-  const slow = await slowLink(host, 16 << 20);
+  const slow = await tcpRelay(host, { bytesPerSecond: 16 << 20 });
+  closers.push(() => slow.close());
   startWorker(awsQueue, 'teardown-aws', {
     aws: {
       defaultAddress: { address: host.address, port: host.port },
-      releaseAddresses: { [volumeReleaseId]: unreachable, [fetchReleaseId]: slow },
+      releaseAddresses: {
+        [volumeReleaseId]: unreachable,
+        [fetchReleaseId]: { address: slow.address, port: slow.port },
+      },
     },
   });
 });
