@@ -33,7 +33,16 @@ interface ChannelInternals {
 export function topUpWindow(channel: ClientChannel): void {
   const c = channel as unknown as ChannelInternals;
   const protocol = c._client?._protocol;
-  if (!c.incoming || !c.outgoing || !protocol || c.outgoing.state !== 'open') return;
+  // After our EOF (the ranges are sent: state 'eof') the peer still sends and still needs window; like ssh2's own
+  // windowAdjust, only a closed channel takes none.
+  if (
+    !c.incoming ||
+    !c.outgoing ||
+    !protocol ||
+    c.outgoing.state === 'closed' ||
+    c.outgoing.state === 'closing'
+  )
+    return;
   const amount = WINDOW - c.incoming.window;
   if (amount < WINDOW / 2) return;
   c.incoming.window += amount;

@@ -31,7 +31,9 @@ describe('ssh session', () => {
       const want = RECEIVE_WINDOW - 4 * 1024 * 1024;
       const channel = await ssh.channel(`head -c ${want} /dev/zero`);
       // Nothing reads from here on: what arrives is what the window lets the server send (ssh2 alone: 2 MiB).
+      // The fetch has sent its ranges and EOF by the time it tops up: the window must still grow then.
       channel.pause();
+      channel.end();
       topUpWindow(channel);
       const deadline = Date.now() + 15_000;
       while (channel.readableLength < want && Date.now() < deadline)
