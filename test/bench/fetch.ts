@@ -5,7 +5,7 @@
 // Both sides pay for a connection; ours also verifies the file on arrival, OpenSSH does not: against the digests
 // the build step computed on the builder (untimed here, as in a release), sha256 for the dense file and sparse-sha256
 // (extent map + data) for the raw disk.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -32,6 +32,31 @@ const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const CIPHER = 'aes128-gcm@openssh.com';
 const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 3);
+const WAN_RTT_MS = 50;
+
+/** delay-relay.ts in its own process: its copying must not share the event loop of the client it measures. */
+async function startDelayRelay(
+  target: { address: string; port: number },
+  oneWayMs: number,
+): Promise<{ address: string; port: number; stop(): void }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.join(__dirname, 'delay-relay.ts'),
+      target.address,
+      String(target.port),
+      String(oneWayMs),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once('exit', (code) => reject(new Error(`delay relay exited ${code}`)));
+  });
+  return { address: '127.0.0.1', port, stop: () => child.kill('SIGKILL') };
+}
 
 /** Deterministic, so every run fetches the same layout. */
 function prng(seed: number) {
@@ -141,7 +166,11 @@ const suite: BenchSuite = {
         for (const f of files) rmSync(f, { force: true });
         spawnSync('sync');
       };
-      const openssh = (remote: string, local: string): { seconds: number; cpu: number } => {
+      const openssh = (
+        remote: string,
+        local: string,
+        via: { address: string; port: number } = host,
+      ): { seconds: number; cpu: number } => {
         const batch = path.join(dir, 'batch');
         writeFileSync(batch, `get ${remote} ${local}\n`);
         const busy = machineBusySeconds();
@@ -157,23 +186,23 @@ const suite: BenchSuite = {
             '-i',
             keys.privateKeyPath,
             '-P',
-            String(host.port),
+            String(via.port),
             '-o',
             'StrictHostKeyChecking=yes',
             '-o',
             `UserKnownHostsFile=${knownHosts}`,
             '-o',
             'BatchMode=yes',
-            `${host.user}@${host.address}`,
+            `${host.user}@${via.address}`,
           ],
           { encoding: 'utf8' },
         );
         if (r.status !== 0) throw new Error(`sftp exited ${r.status}: ${r.stderr}`);
         return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy };
       };
-      const connect = () =>
+      const connect = (via: { address: string; port: number } = host) =>
         SshSession.connect(
-          { ...host },
+          { ...host, ...via },
           { privateKeyPath: keys.privateKeyPath },
           { algorithms: { cipher: [CIPHER] } },
         );
@@ -194,15 +223,16 @@ const suite: BenchSuite = {
         local: string,
         built: RemoteDigests,
         opts: FetchFileOptions = {},
+        via: { address: string; port: number } = host,
       ) => {
         const busy = machineBusySeconds();
         const started = performance.now();
-        const ssh = await connect();
+        const ssh = await connect(via);
         try {
           const result = await fetchFile(ssh, remote, local, {
             expectedSha256: built.sha256,
             expectedSparseSha256: built.sparseSha256,
-            openSession: connect,
+            openSession: () => connect(via),
             ...opts,
           });
           return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy, result };
@@ -241,6 +271,32 @@ const suite: BenchSuite = {
         log(`  round ${r + 1}: OpenSSH ${sshDense[r].toFixed(0)} MB/s, ours ${oursDense[r].toFixed(0)} MB/s`);
       }
       settle(...denseOut);
+
+      // (c) the same file over a long link: 50 ms round trip, as from a cloud region to a data centre. What limits
+      // both there is flow control per round trip: SFTP's requests in flight and SSH channel windows.
+      const wan = await startDelayRelay(host, WAN_RTT_MS / 2);
+      const oursWan: number[] = [];
+      const sshWan: number[] = [];
+      try {
+        writeFileSync(
+          knownHosts,
+          `[${host.address}]:${host.port} ${host.hostKey}\n[${wan.address}]:${wan.port} ${host.hostKey}\n`,
+        );
+        for (let r = 0; r < ROUNDS; r++) {
+          for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
+            settle(...denseOut);
+            if (who === 'ssh') sshWan.push(mbps(openssh(dense, denseOut[0], wan).seconds));
+            else oursWan.push(mbps((await ours(dense, denseOut[1], denseBuilt, {}, wan)).seconds));
+          }
+          log(
+            `  round ${r + 1} over ${WAN_RTT_MS} ms: OpenSSH ${sshWan[r].toFixed(0)} MB/s, ours ${oursWan[r].toFixed(0)} MB/s`,
+          );
+        }
+      } finally {
+        wan.stop();
+      }
+      settle(...denseOut);
+
       // What verifying on arrival costs by itself: SHA-256 of the file, read back from the page cache as ours does.
       sha256Of(dense);
       const hashCpu = process.cpuUsage();
@@ -300,6 +356,10 @@ const suite: BenchSuite = {
         fetchDenseOursCpuSeconds: Number(median(oursDenseCpu).toFixed(2)),
         fetchDenseOpenSshCpuSeconds: Number(median(sshDenseCpu).toFixed(2)),
         fetchSha256CpuSecondsPerGiB: Number(sha256CpuPerGiB.toFixed(2)),
+        fetchWanRttMs: WAN_RTT_MS,
+        fetchWanOursMBps: Math.round(median(oursWan)),
+        fetchWanOpenSshMBps: Math.round(median(sshWan)),
+        fetchWanThroughputRatio: Number((median(oursWan) / median(sshWan)).toFixed(2)),
         fetchSparseOursSeconds: Number(median(oursSparse).toFixed(2)),
         fetchSparseOpenSshSeconds: Number(median(sshSparse).toFixed(2)),
         fetchSparseTimeRatio: Number((median(oursSparse) / median(sshSparse)).toFixed(2)),
@@ -313,6 +373,9 @@ const suite: BenchSuite = {
       );
       log(
         `                   CPU per GiB, both ends: ours ${figures.fetchDenseOursCpuSeconds} s (its sha256 on arrival alone ${figures.fetchSha256CpuSecondsPerGiB} s)  |  OpenSSH ${figures.fetchDenseOpenSshCpuSeconds} s; ${os.cpus().length} cores`,
+      );
+      log(
+        `  1 GiB, ${WAN_RTT_MS} ms RTT ours ${fmt(oursWan)} MB/s (median ${figures.fetchWanOursMBps})  |  OpenSSH ${fmt(sshWan)} MB/s (median ${figures.fetchWanOpenSshMBps})  →  ratio ${figures.fetchWanThroughputRatio}`,
       );
       log(
         `  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`,
