@@ -186,6 +186,25 @@ export class SshSession {
     return result;
   }
 
+  /**
+   * One round trip to the server, in ms: a `keepalive@openssh.com` global request, which sshd answers at once (as for
+   * OpenSSH's ServerAliveInterval). Undefined if ssh2's internals it needs are gone. Measure before bulk data flows on
+   * the connection: the reply queues behind it.
+   */
+  async ping(): Promise<number | undefined> {
+    const c = this.client as unknown as {
+      _callbacks?: ((failed: boolean) => void)[];
+      _protocol?: { ping(): void };
+    };
+    if (!Array.isArray(c._callbacks) || typeof c._protocol?.ping !== 'function') return undefined;
+    const started = performance.now();
+    await new Promise<void>((resolve) => {
+      c._callbacks!.push(() => resolve());
+      c._protocol!.ping();
+    });
+    return performance.now() - started;
+  }
+
   /** A raw exec channel, for streaming (vol-upload through stdin, compressed reads). */
   channel(line: string): Promise<ClientChannel> {
     return new Promise((resolve, reject) => {

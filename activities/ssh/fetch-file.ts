@@ -17,7 +17,7 @@ import {
   type RemoteHelper,
 } from './remote-file';
 import { ExtentWriter } from './extent-writer';
-import { openFileSession, receiveStream } from './range-stream';
+import { openFileSession, receiveStream, windowFor } from './range-stream';
 import { SparseSha256 } from './sparse-sha256';
 
 /** Small enough for heartbeat details; enough to resume. */
@@ -77,6 +77,8 @@ export interface FetchResult {
   bytesFetched: number;
   /** Bytes that crossed SSH channels in this attempt. */
   wireBytes: number;
+  /** Receive window each stream kept open, sized to the measured round trip (windowFor). */
+  receiveWindow: number;
   piecesSkipped: number;
   holesKnown: boolean;
   helper: RemoteHelper;
@@ -136,6 +138,8 @@ export async function fetchFile(
     for (let i = 1; i < connections; i++) extra.push(opts.openSession!());
     for (const p of extra) p.catch(() => undefined);
 
+    // One round trip, timed while nothing else is queued on the connection: it sizes the streams' windows.
+    const roundTrip = ssh.ping().catch(() => undefined);
     session = await openFileSession(ssh, sessionCommand(remotePath, wanted), remotePath, signal);
     const { info } = session;
     const plan = planFetch(info, opts.pieceBytes);
@@ -169,6 +173,7 @@ export async function fetchFile(
     const sessionStreams = compression === 'none' && streams > 0;
     if (!sessionStreams) session.channel.end();
     const command = sendCommand(remotePath, info.helper, compression);
+    const window = windowFor(await roundTrip);
     const results = await Promise.all(
       Array.from({ length: streams }, async (_, s) => {
         // Dealt round-robin so the streams finish pieces in about file order and the hash keeps up with them.
@@ -185,6 +190,7 @@ export async function fetchFile(
           compression,
           signal,
           own ? session!.leftover : undefined,
+          window,
         );
       }).map((p) =>
         p.catch((err) => {
@@ -217,6 +223,7 @@ export async function fetchFile(
       verifiedBy,
       bytesFetched: progress.bytesFetched,
       wireBytes: results.reduce((sum, r) => sum + r.wireBytes, 0),
+      receiveWindow: window,
       piecesSkipped,
       holesKnown: info.holesKnown,
       helper: info.helper,

@@ -5,7 +5,7 @@
 // Both sides pay for a connection; ours also verifies the file on arrival, OpenSSH does not: against the digests
 // the build step computed on the builder (untimed here, as in a release), sha256 for the dense file and sparse-sha256
 // (extent map + data) for the raw disk.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
@@ -25,6 +25,7 @@ import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
 import { buildDigestCommand, parseDigests, type RemoteDigests } from '../../activities/ssh/remote-file';
 import { clientKeys, SshServer } from '../rig/sshd';
+import { startDelayRelay } from '../rig/delay-relay-process';
 import type { BenchSuite } from './suite';
 import { sha256Of } from '../integration/fetch-helpers';
 
@@ -33,30 +34,6 @@ const MiB = 1024 ** 2;
 const CIPHER = 'aes128-gcm@openssh.com';
 const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 3);
 const WAN_RTT_MS = 50;
-
-/** delay-relay.ts in its own process: its copying must not share the event loop of the client it measures. */
-async function startDelayRelay(
-  target: { address: string; port: number },
-  oneWayMs: number,
-): Promise<{ address: string; port: number; stop(): void }> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.join(__dirname, 'delay-relay.ts'),
-      target.address,
-      String(target.port),
-      String(oneWayMs),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once('exit', (code) => reject(new Error(`delay relay exited ${code}`)));
-  });
-  return { address: '127.0.0.1', port, stop: () => child.kill('SIGKILL') };
-}
 
 /** Deterministic, so every run fetches the same layout. */
 function prng(seed: number) {

@@ -21,6 +21,8 @@ import {
   type RemoteDigests,
 } from '../../activities/ssh/remote-file';
 import type { SshSession } from '../../activities/ssh/connection';
+import { MIN_WINDOW } from '../../activities/ssh/range-stream';
+import { startDelayRelay } from '../rig/delay-relay-process';
 import { connect, makeSparseFile, MiB, sha256Of, spreadExtents, tcpRelay, testDir } from './fetch-helpers';
 
 /** What the build step reports for an artifact: both digests, computed on the builder in one pass. */
@@ -150,6 +152,32 @@ describe('fetchFile', () => {
       expect(Date.now() - lastByte).toBeLessThan(1500);
     } finally {
       ssh.close();
+    }
+  });
+
+  it('sizes the receive window to the round trip: 2 MiB next door, more across a 50 ms link', async () => {
+    const dir = testDir(rig, 'window');
+    const remote = path.join(dir, 'disk.raw');
+    makeSparseFile(remote, 64 * MiB, spreadExtents(64 * MiB, 8, 2 * MiB));
+    const far = await startDelayRelay(host, 25);
+    const near = await connect(rig, host);
+    const away = await connect(rig, host, far);
+    try {
+      const nearRtt = (await near.ping())!;
+      const farRtt = (await away.ping())!;
+      expect(nearRtt).toBeGreaterThan(0);
+      expect(farRtt).toBeGreaterThanOrEqual(50);
+      const here = await fetchFile(near, remote, path.join(dir, 'near.raw'), { pieceBytes: 4 * MiB });
+      const there = await fetchFile(away, remote, path.join(dir, 'far.raw'), { pieceBytes: 4 * MiB });
+      expect(here.receiveWindow).toBe(MIN_WINDOW);
+      // ~256 MB/s per stream over 1.5 round trips of 50 ms or more: ≥ 18 MiB, where ssh2 keeps 2 MiB.
+      expect(there.receiveWindow).toBeGreaterThanOrEqual(18 * MiB);
+      expect(there.sha256).toBe(here.sha256);
+      expect(readFileSync(path.join(dir, 'far.raw')).equals(readFileSync(remote))).toBe(true);
+    } finally {
+      near.close();
+      away.close();
+      far.stop();
     }
   });
 

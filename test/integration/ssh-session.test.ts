@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { SshSession, shellQuote } from '../../activities/ssh/connection';
-import { RECEIVE_WINDOW, topUpWindow } from '../../activities/ssh/range-stream';
+import { MAX_WINDOW, topUpWindow } from '../../activities/ssh/range-stream';
 
 describe('ssh session', () => {
   const rig = inject('rig');
@@ -28,13 +28,14 @@ describe('ssh session', () => {
   it("widens a channel's receive window beyond ssh2's 2 MiB (what a fetch over a WAN needs; guards the ssh2 internals it uses)", async () => {
     const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
     try {
-      const want = RECEIVE_WINDOW - 4 * 1024 * 1024;
+      const want = 12 * 1024 * 1024;
       const channel = await ssh.channel(`head -c ${want} /dev/zero`);
       // Nothing reads from here on: what arrives is what the window lets the server send (ssh2 alone: 2 MiB).
       // The fetch has sent its ranges and EOF by the time it tops up: the window must still grow then.
       channel.pause();
       channel.end();
-      topUpWindow(channel);
+      topUpWindow(channel, 16 * 1024 * 1024);
+      expect(MAX_WINDOW).toBeGreaterThanOrEqual(16 * 1024 * 1024);
       const deadline = Date.now() + 15_000;
       while (channel.readableLength < want && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 50));

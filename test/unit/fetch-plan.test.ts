@@ -2,6 +2,7 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, fstatSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/ssh/range-stream';
 import { decodeIndexes, encodeIndexes, planFetch } from '../../activities/ssh/fetch-plan';
 import { ExtentWriter } from '../../activities/ssh/extent-writer';
 import { headerEnd, parseFilefrag, parseHeader, type Extent } from '../../activities/ssh/remote-file';
@@ -124,5 +125,19 @@ describe('extent writer', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('windowFor', () => {
+  it("keeps ssh2's 2 MiB on short paths and grows with the round trip up to 32 MiB", () => {
+    expect(windowFor(undefined)).toBe(MIN_WINDOW);
+    expect(windowFor(0.2)).toBe(MIN_WINDOW);
+    expect(windowFor(5)).toBe(MIN_WINDOW);
+    const at20 = windowFor(20);
+    expect(at20).toBeGreaterThan(MIN_WINDOW);
+    expect(windowFor(50)).toBeGreaterThan(at20);
+    expect(windowFor(50) % 65536).toBe(0);
+    expect(windowFor(200)).toBe(MAX_WINDOW);
+    expect(windowFor(Number.NaN)).toBe(MIN_WINDOW);
   });
 });

@@ -1,6 +1,6 @@
 // A TCP relay that delays every byte by a fixed time in each direction: a long-distance link (a builder in a cloud
 // region, the worker in a data centre) on loopback. Run as its own process, so its copying does not share the event
-// loop of the client it measures. `tsx test/bench/delay-relay.ts HOST PORT ONE_WAY_MS` prints the port it listens on.
+// loop of the client it measures. `tsx test/rig/delay-relay.ts HOST PORT ONE_WAY_MS` prints the port it listens on.
 // No pacing: what limits throughput through it is the peers' flow control (SSH channel windows, SFTP requests in
 // flight) over the round trip, as on a real link with plenty of bandwidth.
 import net from 'node:net';
