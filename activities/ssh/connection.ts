@@ -191,18 +191,24 @@ export class SshSession {
    * OpenSSH's ServerAliveInterval). Undefined if ssh2's internals it needs are gone. Measure before bulk data flows on
    * the connection: the reply queues behind it.
    */
-  async ping(): Promise<number | undefined> {
+  async ping(timeoutMs = 3000): Promise<number | undefined> {
     const c = this.client as unknown as {
       _callbacks?: ((failed: boolean) => void)[];
       _protocol?: { ping(): void };
     };
     if (!Array.isArray(c._callbacks) || typeof c._protocol?.ping !== 'function') return undefined;
     const started = performance.now();
-    await new Promise<void>((resolve) => {
-      c._callbacks!.push(() => resolve());
-      c._protocol!.ping();
-    });
-    return performance.now() - started;
+    let timer: NodeJS.Timeout | undefined;
+    // A server that never answers (or a connection that drops) must not hold anyone up: no answer, no figure.
+    const answered = await Promise.race([
+      new Promise<boolean>((resolve) => {
+        c._callbacks!.push(() => resolve(true));
+        c._protocol!.ping();
+      }),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    return answered ? performance.now() - started : undefined;
   }
 
   /** A raw exec channel, for streaming (vol-upload through stdin, compressed reads). */

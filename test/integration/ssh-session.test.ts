@@ -45,6 +45,19 @@ describe('ssh session', () => {
     }
   });
 
+  it('times a round trip, and gives up on an answer that does not come in time without harming the session', async () => {
+    const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
+    try {
+      expect(await ssh.ping()).toBeGreaterThan(0);
+      // No answer can beat a zero timeout: no figure, and the late answer is absorbed.
+      expect(await ssh.ping(0)).toBeUndefined();
+      expect(await ssh.ping()).toBeLessThan(1000);
+      expect((await ssh.exec(['echo', 'still fine'])).stdout.trim()).toBe('still fine');
+    } finally {
+      ssh.close();
+    }
+  });
+
   it('quotes the empty string and single quotes', () => {
     expect(shellQuote('')).toBe("''");
     expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
