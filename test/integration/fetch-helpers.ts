@@ -73,6 +73,8 @@ export async function tcpRelay(
   /** Bytes relayed from the target to clients so far. */
   readonly bytesDown: number;
   cut(): void;
+  /** Holds (true) or lets through again (false) everything the target sends: a link that stalls. */
+  stall(on: boolean): void;
   close(): Promise<void>;
 }> {
   const sockets = new Set<net.Socket>();
@@ -88,6 +90,8 @@ export async function tcpRelay(
     budget -= n;
     return budget < 0 ? Math.ceil((-budget / opts.bytesPerSecond) * 1000) : 0;
   };
+  const stalls = new Set<{ hold(): void; release(): void }>();
+  let stalled = false;
   const server = net.createServer((client) => {
     const upstream = net.connect(target.port, target.address);
     for (const s of [client, upstream]) {
@@ -107,6 +111,8 @@ export async function tcpRelay(
     const release = () => {
       if (--waits === 0) upstream.resume();
     };
+    stalls.add({ hold, release });
+    if (stalled) hold();
     upstream.on('data', (d: Buffer) => {
       bytesDown += d.length;
       if (!client.write(d)) {
@@ -131,6 +137,11 @@ export async function tcpRelay(
     },
     cut: () => {
       for (const s of sockets) s.resetAndDestroy();
+    },
+    stall: (on: boolean) => {
+      if (on === stalled) return;
+      stalled = on;
+      for (const s of stalls) (on ? s.hold : s.release)();
     },
     close: () =>
       new Promise<void>((resolve) => {

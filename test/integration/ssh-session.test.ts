@@ -1,6 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import { SshSession, shellQuote } from '../../activities/ssh/connection';
 import { MAX_WINDOW, topUpWindow } from '../../activities/ssh/range-stream';
+import { tcpRelay } from './fetch-helpers';
 
 describe('ssh session', () => {
   const rig = inject('rig');
@@ -46,15 +47,22 @@ describe('ssh session', () => {
   });
 
   it('times a round trip, and gives up on an answer that does not come in time without harming the session', async () => {
-    const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
+    const link = await tcpRelay(host);
+    const ssh = await SshSession.connect(
+      { ...host, address: link.address, port: link.port },
+      { privateKeyPath: rig.privateKeyPath },
+    );
     try {
       expect(await ssh.ping()).toBeGreaterThan(0);
-      // No answer can beat a zero timeout: no figure, and the late answer is absorbed.
-      expect(await ssh.ping(0)).toBeUndefined();
+      // Nothing comes back while the link stalls: no figure after the timeout, and the late answer is absorbed.
+      link.stall(true);
+      expect(await ssh.ping(300)).toBeUndefined();
+      link.stall(false);
       expect(await ssh.ping()).toBeLessThan(1000);
       expect((await ssh.exec(['echo', 'still fine'])).stdout.trim()).toBe('still fine');
     } finally {
       ssh.close();
+      await link.close();
     }
   });
 
