@@ -145,7 +145,7 @@ export function createFetchActivities(deps: FetchDeps) {
           ctx.log.info(
             `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
               `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256} ` +
-              `(verified by ${result.verifiedBy})`,
+              `(verified by ${result.verifiedBy}; receive window ${result.receiveWindow >> 20} MiB per stream)`,
           );
           staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
         }
