@@ -12,21 +12,14 @@ import {
   type FetchArtifactsInput,
   type FetchHeartbeat,
 } from '../../activities/staging/fetch-artifacts';
-import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../../activities/types';
+import type { BuiltArtifact, StagedArtifact } from '../../activities/types';
+import { hostOf } from './builder-fixtures';
 import { makeSparseFile, MiB, sha256Of, spreadExtents, testDir } from './fetch-helpers';
 
 describe('fetchArtifacts activity', () => {
   const rig = inject('rig');
   const ssh = rig.sshHosts[3];
-  const host: BuilderHost = {
-    provider: 'static',
-    id: `${ssh.address}:${ssh.port}`,
-    address: ssh.address,
-    port: ssh.port,
-    user: 'root',
-    hostKey: ssh.hostKey,
-    resources: [],
-  };
+  const host = hostOf(ssh);
   const builder = Builder.parse({
     provider: 'static',
     hosts: [{ address: ssh.address, port: ssh.port }],
