@@ -13,6 +13,7 @@ import {
   staticBuilder,
   testDir,
 } from './builder-fixtures';
+import { clientKeys, SshServer } from '../rig/sshd';
 
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd]).toString().trim();
 const findmnt = (mp: string, col: string) => {
@@ -25,11 +26,11 @@ const findmnt = (mp: string, col: string) => {
 
 describe('data volume on a builder', () => {
   const rig = inject('rig');
-  const cleanups: (() => void)[] = [];
-  afterEach(() => {
+  const cleanups: (() => unknown)[] = [];
+  afterEach(async () => {
     for (const c of cleanups.splice(0).reverse()) {
       try {
-        c();
+        await c();
       } catch {
         // best effort: the next cleanup still runs
       }
@@ -84,30 +85,29 @@ describe('data volume on a builder', () => {
   });
 
   it("turns the swap partition into an xfs data volume, as Fedora Copr's farm did, and finds it again after swapoff", async () => {
-    const swaps = readFileSync('/proc/swaps', 'utf8').trim().split('\n').slice(1);
-    if (swaps.length)
-      throw new Error(
-        `this machine has swap (${swaps.join('; ')}): swap mode would format it; run this test where /proc/swaps is empty`,
-      );
     const dir = testDir(rig, 'dv-swap');
     const dev = loopDevice(dir, 320);
     sh(`mkswap ${dev} >/dev/null && swapon ${dev}`);
     cleanups.push(() => {
       if (readFileSync('/proc/swaps', 'utf8').includes(dev)) sh(`swapoff ${dev}`);
     });
+    // A builder whose only swap is the test's loop device, whatever swap this machine itself has.
+    const builderVm = await SshServer.start(path.join(dir, 'vm'), '127.0.0.21', clientKeys(path.dirname(rig.privateKeyPath)), {
+      swaps: `Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n${dev}\tpartition\t327676\t\t0\t\t-2\n`,
+    });
+    cleanups.push(() => builderVm.stop());
     const mountpoint = path.join(dir, 'containers');
-    unmountLater(mountpoint);
     const marker = `/var/lib/bootc-release/data-volume${mountpoint.replace(/\//g, '_')}`;
     cleanups.push(() => rmSync(marker, { force: true }));
     const builder = staticBuilder(rig, dir, {
       dataVolume: { device: 'swap', mountpoint, fsType: 'xfs', minFreeGiB: 0.1 },
     });
-    const host = hostOf(rig.sshHosts[1]);
+    const host = hostOf(builderVm.host);
 
     const first = await prepareDataVolume({ releaseId: 'r2', arch: 'ppc64le', host, builder });
     expect(first).toMatchObject({ alreadyPrepared: false, device: dev, fsType: 'xfs' });
     expect(readFileSync('/proc/swaps', 'utf8')).not.toContain(dev);
-    expect(findmnt(mountpoint, 'SOURCE,FSTYPE')).toBe(`${dev} xfs`);
+    expect(builderVm.inNamespace(['findmnt', '-n', '-o', 'SOURCE,FSTYPE', '--mountpoint', mountpoint])).toBe(`${dev} xfs`);
     expect(existsSync(marker)).toBe(true);
 
     const second = await prepareDataVolume({ releaseId: 'r2', arch: 'ppc64le', host, builder });

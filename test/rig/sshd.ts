@@ -1,4 +1,6 @@
 // Real OpenSSH servers on distinct loopback addresses: each one is a "builder VM" or a "hypervisor" to the code.
+// Sessions get a HOME of their own inside the rig (sshd's SetEnv), so bash never sources the machine's own
+// ~/.bashrc (root's runs `pyenv init` on some machines: 0.25 s per exec) and the rig behaves the same everywhere.
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -36,12 +38,25 @@ export class SshServer {
   constructor(
     readonly host: SshHost,
     private readonly configFile: string,
+    private readonly swapsFile?: string,
   ) {}
 
-  static async start(dir: string, address: string, keys: RigKeys, opts: { port?: number; hostKeyName?: string } = {}): Promise<SshServer> {
+  /**
+   * `swaps`: the builder's own view of /proc/swaps (its header and lines). The host then runs in a mount namespace
+   * of its own with that file over /proc/swaps, as a VM whose only swap is a test's loop device, so a test of the
+   * swap data volume never sees (or formats) the machine's own swap. Mounts made in its sessions stay in that
+   * namespace: look at them with `inNamespace`.
+   */
+  static async start(
+    dir: string,
+    address: string,
+    keys: RigKeys,
+    opts: { port?: number; hostKeyName?: string; swaps?: string } = {},
+  ): Promise<SshServer> {
     mkdirSync('/run/sshd', { recursive: true });
     const root = path.join(dir, address);
-    mkdirSync(root, { recursive: true });
+    const home = path.join(root, 'home');
+    mkdirSync(home, { recursive: true });
     const hostKeyFile = path.join(root, opts.hostKeyName ?? 'ssh_host_ed25519_key');
     const hostKey = generateKey(hostKeyFile, address).split(' ').slice(0, 2).join(' ');
     const authorized = path.join(root, 'authorized_keys');
@@ -65,18 +80,35 @@ export class SshServer {
         'MaxStartups 100:30:200',
         'Subsystem sftp internal-sftp',
         'LogLevel ERROR',
+        `SetEnv HOME=${home}`,
       ].join('\n') + '\n',
     );
     const logFile = path.join(root, 'sshd.log');
-    const server = new SshServer({ address, port, user: 'root', hostKey, root, logFile }, configFile);
+    let swapsFile: string | undefined;
+    if (opts.swaps !== undefined) {
+      swapsFile = path.join(root, 'proc-swaps');
+      writeFileSync(swapsFile, opts.swaps);
+    }
+    const server = new SshServer({ address, port, user: 'root', hostKey, root, logFile }, configFile, swapsFile);
     await server.startProcess();
     return server;
   }
 
   async startProcess(): Promise<void> {
-    this.proc = spawn(tool('sshd'), ['-D', '-f', this.configFile, '-E', this.host.logFile], { stdio: 'ignore' });
+    const sshd = [tool('sshd'), '-D', '-f', this.configFile, '-E', this.host.logFile];
+    this.proc = this.swapsFile
+      ? spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount --bind "$0" /proc/swaps && exec "$@"', this.swapsFile, ...sshd], {
+          stdio: 'ignore',
+        })
+      : spawn(sshd[0]!, sshd.slice(1), { stdio: 'ignore' });
     this.proc.unref();
     await waitForPort(this.host.address, this.host.port, 10_000, `sshd ${this.host.address}`);
+  }
+
+  /** Runs a command in the host's mount namespace (see `swaps`), e.g. findmnt on what its sessions mounted. */
+  inNamespace(args: string[]): string {
+    const cmd = this.swapsFile ? ['nsenter', '-t', String(this.proc!.pid), '-m', ...args] : args;
+    return execFileSync(cmd[0]!, cmd.slice(1), { encoding: 'utf8' }).trim();
   }
 
   /** Kill the listener and every session it forked (a dropped connection, as a network fault would). */
