@@ -2,7 +2,7 @@
 // what tests replace to record the domain command sequence (VMs cannot boot on the rig).
 import type { Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
-import { shellCommand, SshCommandError, type ExecResult, type SshSession } from '../ssh/connection';
+import { exitCode, shellCommand, SshCommandError, type ExecResult, type SshSession } from '../ssh/connection';
 
 export interface RunOptions {
   stdin?: string | Buffer;
@@ -42,7 +42,6 @@ export function sshHypervisor(ssh: SshSession, host: string, uri: string): Hyper
       channel.stderr.on('data', (d: Buffer) => stderr.push(d));
       channel.on('data', (d: Buffer) => stdout.push(d));
       await new Promise<void>((resolve, reject) => {
-        let code = -1;
         let failed: Error | undefined;
         const fail = (err: Error) => {
           failed ??= err;
@@ -54,11 +53,11 @@ export function sshHypervisor(ssh: SshSession, host: string, uri: string): Hyper
         if (opts.signal?.aborted) onAbort();
         opts.signal?.addEventListener('abort', onAbort, { once: true });
         input.once('error', fail);
-        channel.on('exit', (c: number | null) => (code = c ?? 128));
         channel.on('error', fail);
         channel.on('close', () => {
           opts.signal?.removeEventListener('abort', onAbort);
           if (failed) return reject(failed);
+          const code = exitCode(channel.exitStatus);
           if (code !== 0) {
             const result = { code, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() };
             return reject(new SshCommandError(line, result, host));

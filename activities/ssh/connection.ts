@@ -164,19 +164,15 @@ export class SshSession {
     channel.on('data', (d: Buffer) => stdout.push(d));
     channel.stderr.on('data', (d: Buffer) => stderr.push(d));
     const result = await new Promise<ExecResult>((resolve, reject) => {
-      let code = -1;
       const onAbort = () => {
         channel.close();
         reject(opts.signal?.reason ?? new Error('aborted'));
       };
       if (opts.signal?.aborted) return onAbort();
       opts.signal?.addEventListener('abort', onAbort, { once: true });
-      channel.on('exit', (c: number | null, signalName?: string) => {
-        code = c ?? (signalName ? 128 : -1);
-      });
       channel.on('close', () => {
         opts.signal?.removeEventListener('abort', onAbort);
-        resolve({ code, stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
+        resolve({ code: exitCode(channel.exitStatus), stdout: Buffer.concat(stdout).toString(), stderr: Buffer.concat(stderr).toString() });
       });
       channel.on('error', reject);
       if (opts.stdin !== undefined) channel.end(opts.stdin);
@@ -212,9 +208,16 @@ export class SshSession {
   }
 
   /** A raw exec channel, for streaming (vol-upload through stdin, compressed reads). */
-  channel(line: string): Promise<ClientChannel> {
+  channel(line: string): Promise<ExecChannel> {
     return new Promise((resolve, reject) => {
-      this.client.exec(line, (err, ch) => (err ? reject(err) : resolve(ch)));
+      this.client.exec(line, (err, ch) => {
+        if (err) return reject(err);
+        // A quick command's exit-status can arrive in the same read as the reply that opens the channel, and ssh2
+        // emits it at once, before whoever awaits this promise can listen: record it here, from the first moment.
+        const exitStatus: ExitStatus = { code: null };
+        ch.on('exit', (code: number | null, signal?: string) => Object.assign(exitStatus, { code, signal }));
+        resolve(Object.assign(ch, { exitStatus }));
+      });
     });
   }
 
@@ -243,6 +246,16 @@ function hostKeyMismatch(endpoint: SshEndpoint, presented: string): ApplicationF
     'HostKeyMismatch',
   );
 }
+
+/** What the remote command's exit-status (or exit-signal) said; `code` null until one arrived. */
+export interface ExitStatus {
+  code: number | null;
+  signal?: string;
+}
+export type ExecChannel = ClientChannel & { exitStatus: ExitStatus };
+
+/** The shell's convention: the exit code, 128 for a signal, -1 when the channel closed without either. */
+export const exitCode = (s: ExitStatus): number => s.code ?? (s.signal ? 128 : -1);
 
 /** Connect, run fn, always close. */
 export async function withSsh<T>(

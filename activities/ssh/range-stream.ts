@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { ClientChannel } from 'ssh2';
-import type { SshSession } from './connection';
+import type { ExecChannel, SshSession } from './connection';
 import type { ExtentWriter } from './extent-writer';
 import type { Piece } from './fetch-plan';
 import { headerEnd, parseHeader, type Compression, type RemoteFileInfo } from './remote-file';
@@ -73,7 +73,7 @@ export async function openFileSession(
   command: string,
   remotePath: string,
   signal: AbortSignal,
-): Promise<{ channel: ClientChannel; info: RemoteFileInfo; leftover: Buffer }> {
+): Promise<{ channel: ExecChannel; info: RemoteFileInfo; leftover: Buffer }> {
   signal.throwIfAborted();
   const channel = await ssh.channel(command);
   return await new Promise((resolve, reject) => {
@@ -129,7 +129,7 @@ export async function openFileSession(
  * connection, a sender that failed or stopped early (the file shrank), or an abort (which kills the sender).
  */
 export async function receiveStream(
-  channel: ClientChannel,
+  channel: ExecChannel,
   label: string,
   writer: ExtentWriter,
   pieces: Piece[],
@@ -141,8 +141,6 @@ export async function receiveStream(
 ): Promise<StreamResult> {
   let wireBytes = 0;
   let stderr = '';
-  let code: number | undefined;
-  let exitSignal: string | undefined;
   let decompressor: { output: Readable; stop(): void } | undefined;
 
   return await new Promise<StreamResult>((resolve, reject) => {
@@ -170,7 +168,8 @@ export async function receiveStream(
     let pending = compression === 'none' ? 1 : 2;
     const finish = () => {
       if (--pending > 0) return;
-      if (code === undefined && !exitSignal) {
+      const { code, signal: exitSignal } = channel.exitStatus;
+      if (code === null && !exitSignal) {
         return settle(
           new Error(`${label}: connection lost while fetching (${wireBytes} bytes received on this stream)`),
         );
@@ -192,10 +191,6 @@ export async function receiveStream(
         settle(err);
       }
     };
-    channel.on('exit', (c: number | null, name?: string) => {
-      code = c ?? undefined;
-      exitSignal = name;
-    });
     channel.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
     channel.on('error', settle);
     channel.on('close', finish);

@@ -66,6 +66,18 @@ describe('ssh session', () => {
     }
   });
 
+  it('reports the exit code of commands that end at once (their exit-status can come with the channel opening)', async () => {
+    const ssh = await SshSession.connect({ ...host }, { privateKeyPath: rig.privateKeyPath });
+    try {
+      for (let i = 0; i < 40; i++) {
+        const result = await ssh.exec('echo done; exit 3', { allowFailure: true });
+        expect(result).toMatchObject({ code: 3, stdout: 'done\n' });
+      }
+    } finally {
+      ssh.close();
+    }
+  });
+
   it('quotes the empty string and single quotes', () => {
     expect(shellQuote('')).toBe("''");
     expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
