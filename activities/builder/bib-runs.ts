@@ -1,5 +1,6 @@
-// The bootc-image-builder command lines for one architecture (DESIGN.md §6). One run builds every requested type,
-// except that `ami` and `raw` both write image/disk.raw, so `raw` gets a run (and an output directory) of its own.
+// The bootc-image-builder command lines for one architecture (docs/contracts.md#bootc-image-builder). One run builds
+// every requested type, except that `ami` and `raw` both write image/disk.raw, so `raw` gets a run (and an output
+// directory) of its own.
 import path from 'node:path/posix';
 import type { ImageType, ReleaseDefinition } from '../../config/schema';
 

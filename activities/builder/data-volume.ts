@@ -1,6 +1,7 @@
-// The builder's data volume (DESIGN.md §6): bootc-image-builder fills /var/lib/containers, /var/tmp and small tmpfs
-// mounts; Fedora Copr's farm turned the swap partition into an ext4 volume mounted on /var/lib/containers and grew
-// /run and /tmp. Here the device is that swap partition, the volume the provider attached, or a configured path.
+// The builder's data volume (docs/contracts.md#data-volume): bootc-image-builder fills /var/lib/containers,
+// /var/tmp and small tmpfs mounts; Fedora Copr's farm turned the swap partition into an ext4 volume mounted on
+// /var/lib/containers and grew /run and /tmp. Here the device is that swap partition, the volume the provider
+// attached, or a configured path.
 // Idempotent: a host where the volume is already mounted is only re-checked (tmpfs sizes, free space).
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';

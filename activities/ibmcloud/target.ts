@@ -1,6 +1,6 @@
 // Publish target `ibmcloud`: stage the qcow2/vhd in COS once, then import one VPC custom image per configured region
-// from it (DESIGN.md §6). Every step finds what an earlier attempt made (object by size + sha256, image by name), so
-// a retry after a worker death finishes the job without duplicates.
+// from it (docs/contracts.md#ibm-cloud-vpc). Every step finds what an earlier attempt made (object by size + sha256,
+// image by name), so a retry after a worker death finishes the job without duplicates.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Candidate, CheckResult, PublishTargetDriver } from '../types';
 import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCosHref, previousCosUpload, uploadToCos, type IbmCloudTarget } from './cos-upload';

@@ -1,6 +1,6 @@
 // Shared set-up for the fetch tests: sparse files on "the builder" (the rig's sshd hosts share this filesystem),
 // their sha256 over the apparent size, and a TCP relay between client and sshd whose connections a test can cut
-// (a dropped network, as TESTING.md's fault list asks for).
+// (a dropped network, one of the faults in docs/real-and-stand-in.md#faults).
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import net from 'node:net';

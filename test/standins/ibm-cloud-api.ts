@@ -1,6 +1,7 @@
 // STAND-IN for IBM Cloud IAM and the IBM Cloud VPC API (generation 2). No emulator exists and the cloud is not
 // reachable from the rig, so this in-process node:http server implements exactly the documented requests and
-// responses bootc-release uses, and nothing else (DESIGN.md §6, TESTING.md "IBM Cloud"):
+// responses bootc-release uses, and nothing else (docs/contracts.md#ibm-cloud-vpc;
+// what it leaves out: docs/real-and-stand-in.md#ibm-cloud):
 //   IAM  POST /identity/token  form grant_type=urn:ibm:params:oauth:grant-type:apikey&apikey=K
 //        → {access_token, refresh_token, token_type: "Bearer", expires_in, expiration}; unknown key → 400 BXNIM0415E.
 //   VPC  /<region>/v1/...?version=YYYY-MM-DD&generation=2 with `Authorization: Bearer`, where the `/<region>` prefix

@@ -7,7 +7,7 @@ describe('bootc-image-builder command lines', () => {
   const imageBuilder = ImageBuilder.parse({});
   const workDir = '/var/tmp/bootc-release/r1/x86_64';
 
-  it('runs podman exactly as DESIGN.md §6 documents, with ami and raw in separate output directories', () => {
+  it('runs podman exactly as docs/contracts.md documents, with ami and raw in separate output directories', () => {
     const runs = bibRuns(imageBuilder, {
       types: ['ami', 'raw'],
       imageRef: 'localhost/src:1',

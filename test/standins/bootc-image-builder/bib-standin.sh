@@ -1,6 +1,7 @@
 #!/bin/sh
 # STAND-IN for bootc-image-builder (quay.io/centos-bootc/bootc-image-builder), which cannot be pulled here.
-# It runs as the ENTRYPOINT of a real podman image (see image.ts) and follows the contract in DESIGN.md §6:
+# It runs as the ENTRYPOINT of a real podman image (see image.ts) and follows the contract in
+# docs/contracts.md#bootc-image-builder:
 #   podman run --rm --privileged --pull=newer --security-opt label=type:unconfined_t -v CONFIG:/config.toml:ro \
 #     -v OUT:/output -v /var/lib/containers/storage:/var/lib/containers/storage BIB_IMAGE \
 #     --type T [--type ...] --rootfs R [--progress verbose] SOURCE_IMAGE

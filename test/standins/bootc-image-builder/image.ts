@@ -1,5 +1,6 @@
-// STAND-IN support for bootc-image-builder (contract: DESIGN.md §6). No registry is reachable, so the real bib
-// image cannot be pulled; this builds a real podman image whose entrypoint is bib-standin.sh, from host binaries
+// STAND-IN support for bootc-image-builder (contract: docs/contracts.md#bootc-image-builder; what it leaves out:
+// docs/real-and-stand-in.md#bootc-image-builder). No registry is reachable, so the real bib image cannot be pulled;
+// this builds a real podman image whose entrypoint is bib-standin.sh, from host binaries
 // (busybox, qemu-img, openssl, GNU tar, gzip) through `podman import`, the only image source this sandbox has.
 // The production command line then runs unchanged: `<engine> run --rm --privileged ... BIB_IMAGE --type ...`.
 // The engine prefix the rig uses is `env CONTAINERS_CONF=<file> podman`: the file holds what podman needs here
