@@ -23,6 +23,7 @@ APT_PACKAGES=(
   podman runc catatonit slirp4netns fuse-overlayfs uidmap containernetworking-plugins netavark aardvark-dns iptables
   docker-registry busybox                          # the local registry; the stand-in image's userland
   e2fsprogs xfsprogs util-linux git iproute2 zstd openssl
+  chromium                                         # the Temporal Web UI tested in a real browser (playwright-core)
 )
 
 say() { printf '[tools] %s\n' "$*" >&2; }

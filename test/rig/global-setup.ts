@@ -1,4 +1,4 @@
-// One rig for the whole test run: a real Temporal dev server, a moto server and four SSH hosts on 127.0.0.11-14.
+// One rig for the whole test run: a real Temporal dev server with its Web UI, a moto server and four SSH hosts on 127.0.0.11-14.
 // Each run gets its own directory (.rig/runs/<time>-<pid>, so two runs never clash); .rig/last points at the newest,
 // and its logs stay after the run so a failure can be read afterwards. Older runs are pruned.
 import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -7,6 +7,7 @@ import type { TestProject } from 'vitest/node';
 import type {} from 'vitest';
 import { bundleWorkflows } from '../../worker/run';
 import { pushSourceImage, startMoto, startRegistry, startTemporal, type Service } from './services';
+import { freePort } from './tools';
 import type { RigInfo } from './release-harness';
 import { clientKeys, SshServer } from './sshd';
 
@@ -41,7 +42,8 @@ export default async function setup(project: TestProject) {
   const ssh: SshServer[] = [];
   try {
     const [temporal, moto, registry, bundle] = await Promise.all([
-      startTemporal(RIG_DIR),
+      // With its Web UI, which the browser test drives as an operator would.
+      freePort().then((uiPort) => startTemporal(RIG_DIR, { headless: false, uiPort })),
       startMoto(RIG_DIR),
       startRegistry(path.join(RIG_DIR, 'registry')),
       bundleWorkflows(),
@@ -54,6 +56,7 @@ export default async function setup(project: TestProject) {
     for (const n of [11, 12, 13, 14]) ssh.push(await SshServer.start(path.join(RIG_DIR, 'hosts'), `127.0.0.${n}`, keys));
     project.provide('rig', {
       temporalAddress: temporal.address,
+      temporalUi: temporal.uiAddress!,
       motoEndpoint: moto.address,
       sshHosts: ssh.map((s) => s.host),
       privateKeyPath: keys.privateKeyPath,

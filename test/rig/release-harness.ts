@@ -17,6 +17,8 @@ import type { SshHost } from './sshd';
 
 export interface RigInfo {
   temporalAddress: string;
+  /** The dev server's Web UI, http://127.0.0.1:PORT */
+  temporalUi: string;
   motoEndpoint: string;
   sshHosts: SshHost[];
   privateKeyPath: string;
