@@ -6,6 +6,7 @@ import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
+import type { NotifyActivities } from './notify/activities';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
@@ -28,6 +29,7 @@ export interface ActivityDeps {
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
+  notify: NotifyActivities;
   /** 'open' while the release workflow runs; for the janitor. */
   releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
 }
@@ -89,6 +91,7 @@ export function createActivities(deps: ActivityDeps) {
       withHeartbeats(() => driver(target).delete(target, candidate)),
 
     activate,
+    notifyRelease: deps.notify.notifyRelease,
 
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),

@@ -1,5 +1,6 @@
 // Shapes that cross the workflow/activity boundary. They live in workflow histories, so they stay small and
 // secret-free: credentials are referenced by name, files by path on a worker.
+import type { NotifyEvent } from '../config/notifications';
 import type { Arch, Builder, ImageType, ReleasePlan, Target } from '../config/schema';
 
 /** What every step knows about where it is. Every created resource carries releaseId (tag or name). */
@@ -113,3 +114,21 @@ export interface PublishTargetDriver<T extends Target = Target> {
 }
 
 export type { ReleasePlan };
+
+/** One thing that happened to a release, as notification sinks receive it (activities/notify). */
+export interface ReleaseEvent {
+  event: NotifyEvent;
+  releaseId: string;
+  definition: string;
+  arches: string[];
+  stage: string;
+  /** ISO time of the event (workflow time). */
+  at: string;
+  candidates?: Pick<Candidate, 'arch' | 'target' | 'imageId' | 'region'>[];
+  error?: string;
+  by?: string;
+  /** Why a trigger started or skipped a release. */
+  reason?: string;
+  /** Link to the release in the Temporal Web UI, when the worker knows the UI's address. */
+  url?: string;
+}

@@ -2,6 +2,7 @@
 // Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
 import { z } from 'zod';
 import { ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
+import { Notification } from './notifications';
 
 export { ARCHES, IMAGE_TYPES, TARGET_TYPES };
 
@@ -288,6 +289,8 @@ export const ReleaseDefinition = z
     approval: Approval,
     channels: z.record(name(), Channel).default({}),
     retention: z.strictObject({ keep: z.number().int().min(1).default(2) }).prefault({}),
+    /** Who hears of a release awaiting approval, activated, rejected or failed (config/notifications.ts). */
+    notifications: z.array(Notification).default([]),
     /**
      * How long a silent activity may go before Temporal retries it on another worker (a killed worker is noticed
      * this fast), and how retries back off. Defaults suit production; tests and demos shorten them.

@@ -24,6 +24,7 @@ APT_PACKAGES=(
   docker-registry busybox                          # the local registry; the stand-in image's userland
   e2fsprogs xfsprogs util-linux git iproute2 zstd openssl
   chromium                                         # the Temporal Web UI tested in a real browser (playwright-core)
+  rabbitmq-server                                  # AMQP notifications, as Fedora's message bus speaks them
 )
 
 say() { printf '[tools] %s\n' "$*" >&2; }

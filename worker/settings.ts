@@ -20,6 +20,8 @@ export interface WorkerSettings extends TemporalSettings {
   stagingDir: string;
   stateDir: string;
   workflowBundle?: string;
+  /** The Temporal Web UI's address, for links in notifications. */
+  uiUrl?: string;
 }
 
 export const ENV = {
@@ -37,6 +39,7 @@ export const ENV = {
   state: 'BOOTC_RELEASE_STATE',
   workflowBundle: 'BOOTC_RELEASE_WORKFLOW_BUNDLE',
   sshKey: 'BOOTC_RELEASE_SSH_KEY',
+  uiUrl: 'BOOTC_RELEASE_UI_URL',
 } as const;
 
 export const DEFAULT_TASK_QUEUE = 'bootc-release';
@@ -75,5 +78,6 @@ export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSett
     stagingDir: env[ENV.staging] ?? path.join(varDir, 'staging'),
     stateDir: env[ENV.state] ?? path.join(varDir, 'state'),
     workflowBundle: env[ENV.workflowBundle],
+    uiUrl: env[ENV.uiUrl],
   };
 }

@@ -12,6 +12,7 @@ import type { IbmCloudDeps } from '../activities/ibmcloud/deps';
 import { createIbmCloudTarget } from '../activities/ibmcloud/target';
 import { createLibvirtBuilderProvider, type LibvirtBuilderDeps } from '../activities/libvirt/builder-vm';
 import { createLibvirtTarget, type LibvirtTargetDeps } from '../activities/libvirt/target';
+import { createNotifyActivities, type NotifyDeps } from '../activities/notify/activities';
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
 import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
 import { createStaticProvider } from '../activities/static/provider';
@@ -39,10 +40,12 @@ export interface WiringOverrides {
   builder?: Partial<BuilderActivityDeps>;
   /** Piece size and heartbeat interval of the fetch (tests use small pieces to observe a resume). */
   fetch?: Pick<FetchDeps, 'pieceBytes' | 'heartbeatIntervalMs'>;
+  notify?: Partial<NotifyDeps>;
 }
 
 export function createActivityDeps(
-  settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'>,
+  settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
+    Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl'>>,
   /** Asks Temporal whether a release is still running (the janitor never deletes an open release's builder). */
   releaseState: ActivityDeps['releaseState'],
   overrides: WiringOverrides = {},
@@ -76,6 +79,8 @@ export function createActivityDeps(
       runImageBuild: builder.runImageBuild,
       fetchArtifacts: fetch.fetchArtifacts,
     },
+    // Sinks' addresses and tokens are named by variable in the definition and looked up in the worker's environment.
+    notify: createNotifyActivities({ env: process.env, uiAddress: settings.uiUrl, namespace: settings.namespace, ...overrides.notify }),
     releaseState,
   };
 }

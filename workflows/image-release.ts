@@ -36,6 +36,7 @@ import {
   type RetryRequest,
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
+import { releaseNotifier } from './notify';
 import { activityOptions } from './timeouts';
 import { artifactsFor, validateApproval } from './release-rules';
 
@@ -60,9 +61,11 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
   let publishing = 0;
 
+  const notifier = releaseNotifier(() => plan, status);
   const setStage = (stage: ReleaseStage) => {
     status.stage = stage;
     upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
+    notifier.stageChanged(stage);
   };
   const problemWith = (a: Approval) => validateApproval(status, plan, a);
 
@@ -257,6 +260,8 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     status.error = cancelled ? undefined : describe(err);
     await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
     throw err;
+  } finally {
+    await CancellationScope.nonCancellable(() => notifier.settled());
   }
 
   function chosenOf(a: Approval): Candidate[] {
