@@ -1,7 +1,7 @@
 // The worker process: connect, wire the real activities, run until SIGINT/SIGTERM. Errors end it with a message.
 import { mkdir } from 'node:fs/promises';
 import { createActivities } from '../activities';
-import { connectWorker, createWorkers } from './run';
+import { connectWorker, createWorkers, installRuntime } from './run';
 import { workerSettings } from './settings';
 import { connectClient } from '../client/release-client';
 import { createActivityDeps, releaseStateFrom } from './wiring';
@@ -10,6 +10,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const settings = workerSettings(env);
   await mkdir(settings.stagingDir, { recursive: true });
   await mkdir(settings.stateDir, { recursive: true });
+  installRuntime(settings);
   const connection = await connectWorker(settings);
   const client = await connectClient(settings);
   const workers = await createWorkers(

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
 import type { ReleaseActivities } from '../activities';
+import { stepMetrics } from './metrics';
 import type { TemporalSettings, WorkerSettings } from './settings';
 
 export const workflowsPath = path.join(__dirname, '../workflows/index.ts');
@@ -32,11 +33,13 @@ export async function createWorkers(
     : settings.workflowBundle
       ? { workflowBundle: { codePath: settings.workflowBundle } }
       : { workflowsPath };
+  const interceptors = { activity: [stepMetrics] };
   const main = await Worker.create({
     connection,
     namespace: settings.namespace,
     taskQueue: settings.taskQueue,
     activities,
+    interceptors,
     ...bundle,
     ...opts.extra,
   });
@@ -45,6 +48,7 @@ export async function createWorkers(
     namespace: settings.namespace,
     taskQueue: settings.stagingQueue,
     activities,
+    interceptors,
     ...opts.extra,
   });
   return {
@@ -58,7 +62,15 @@ export async function createWorkers(
   };
 }
 
-/** Keep the Rust core quiet unless asked: its logs go to the worker log at WARN. */
-export function installRuntime(): void {
-  Runtime.install({ logger: undefined, telemetryOptions: { logging: { forward: {}, filter: process.env.TEMPORAL_CORE_LOG ?? 'WARN' } } });
+/**
+ * The process's Temporal runtime: the Rust core's logs forwarded at WARN unless asked (TEMPORAL_CORE_LOG), and a
+ * Prometheus endpoint (`/metrics`) when `metricsAddress` is set (BOOTC_RELEASE_METRICS, e.g. 0.0.0.0:9464).
+ */
+export function installRuntime(settings: Pick<WorkerSettings, 'metricsAddress'>): void {
+  Runtime.install({
+    telemetryOptions: {
+      logging: { forward: {}, filter: process.env.TEMPORAL_CORE_LOG ?? 'WARN' },
+      metrics: settings.metricsAddress ? { prometheus: { bindAddress: settings.metricsAddress } } : undefined,
+    },
+  });
 }

@@ -20,6 +20,8 @@ export interface WorkerSettings extends TemporalSettings {
   stagingDir: string;
   stateDir: string;
   workflowBundle?: string;
+  /** host:port for the Prometheus endpoint (/metrics); none when unset. */
+  metricsAddress?: string;
   /** The Temporal Web UI's address, for links in notifications. */
   uiUrl?: string;
 }
@@ -40,6 +42,7 @@ export const ENV = {
   workflowBundle: 'BOOTC_RELEASE_WORKFLOW_BUNDLE',
   sshKey: 'BOOTC_RELEASE_SSH_KEY',
   uiUrl: 'BOOTC_RELEASE_UI_URL',
+  metrics: 'BOOTC_RELEASE_METRICS',
 } as const;
 
 export const DEFAULT_TASK_QUEUE = 'bootc-release';
@@ -79,5 +82,6 @@ export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSett
     stateDir: env[ENV.state] ?? path.join(varDir, 'state'),
     workflowBundle: env[ENV.workflowBundle],
     uiUrl: env[ENV.uiUrl],
+    metricsAddress: env[ENV.metrics],
   };
 }

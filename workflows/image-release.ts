@@ -37,6 +37,7 @@ import {
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { releaseNotifier } from './notify';
+import { recordReleaseEnd } from './release-metrics';
 import { activityOptions } from './timeouts';
 import { artifactsFor, validateApproval } from './release-rules';
 
@@ -261,6 +262,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
     throw err;
   } finally {
+    recordReleaseEnd(plan?.definition.name, status.stage);
     await CancellationScope.nonCancellable(() => notifier.settled());
   }
 
