@@ -230,7 +230,7 @@ async function main() {
       p.error(
         /completed/.test(err.message)
           ? `release ${id} has ended, so it cannot take this; \`bootc-release release status ${id}\` shows how it ended`
-          : `release ${id}: ${err.message} in namespace ${temporalSettings().namespace}; \`bootc-release release list\` shows recent releases`,
+          : `release ${id} is not known in namespace ${temporalSettings().namespace}; \`bootc-release release list\` shows recent releases`,
       );
       process.exit(2);
     }

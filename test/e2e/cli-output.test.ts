@@ -184,6 +184,16 @@ describe('commands that talk to Temporal', () => {
     }
   });
 
+  it('an unknown release id is bad input: exit 2, naming the id and the namespace', async () => {
+    const unknown = `cli-out-nobody-${randomUUID().slice(0, 8)}`;
+    const text = await piped(['release', 'status', unknown]);
+    expect(text.code).toBe(2);
+    expect(text.stderr).toBe(`release ${unknown} is not known in namespace default; \`bootc-release release list\` shows recent releases\n`);
+    const json = await piped(['release', 'cancel', unknown, '--json']);
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.stderr).error).toContain(`release ${unknown} is not known`);
+  });
+
   it('release cancel, janitor run and janitor schedule take --json too', async () => {
     const running = `cli-out-cancel-${randomUUID().slice(0, 8)}`;
     await conn.client.workflow.start('imageRelease', { workflowId: running, taskQueue: 'nobody-listens', args: [{ definition: 'x' }] });
