@@ -1,22 +1,29 @@
 // `bootc-release`: validate definitions, start and steer releases, run the worker or a local dev stack.
-// Exit codes: 0 ok, 2 bad input (invalid definition, refused approval...), 1 anything else.
+// Exit codes: 0 ok, 2 bad input (invalid definition, refused approval, unknown option...), 1 anything else.
+// Every command prints through client/output.ts: --json, a table for a terminal, plain text for a pipe.
 import { readFile } from 'node:fs/promises';
-import { Command, Option } from 'commander';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { Command, CommanderError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, loadDefinitionFile } from '../config/load';
 import { ARCHES, type Arch } from '../config/schema';
 import { temporalSettings } from '../worker/settings';
 import { FINAL_STAGES } from '../workflows/messages';
-import { listTable, statusText } from './format';
+import { janitorText, listTable, statusText, validText } from './format';
+import { printer } from './output';
 import { connectClient, InputError, ReleaseClient } from './release-client';
 
+// Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
+const jsonRequested = process.argv.includes('--json');
+
+// Set before the subcommands are added: commander copies these settings into each of them.
 const program = new Command('bootc-release')
   .description('Build bootc images on every architecture, publish them to every cloud, approve and activate them.')
-  .showHelpAfterError();
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => (jsonRequested ? undefined : write(text)) })
+  .showHelpAfterError(!jsonRequested);
 
-const json = () => new Option('--json', 'print JSON');
-const out = (value: unknown, asJson: boolean, text: () => string) =>
-  process.stdout.write(`${asJson ? JSON.stringify(value, null, 2) : text()}\n`);
+const json = () => new Option('--json', 'print JSON (errors too, on stderr)');
 
 async function releases(): Promise<ReleaseClient> {
   const s = temporalSettings();
@@ -38,8 +45,9 @@ program
   .addOption(json())
   .action(async (file: string, o: { json?: boolean }) => {
     const def = await loadDefinitionFile(file);
-    out({ valid: true, name: def.name, architectures: Object.keys(def.architectures) }, !!o.json, () =>
-      `${file}: valid (${def.name}: ${Object.keys(def.architectures).join(', ')})`,
+    const architectures = Object.keys(def.architectures);
+    printer(!!o.json).result({ valid: true, name: def.name, architectures }, (style) =>
+      validText(file, def.name, architectures, style),
     );
   });
 
@@ -66,24 +74,30 @@ release
           requestedBy: process.env.USER,
         })
       : await r.startByName(o.name!, { arches, reason: o.reason, releaseId: o.id });
-    out({ releaseId }, !!o.json, () => releaseId);
+    printer(!!o.json).result({ releaseId }, () => releaseId);
   });
 
 release
   .command('status')
   .description('stage per architecture, and the candidate images')
   .argument('<releaseId>')
-  .option('--watch', 'refresh until the release awaits approval or ends')
+  .option('--watch', 'refresh until the release awaits approval or ends (piped: print each change)')
   .addOption(json())
   .action(async (id: string, o: { watch?: boolean; json?: boolean }) => {
     const r = await releases();
+    const p = printer(!!o.json);
+    let shown = '';
     for (;;) {
       const s = await r.status(id);
-      if (!o.watch || o.json) {
-        out(s, !!o.json, () => statusText(s));
+      if (!o.watch || p.out.mode === 'json') {
+        p.result(s, (style) => statusText(s, style));
         return;
       }
-      process.stdout.write(`\x1b[2J\x1b[H${statusText(s)}\n`);
+      const text = statusText(s, p.out);
+      // A terminal is redrawn in place; a pipe gets each new state once, with no cursor codes in it.
+      if (p.out.mode === 'table') process.stdout.write(`\x1b[2J\x1b[H${text}\n`);
+      else if (text !== shown) process.stdout.write(`${shown ? '\n' : ''}${text}\n`);
+      shown = text;
       if (s.stage === 'awaiting-approval' || FINAL_STAGES.includes(s.stage)) return;
       await new Promise((res) => setTimeout(res, 2000));
     }
@@ -95,7 +109,7 @@ release
   .addOption(json())
   .action(async (o: { json?: boolean }) => {
     const rows = await (await releases()).list();
-    out(rows, !!o.json, () => listTable(rows));
+    printer(!!o.json).result(rows, (style) => listTable(rows, style));
   });
 
 release
@@ -108,7 +122,7 @@ release
   .addOption(json())
   .action(async (id: string, o: { by: string; image?: string[]; comment?: string; json?: boolean }) => {
     const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment });
-    out(s, !!o.json, () => statusText(s));
+    printer(!!o.json).result(s, (style) => statusText(s, style));
     if (s.stage !== 'activated') process.exitCode = 1;
   });
 
@@ -121,7 +135,7 @@ release
   .addOption(json())
   .action(async (id: string, o: { by: string; reason?: string; json?: boolean }) => {
     const s = await (await releases()).reject(id, { by: o.by, reason: o.reason });
-    out(s, !!o.json, () => statusText(s));
+    printer(!!o.json).result(s, (style) => statusText(s, style));
   });
 
 release
@@ -133,16 +147,19 @@ release
   .addOption(json())
   .action(async (id: string, o: { target: string; arch?: string; json?: boolean }) => {
     const s = await (await releases()).retry(id, { target: o.target, arch: parseArches(o.arch)?.[0] });
-    out(s, !!o.json, () => statusText(s));
+    printer(!!o.json).result(s, (style) => statusText(s, style));
   });
 
 release
   .command('cancel')
   .description('cancel a release; its builders are torn down')
   .argument('<releaseId>')
-  .action(async (id: string) => {
+  .addOption(json())
+  .action(async (id: string, o: { json?: boolean }) => {
     await (await releases()).cancel(id);
-    process.stdout.write(`cancellation requested for ${id}; builders are being torn down\n`);
+    printer(!!o.json).result({ releaseId: id, cancelRequested: true }, () =>
+      `cancellation requested for ${id}; builders are being torn down`,
+    );
   });
 
 const janitor = program.command('janitor').description('delete builder VMs and volumes that releases left behind');
@@ -155,13 +172,7 @@ janitor
   .addOption(json())
   .action(async (o: { ttl: string; dryRun?: boolean; json?: boolean }) => {
     const report = await (await releases()).runJanitor({ ttl: o.ttl, dryRun: !!o.dryRun });
-    out(report, !!o.json, () =>
-      [
-        `${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted.length}, failed ${report.failed.length}`,
-        ...report.deleted.map((d) => `  ${d.kind} ${d.id} (release ${d.releaseId}): ${d.reason}`),
-        ...report.failed.map((f) => `  FAILED ${f.kind} ${f.id}: ${f.error}`),
-      ].join('\n'),
-    );
+    printer(!!o.json).result(report, (style) => janitorText(report, style));
   });
 
 janitor
@@ -169,9 +180,12 @@ janitor
   .description('run the janitor on a Temporal Schedule (created or updated; shown in the Web UI under Schedules)')
   .option('--every <duration>', 'interval', '1h')
   .option('--ttl <duration>', 'as for run', '24h')
-  .action(async (o: { every: string; ttl: string }) => {
-    const id = await (await releases()).scheduleJanitor({ every: o.every, ttl: o.ttl });
-    process.stdout.write(`schedule ${id}: janitor every ${o.every}\n`);
+  .addOption(json())
+  .action(async (o: { every: string; ttl: string; json?: boolean }) => {
+    const scheduleId = await (await releases()).scheduleJanitor({ every: o.every, ttl: o.ttl });
+    printer(!!o.json).result({ scheduleId, every: o.every, ttl: o.ttl }, () =>
+      `schedule ${scheduleId}: janitor every ${o.every}, ttl ${o.ttl}`,
+    );
   });
 
 program
@@ -192,18 +206,35 @@ program
   });
 
 async function main() {
+  const p = printer(jsonRequested);
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here too, with exit code 0; commander has printed the rest already.
+      if (err.exitCode === 0) process.exit(0);
+      if (jsonRequested) p.error(err.message.replace(/^error: /, ''));
+      process.exit(2);
+    }
     if (err instanceof ConfigError) {
-      process.stderr.write(`${err.problems.map((p) => `${err.source}: ${p}`).join('\n')}\n`);
+      p.error(`${err.source}: invalid release definition`, err.problems.map((problem) => `${err.source}: ${problem}`));
       process.exit(2);
     }
     if (err instanceof InputError) {
-      process.stderr.write(`${err.message}\n`);
+      p.error(err.message);
       process.exit(2);
     }
-    process.stderr.write(`bootc-release: ${(err as Error).message}\n`);
+    if (err instanceof WorkflowNotFoundError) {
+      // A wrong or finished release id is the caller's to fix; the server's text names neither it nor a next step.
+      const id = err.workflowId;
+      p.error(
+        /completed/.test(err.message)
+          ? `release ${id} has ended, so it cannot take this; \`bootc-release release status ${id}\` shows how it ended`
+          : `release ${id} is not known in namespace ${temporalSettings().namespace}; \`bootc-release release list\` shows recent releases`,
+      );
+      process.exit(2);
+    }
+    p.error(`bootc-release: ${(err as Error).message}`);
     process.exit(1);
   }
 }
