@@ -7,6 +7,7 @@ import type { createFetchActivities } from './staging/fetch-artifacts';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
 import type { NotifyActivities } from './notify/activities';
+import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
@@ -30,6 +31,8 @@ export interface ActivityDeps {
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
   notify: NotifyActivities;
+  /** Source fingerprints and earlier releases, for triggers (activities/source). */
+  trigger: Omit<TriggerDeps, 'definitionsDir'>;
   /** 'open' while the release workflow runs; for the janitor. */
   releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
 }
@@ -92,6 +95,7 @@ export function createActivities(deps: ActivityDeps) {
 
     activate,
     notifyRelease: deps.notify.notifyRelease,
+    checkTrigger: (check: TriggerCheck) => checkTrigger({ ...deps.trigger, definitionsDir: deps.definitionsDir }, check),
 
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),

@@ -1,6 +1,7 @@
 // Wires the real clients into the activities. Tests call the same function with overrides that point the clouds at
 // the rig's peers (moto, the IBM stand-in, rig SSH hosts); production passes none.
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import path from 'node:path';
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/builder';
@@ -16,6 +17,10 @@ import { createNotifyActivities, type NotifyDeps } from '../activities/notify/ac
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
 import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
 import { createStaticProvider } from '../activities/static/provider';
+import type { RegistryOptions } from '../activities/source/registry';
+import type { ReleaseHistory } from '../activities/source/trigger';
+import { releaseNameKey, releaseSourceDigestKey, releaseStageKey } from '../workflows/search-attributes';
+import { WORKFLOW_TYPES } from '../workflows/messages';
 import type { WorkerSettings } from './settings';
 
 /** Release state from the workflow of the same id; 'unknown' when Temporal never heard of it. */
@@ -31,6 +36,29 @@ export function releaseStateFrom(client: Client): ActivityDeps['releaseState'] {
   };
 }
 
+/** Earlier releases of a definition, from Temporal's visibility (the search attributes releases set). */
+export function releaseHistoryFrom(client: Client): ReleaseHistory {
+  const quote = (s: string) => `'${s.replace(/'/g, "")}'`;
+  const ofDefinition = (name: string) => `WorkflowType = '${WORKFLOW_TYPES.release}' AND ${releaseNameKey.name} = ${quote(name)}`;
+  return {
+    async running(definition) {
+      const ids: string[] = [];
+      for await (const w of client.workflow.list({ query: `${ofDefinition(definition)} AND ExecutionStatus = 'Running'` })) ids.push(w.workflowId);
+      return ids;
+    },
+    async lastActivated(definition) {
+      let last: Awaited<ReturnType<ReleaseHistory['lastActivated']>>;
+      const query = `${ofDefinition(definition)} AND ${releaseStageKey.name} = 'activated'`;
+      for await (const w of client.workflow.list({ query })) {
+        const at = (w.closeTime ?? w.startTime).toISOString();
+        if (last && last.at >= at) continue;
+        last = { releaseId: w.workflowId, at, sourceDigest: w.typedSearchAttributes.get(releaseSourceDigestKey) };
+      }
+      return last;
+    },
+  };
+}
+
 export interface WiringOverrides {
   aws?: AwsBuilderDeps & AwsTargetDeps;
   ibmcloud?: IbmCloudDeps;
@@ -41,13 +69,18 @@ export interface WiringOverrides {
   /** Piece size and heartbeat interval of the fetch (tests use small pieces to observe a resume). */
   fetch?: Pick<FetchDeps, 'pieceBytes' | 'heartbeatIntervalMs'>;
   notify?: Partial<NotifyDeps>;
+  /** Registries the source trigger reads digests from over plain HTTP (a rig's local registry). */
+  registry?: RegistryOptions;
 }
 
 export function createActivityDeps(
   settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
     Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl'>>,
-  /** Asks Temporal whether a release is still running (the janitor never deletes an open release's builder). */
-  releaseState: ActivityDeps['releaseState'],
+  /**
+   * The Temporal client the activities ask about releases (is one still running, which was activated last), or
+   * only the first of those answers (the janitor never deletes an open release's builder).
+   */
+  temporal: Client | ActivityDeps['releaseState'],
   overrides: WiringOverrides = {},
 ): ActivityDeps {
   const ibm = { tokens: new IamTokens(), ...overrides.ibmcloud };
@@ -57,6 +90,7 @@ export function createActivityDeps(
     stagingQueue: settings.stagingQueue,
     ...overrides.fetch,
   });
+  const releaseState = temporal instanceof Client ? releaseStateFrom(temporal) : temporal;
   return {
     definitionsDir: settings.definitionsDir,
     providers: {
@@ -81,6 +115,11 @@ export function createActivityDeps(
     },
     // Sinks' addresses and tokens are named by variable in the definition and looked up in the worker's environment.
     notify: createNotifyActivities({ env: process.env, uiAddress: settings.uiUrl, namespace: settings.namespace, ...overrides.notify }),
+    trigger: {
+      cacheDir: path.join(settings.stateDir, 'sources'),
+      history: temporal instanceof Client ? releaseHistoryFrom(temporal) : undefined,
+      registry: overrides.registry ?? { plainHttp: process.env.BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES?.split(',').filter(Boolean) },
+    },
     releaseState,
   };
 }

@@ -4,7 +4,31 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { Candidate, StagedArtifact } from '../activities/types';
 
-export const WORKFLOW_TYPES = { release: 'imageRelease', archBuild: 'archBuild', janitor: 'builderJanitor' } as const;
+export const WORKFLOW_TYPES = {
+  release: 'imageRelease',
+  archBuild: 'archBuild',
+  janitor: 'builderJanitor',
+  trigger: 'releaseTrigger',
+} as const;
+
+/** One check of a trigger: start a release of `definition` if `mode` says one is due. */
+export interface TriggerInput {
+  definition: string;
+  /** always: start one (unless one runs); source-change: only when the source changed; inactivity: when the last activated release is older than rebuildAfter. */
+  mode?: 'always' | 'source-change' | 'inactivity';
+  rebuildAfter?: string;
+  /** Who or what triggered: a schedule id, "webhook", a person. */
+  by?: string;
+}
+
+export interface TriggerResult {
+  definition: string;
+  mode: NonNullable<TriggerInput['mode']>;
+  /** The release started, if any. */
+  started?: string;
+  reason: string;
+  sourceDigest?: string;
+}
 
 export type ReleaseStage =
   | 'resolving'

@@ -5,10 +5,16 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 export const releaseNameKey = defineSearchAttributeKey('BootcReleaseName', SearchAttributeType.KEYWORD);
 export const releaseStageKey = defineSearchAttributeKey('BootcReleaseStage', SearchAttributeType.KEYWORD);
 export const releaseArchesKey = defineSearchAttributeKey('BootcReleaseArches', SearchAttributeType.KEYWORD_LIST);
+/** What started a release: manual, always:<schedule>, source-change:<schedule|webhook>, inactivity:<schedule>. */
+export const releaseTriggerKey = defineSearchAttributeKey('BootcReleaseTrigger', SearchAttributeType.KEYWORD);
+/** The source fingerprint a triggered release was started for (activities/source/fingerprint.ts). */
+export const releaseSourceDigestKey = defineSearchAttributeKey('BootcReleaseSourceDigest', SearchAttributeType.KEYWORD);
 
 /** Name → type as `temporal server start-dev --search-attribute Name=Type` and `operator search-attribute create` take it. */
 export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList'> = {
   BootcReleaseName: 'Keyword',
   BootcReleaseStage: 'Keyword',
   BootcReleaseArches: 'KeywordList',
+  BootcReleaseTrigger: 'Keyword',
+  BootcReleaseSourceDigest: 'Keyword',
 };
