@@ -36,7 +36,8 @@ export const duration = (max: string) =>
   z
     .string()
     .regex(DURATION, 'must be a duration like 90s, 30m, 6h or 7d')
-    .refine((v) => !DURATION.test(v) || durationMs(v) <= durationMs(max), `must be at most ${max}`);
+    .refine((v) => !DURATION.test(v) || durationMs(v) <= durationMs(max), `must be at most ${max}`)
+    .meta({ description: `a duration like 90s, 30m, 6h or 7d; at most ${max}` });
 
 /**
  * Schemes whose user part is a login name, not a credential (`ssh://git@pagure.io/...`); everywhere else a user part is
@@ -76,4 +77,4 @@ export const unique = <T extends z.ZodType>(item: T, key: (v: z.output<T>) => st
       if (seen.has(k)) ctx.addIssue({ code: 'custom', path: [i], message: `"${k}" is listed twice` });
       seen.add(k);
     });
-  });
+  }).meta({ uniqueItems: true });
