@@ -76,6 +76,14 @@ describe('bootc-release release start FILE', () => {
     expect(r.stderr.trim()).toBe('--arch: x86_64 not in the definition (it has s390x)');
   });
 
+  it('refuses an approval timeout the workflow could never wait for, before anything starts', async () => {
+    const file = path.join(dir, 'forever.yaml');
+    writeFileSync(file, stringify({ ...definition, approval: { approvers: ['copr-admin'], timeout: '100000000d' } }));
+    const r = await cli('release', 'start', file);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe(`${file}: approval.timeout: must be at most 90d`);
+  });
+
   it('names a schema problem with the file it is in', async () => {
     const file = path.join(dir, 'no-target.yaml');
     writeFileSync(file, stringify({ ...definition, targets: {} }));
