@@ -1,6 +1,7 @@
 // Secrets stay on the worker: a release whose builder key comes from an env var holding something that is not a key
 // fails at once with the variable's NAME, and its value appears nowhere a person or Temporal keeps: not in the error,
 // the status, the release's or its children's history, nor any pending activity's heartbeat or last failure.
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -72,5 +73,36 @@ describe('a builder key in an env var', () => {
     const everything = [JSON.stringify(done), await histories(conn.client, id), ...pending].join('\n');
     expect(everything).not.toContain(secret);
     expect(everything).toContain(KEY_ENV);
+  });
+
+  it('a missing key file fails the release in preflight, naming the path, before a builder is taken', async () => {
+    const dir = path.join(base, 'missing-key');
+    mkdirSync(dir, { recursive: true });
+    const allocator = path.join(dir, 'allocator');
+    writeFileSync(allocator, `#!/bin/sh\necho "$*" >> ${dir}/calls\necho t1\n`);
+    chmodSync(allocator, 0o755);
+    const missing = path.join(dir, `no-such-key-${randomUUID().slice(0, 8)}`);
+    const def = rigDefinition(rig, {
+      name: 'missing-key',
+      arches: [{ arch: 'x86_64', host: rig.sshHosts[0]!, types: ['qcow2'] }],
+      builderDir: path.join(base, 'builders'),
+      imagesDir: path.join(base, 'images'),
+      imageMapPath: path.join(base, 'inventory', 'copr.yaml'),
+      engine: ['podman'],
+      bibImage: 'localhost/never-used:1',
+    });
+    def.architectures!.x86_64!.builder = {
+      provider: 'command',
+      acquire: [allocator, 'acquire'],
+      release: [allocator, 'release'],
+      ssh: { privateKeyPath: missing },
+    } as never;
+    const id = await conn.releases.startFromDefinition(def);
+    const done = await waitForStage(conn.releases, id, ['failed', 'awaiting-approval']);
+    expect(done.stage).toBe('failed');
+    expect(done.error).toContain(
+      `architectures.x86_64.builder.ssh: ssh: private key file ${missing} cannot be read on the worker (no such file)`,
+    );
+    expect(existsSync(path.join(dir, 'calls'))).toBe(false);
   });
 });
