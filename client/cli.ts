@@ -1,17 +1,15 @@
 // `bootc-release`: validate definitions, start and steer releases, run the worker or a local dev stack.
 // Exit codes: 0 ok, 2 bad input (invalid definition, refused approval, unknown option...), 1 anything else.
 // Every command prints through client/output.ts: --json, a table for a terminal, plain text for a pipe.
-import { readFile } from 'node:fs/promises';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
-import { ConfigError, loadDefinitionFile } from '../config/load';
+import { ConfigError, loadDefinitionFile, readDefinitionData } from '../config/load';
 import { ARCHES, type Arch } from '../config/schema';
 import { temporalSettings } from '../worker/settings';
 import { FINAL_STAGES } from '../workflows/messages';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
-import { connectClient, InputError, ReleaseClient } from './release-client';
+import { connectClient, InputError, ReleaseClient, releasePlanOf } from './release-client';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -65,14 +63,19 @@ release
   .action(async (file: string | undefined, o: { name?: string; arch?: string; reason?: string; id?: string; json?: boolean }) => {
     if (!file && !o.name) throw new InputError('give a definition FILE or --name DEFINITION');
     const arches = parseArches(o.arch);
-    const r = await releases();
-    const releaseId = file
-      ? await r.startFromDefinition(parseYaml(await readFile(file, 'utf8')), {
+    // A file is read and validated before connecting: its mistakes are exit 2 wherever Temporal is.
+    const plan = file
+      ? releasePlanOf(await readDefinitionData(file), {
           arches,
           reason: o.reason,
           releaseId: o.id,
           requestedBy: process.env.USER,
+          source: file,
         })
+      : undefined;
+    const r = await releases();
+    const releaseId = plan
+      ? await r.startPlan(plan)
       : await r.startByName(o.name!, { arches, reason: o.reason, releaseId: o.id });
     printer(!!o.json).result({ releaseId }, () => releaseId);
   });

@@ -8,7 +8,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { JanitorInput, JanitorReport } from '../workflows/builder-janitor';
-import type { Arch } from '../config/schema';
+import type { Arch, ReleasePlan } from '../config/schema';
 import { planFromDefinition } from '../activities/plan/resolve-plan';
 import {
   approveUpdate,
@@ -36,6 +36,23 @@ export class InputError extends Error {
 export const releaseIdFor = (name: string, at: Date) =>
   `${name}-${at.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15)}`;
 
+export interface PlanOptions {
+  arches?: Arch[];
+  reason?: string;
+  requestedBy?: string;
+  releaseId?: string;
+  /** Where the definition came from (its file), for the errors. */
+  source?: string;
+}
+
+/** The plan a definition becomes, validated here, before any connection (and again on the worker). */
+export function releasePlanOf(definition: unknown, opts: PlanOptions = {}): ReleasePlan {
+  const startedAt = new Date();
+  const name = (definition as { name?: unknown } | null)?.name;
+  const releaseId = opts.releaseId ?? releaseIdFor(typeof name === 'string' ? name : 'release', startedAt);
+  return planFromDefinition(definition, { ...opts, releaseId, startedAt });
+}
+
 export interface ReleaseSummary {
   releaseId: string;
   name?: string;
@@ -52,14 +69,13 @@ export class ReleaseClient {
   ) {}
 
   /** Start from a whole definition (validated here first, then again on the worker). */
-  async startFromDefinition(
-    definition: unknown,
-    opts: { arches?: Arch[]; reason?: string; requestedBy?: string; releaseId?: string } = {},
-  ): Promise<string> {
-    const startedAt = new Date();
-    const name = (definition as { name?: string })?.name ?? 'release';
-    const releaseId = opts.releaseId ?? releaseIdFor(name, startedAt);
-    const plan = planFromDefinition(definition, { ...opts, releaseId, startedAt });
+  async startFromDefinition(definition: unknown, opts: PlanOptions = {}): Promise<string> {
+    return await this.startPlan(releasePlanOf(definition, opts));
+  }
+
+  /** Start a plan made by releasePlanOf. */
+  async startPlan(plan: ReleasePlan): Promise<string> {
+    const releaseId = plan.releaseId;
     await this.client.workflow.start(WORKFLOW_TYPES.release, {
       workflowId: releaseId,
       taskQueue: this.taskQueue,

@@ -4,14 +4,18 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import { ReleaseDefinition, ReleasePlan, type ReleaseDefinitionInput } from './schema';
+import { ReleaseDefinition, ReleasePlan } from './schema';
 
 export class ConfigError extends Error {
   constructor(
     readonly source: string,
     readonly problems: string[],
   ) {
-    super(`${source}: invalid release definition\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    super(
+      problems.length === 1
+        ? `${source}: ${problems[0]}`
+        : `${source}: invalid release definition\n${problems.map((p) => `  ${p}`).join('\n')}`,
+    );
     this.name = 'ConfigError';
   }
 }
@@ -45,53 +49,81 @@ export function parsePlan(data: unknown, source = 'plan'): ReleasePlan {
   return result.data;
 }
 
-export function parseDefinitionYaml(text: string, source: string): ReleaseDefinition {
-  let data: unknown;
+/** What went wrong reading a file, without Node's own wording (which repeats the path). */
+function readProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const why =
+    code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (code ?? (err as Error).message);
+  return `cannot be read: ${why}`;
+}
+
+/** `line 3, column 1: Flow map must end with a }`: where an editor should jump, then what is wrong there. */
+function yamlProblem(err: YAMLParseError): string {
+  const what = err.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+  const at = err.linePos?.[0];
+  return at ? `line ${at.line}, column ${at.col}: ${what}` : what;
+}
+
+/** The YAML of a definition file, parsed but not validated; unreadable files and syntax errors are ConfigErrors. */
+export async function readDefinitionData(file: string): Promise<unknown> {
+  let text: string;
   try {
-    data = parseYaml(text, { prettyErrors: true });
+    text = await readFile(file, 'utf8');
   } catch (err) {
-    if (err instanceof YAMLParseError) throw new ConfigError(source, [`(yaml) ${err.message.split('\n')[0]}`]);
+    throw new ConfigError(file, [readProblem(err)]);
+  }
+  return parseYamlText(text, file);
+}
+
+function parseYamlText(text: string, source: string): unknown {
+  try {
+    return parseYaml(text, { prettyErrors: true }) as unknown;
+  } catch (err) {
+    if (err instanceof YAMLParseError) throw new ConfigError(source, [yamlProblem(err)]);
     throw err;
   }
-  return parseDefinition(data, source);
 }
 
 export async function loadDefinitionFile(file: string): Promise<ReleaseDefinition> {
-  return parseDefinitionYaml(await readFile(file, 'utf8'), file);
-}
-
-/** Raw (unvalidated, defaults not applied) YAML, for the CLI to send as a plan the worker validates again. */
-export async function readDefinitionInput(file: string): Promise<ReleaseDefinitionInput> {
-  const def = await loadDefinitionFile(file);
-  return def as ReleaseDefinitionInput;
+  return parseDefinition(await readDefinitionData(file), file);
 }
 
 /**
- * Definitions a worker knows: every *.yaml / *.yml in its definitions directory, by their `name`.
- * A broken file is reported when it is asked for, not when another one is.
+ * Definitions a worker knows: every *.yaml / *.yml in its definitions directory, by their `name`. A file that cannot
+ * be read or parsed does not hide the others (it is named when the definition asked for is not found); a name that
+ * two files declare is refused, naming both, rather than one of them winning by file order.
  */
 export async function findDefinition(dir: string, definitionName: string): Promise<ReleaseDefinition> {
   let entries: string[];
   try {
     entries = await readdir(dir);
   } catch (err) {
-    throw new ConfigError(dir, [`definitions directory cannot be read: ${(err as Error).message}`]);
+    throw new ConfigError(dir, [`definitions directory ${readProblem(err)}`]);
   }
-  const known: string[] = [];
+  const files = new Map<string, { file: string; data: unknown }[]>();
+  const unreadable: string[] = [];
   for (const entry of entries.sort()) {
     if (!/\.ya?ml$/.test(entry)) continue;
     const file = path.join(dir, entry);
-    const text = await readFile(file, 'utf8');
-    let declared: unknown;
     try {
-      declared = (parseYaml(text) as { name?: unknown } | null)?.name;
-    } catch {
-      continue;
+      const data = await readDefinitionData(file);
+      const declared = (data as { name?: unknown } | null)?.name;
+      if (typeof declared === 'string') files.set(declared, [...(files.get(declared) ?? []), { file, data }]);
+      else unreadable.push(`${file}: has no name`);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      unreadable.push(...err.problems.map((p) => `${file}: ${p}`));
     }
-    if (typeof declared === 'string') known.push(declared);
-    if (declared === definitionName) return parseDefinitionYaml(text, file);
   }
+  const found = files.get(definitionName) ?? [];
+  if (found.length > 1)
+    throw new ConfigError('definition', [
+      `release definition "${definitionName}" is declared by ${found.length === 2 ? 'two' : found.length} files: ` +
+        `${found.map((f) => f.file).join(' and ')}; rename or remove one`,
+    ]);
+  if (found.length === 1) return parseDefinition(found[0]!.data, found[0]!.file);
   throw new ConfigError('definition', [
-    `unknown release definition "${definitionName}" (the worker knows: ${known.join(', ') || 'none'}, in ${dir})`,
+    `unknown release definition "${definitionName}" (the worker knows: ${[...files.keys()].join(', ') || 'none'}, in ${dir})`,
+    ...unreadable,
   ]);
 }

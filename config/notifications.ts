@@ -2,8 +2,7 @@
 // AMQP topic exchange (what Fedora's message bus speaks). Addresses that carry a secret (a Slack webhook's path, an
 // AMQP URL with its password, a bearer token) are named by environment variable and resolved on the worker.
 import { z } from 'zod';
-
-const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
+import { envName, unique, url } from './fields';
 
 export const NOTIFY_EVENTS = [
   'awaiting-approval',
@@ -17,14 +16,14 @@ export const NOTIFY_EVENTS = [
 export const NotifyEvent = z.enum(NOTIFY_EVENTS);
 export type NotifyEvent = z.infer<typeof NotifyEvent>;
 
-const events = () => z.array(NotifyEvent).min(1).default(['awaiting-approval', 'activated', 'rejected', 'failed']);
+const events = () => unique(NotifyEvent).min(1).default(['awaiting-approval', 'activated', 'rejected', 'failed']);
 
 export const Notification = z.discriminatedUnion('kind', [
   z
     .strictObject({
       kind: z.literal('webhook'),
       /** A URL without secrets, or urlEnv naming a variable that holds one (Slack's webhook URLs are secrets). */
-      url: z.url({ protocol: /^https?$/ }).optional(),
+      url: url().optional(),
       urlEnv: envName().optional(),
       /** Sent as `Authorization: Bearer …` (a Matrix access token, a forge's token). */
       tokenEnv: envName().optional(),

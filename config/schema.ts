@@ -2,28 +2,22 @@
 // Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
 import { z } from 'zod';
 import { ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
+import { absPath, duration, durationMs, envName, hostName, name, noUserInfo, unique, url } from './fields';
 import { Notification } from './notifications';
 
 export { ARCHES, IMAGE_TYPES, TARGET_TYPES };
+export { NAME_PATTERN, name, absPath, duration, durationMs } from './fields';
 
-/** Anything that ends up in a resource name, a tag or a remote shell command. */
-export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
-export const name = () =>
-  z.string().regex(NAME_PATTERN, 'must be 1-63 lowercase letters, digits, ".", "_" or "-", starting with a letter or digit');
+/** libvirt connection URI on the hypervisor; `qemu+ssh://root@host/system` names a login, never a password. */
+const libvirtUri = () =>
+  noUserInfo(z.string().regex(/^[a-z0-9+]+:\/\/[^\s'"]*$/, 'must be a libvirt URI like qemu:///system')).default('qemu:///system');
 
-/** Host names and addresses that reach ssh/virsh command lines. */
-const hostName = () =>
-  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$/, 'must be a host name or an IP address');
+/**
+ * Worker environment variables a command run on the worker may see, by name. Commands get these plus PATH, HOME
+ * and LANG, never the worker's whole environment (which holds every cloud credential the worker has).
+ */
+const passEnv = () => unique(envName()).default([]);
 
-/** Absolute paths that reach remote shells: no spaces, quotes or shell metacharacters. */
-export const absPath = () =>
-  z.string().regex(/^\/[A-Za-z0-9._@%+=:,/-]*$/, 'must be an absolute path of letters, digits and ._@%+=:,/-');
-
-/** Durations as Temporal and the `ms` package read them: 90s, 30m, 6h, 7d. */
-export const duration = () => z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration like 90s, 30m, 6h or 7d');
-
-/** Environment variable names: credentials are referenced by name and resolved on the worker. */
-const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
 export const Arch = z.enum(ARCHES);
 export type Arch = z.infer<typeof Arch>;
@@ -34,7 +28,7 @@ export type ImageType = z.infer<typeof ImageType>;
 export const Source = z.union([
   z.strictObject({ image: z.string().min(1).regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'must be a container image reference') }),
   z.strictObject({
-    git: z.string().regex(/^(https?|ssh|git|file):\/\/[^\s'"]+$|^\/[^\s'"]+$/, 'must be a git URL or an absolute path'),
+    git: noUserInfo(z.string().regex(/^(https?|ssh|git|file):\/\/[^\s'"]+$|^\/[^\s'"]+$/, 'must be a git URL or an absolute path')),
     ref: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch, tag or commit').default('main'),
     containerfile: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('Containerfile'),
     context: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('.'),
@@ -53,7 +47,7 @@ export const ImageBuilder = z.strictObject({
    */
   engine: z.array(z.string().min(1)).min(1).default(['podman']),
   extraArgs: z.array(z.string().regex(/^[A-Za-z0-9=._/:,-]+$/, 'must be a plain argument')).default([]),
-  timeout: duration().default('6h'),
+  timeout: duration('2d').default('6h'),
 });
 
 export type ImageBuilderConfig = z.infer<typeof ImageBuilder>;
@@ -67,7 +61,7 @@ const Ssh = z.strictObject({
   privateKeyEnv: envName().optional(),
   /** Pinned host key ("ssh-ed25519 AAAA..."), when known in advance. Otherwise trust on first use, then enforced. */
   hostKey: z.string().optional(),
-  connectTimeout: duration().default('20s'),
+  connectTimeout: duration('10m').default('20s'),
 });
 
 const DataVolume = z.strictObject({
@@ -104,18 +98,22 @@ const AwsCredentials = z.strictObject({
   profile: z.string().optional(),
   roleArn: z.string().regex(/^arn:aws[a-z-]*:iam::\d{12}:role\/.+$/, 'must be an IAM role ARN').optional(),
   /** Endpoint override (moto, LocalStack, VPC endpoints). */
-  endpoint: z.url().optional(),
+  endpoint: url().optional(),
 });
 
 export const Builder = z.discriminatedUnion('provider', [
-  z.strictObject({ provider: z.literal('static'), hosts: z.array(StaticHost).min(1), ...BuilderCommon }),
+  z.strictObject({
+    provider: z.literal('static'),
+    hosts: unique(StaticHost, (h) => `${h.address}:${h.port ?? 22}`).min(1),
+    ...BuilderCommon,
+  }),
   z.strictObject({
     provider: z.literal('aws'),
     region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region like us-east-1'),
     instanceType: z.string().regex(/^[a-z0-9]+\.[a-z0-9]+$/, 'must be an instance type like c7i.xlarge'),
     ami: z.string().regex(/^ami-[0-9a-f]+$/, 'must be an AMI id'),
     subnet: z.string().regex(/^subnet-[0-9a-f]+$/, 'must be a subnet id').optional(),
-    securityGroups: z.array(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).default([]),
+    securityGroups: unique(z.string().regex(/^sg-[0-9a-f]+$/, 'must be a security group id')).default([]),
     keyName: z.string().optional(),
     instanceProfile: z.string().optional(),
     credentials: AwsCredentials.prefault({}),
@@ -129,14 +127,14 @@ export const Builder = z.discriminatedUnion('provider', [
     image: z.string().min(1),
     vpc: z.string().min(1),
     subnet: z.string().min(1),
-    keys: z.array(z.string().min(1)).min(1),
+    keys: unique(z.string().min(1)).min(1),
     resourceGroup: z.string().optional(),
     /** Give the builder a floating IP and reach it there: needed when the worker is outside the VPC. Default: the primary IP. */
     floatingIp: z.boolean().optional(),
     apiKeyEnv: envName().default('IBMCLOUD_API_KEY'),
     /** Endpoint overrides (private endpoints, the test stand-in); `{region}` in `endpoint` is replaced by the region. */
-    endpoint: z.url().optional(),
-    iamEndpoint: z.url().optional(),
+    endpoint: url().optional(),
+    iamEndpoint: url().optional(),
     ...BuilderCommon,
   }),
   z.strictObject({
@@ -151,7 +149,7 @@ export const Builder = z.discriminatedUnion('provider', [
     network: name().default('default'),
     diskSizeGiB: z.number().int().min(10).default(60),
     /** libvirt connection URI on the hypervisor. */
-    uri: z.string().regex(/^[a-z0-9+]+:\/\/[^\s'"]*$/, 'must be a libvirt URI like qemu:///system').default('qemu:///system'),
+    uri: libvirtUri(),
     ...BuilderCommon,
   }),
   z.strictObject({
@@ -162,6 +160,7 @@ export const Builder = z.discriminatedUnion('provider', [
     wait: z.array(z.string().min(1)).optional(),
     /** Given the handle as its last argument, releases it (e.g. `resalloc ticket-close`). */
     release: z.array(z.string().min(1)).min(1),
+    passEnv: passEnv(),
     ...BuilderCommon,
   }),
 ]);
@@ -169,8 +168,8 @@ export type Builder = z.infer<typeof Builder>;
 
 export const ArchitectureSpec = z.strictObject({
   builder: Builder,
-  types: z.array(ImageType).min(1),
-  targets: z.array(name()).default([]),
+  types: unique(ImageType).min(1),
+  targets: unique(name()).min(1, 'needs at least one target (an architecture whose images go nowhere builds for nothing)'),
 });
 
 export const Target = z.discriminatedUnion('kind', [
@@ -184,15 +183,15 @@ export const Target = z.discriminatedUnion('kind', [
     method: z.enum(['ebs-direct', 's3-import']).default('ebs-direct'),
     /** Required for s3-import: the bucket the image is staged in. */
     bucket: z.string().optional(),
-    copyTo: z.array(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region')).default([]),
-    shareWith: z.array(z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id')).default([]),
+    copyTo: unique(z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region')).default([]),
+    shareWith: unique(z.string().regex(/^\d{12}$/, 'must be a 12-digit AWS account id')).default([]),
     bootMode: z.enum(['uefi-preferred', 'uefi', 'legacy-bios']).default('uefi-preferred'),
     credentials: AwsCredentials.prefault({}),
   }),
   z.strictObject({
     kind: z.literal('ibmcloud'),
     /** Regions that get a VPC custom image; the first is where the COS bucket lives unless cosRegion says. */
-    regions: z.array(z.string().regex(/^[a-z]{2}-[a-z]+$/, 'must be an IBM Cloud region')).min(1),
+    regions: unique(z.string().regex(/^[a-z]{2}-[a-z]+$/, 'must be an IBM Cloud region')).min(1),
     cosBucket: z.string().min(3),
     cosRegion: z.string().optional(),
     resourceGroup: z.string().optional(),
@@ -201,27 +200,27 @@ export const Target = z.discriminatedUnion('kind', [
     /** COS HMAC keys are referenced by env var name. */
     cosAccessKeyEnv: envName().default('IBMCLOUD_COS_ACCESS_KEY_ID'),
     cosSecretKeyEnv: envName().default('IBMCLOUD_COS_SECRET_ACCESS_KEY'),
-    cosEndpoint: z.url().optional(),
-    endpoint: z.url().optional(),
-    iamEndpoint: z.url().optional(),
+    cosEndpoint: url().optional(),
+    endpoint: url().optional(),
+    iamEndpoint: url().optional(),
   }),
   z.strictObject({
     kind: z.literal('libvirt'),
-    hosts: z.array(hostName()).min(1),
+    hosts: unique(hostName()).min(1),
     ssh: Ssh.prefault({}),
     pool: name().default('images'),
     format: z.enum(['raw', 'qcow2']).default('raw'),
-    uri: z.string().default('qemu:///system'),
+    uri: libvirtUri(),
   }),
   z.strictObject({
     kind: z.literal('openstack'),
     /** Keystone v3 URL; omit with `imageUrl` + `tokenEnv` for a pre-issued token. */
-    authUrl: z.url().optional(),
+    authUrl: url().optional(),
     /** Prefix of the OS_* style variables on the worker: OSUOSL → OSUOSL_USERNAME, OSUOSL_PASSWORD, ... */
     credentialsEnv: envName().optional(),
     tokenEnv: envName().optional(),
     /** Glance endpoint; from the Keystone catalog when omitted. */
-    imageUrl: z.url().optional(),
+    imageUrl: url().optional(),
     visibility: z.enum(['private', 'shared', 'community', 'public']).default('private'),
     diskFormat: z.enum(['raw', 'qcow2']).optional(),
     /**
@@ -229,7 +228,7 @@ export const Target = z.discriminatedUnion('kind', [
      * X-Roles headers, which only a glance-api running the `fakeauth` paste pipeline (the rig, the demo) believes.
      */
     testIdentityHeaders: z
-      .strictObject({ userId: z.string().min(1), projectId: z.string().min(1), roles: z.array(z.string().min(1)).default(['member', 'reader']) })
+      .strictObject({ userId: z.string().min(1), projectId: z.string().min(1), roles: unique(z.string().min(1)).default(['member', 'reader']) })
       .optional(),
   }),
 ]);
@@ -245,7 +244,8 @@ export const Activation = z.discriminatedUnion('kind', [
   }),
   z.strictObject({
     kind: z.literal('image-map-git'),
-    repository: z.string().min(1),
+    /** A git URL or a path on the worker; push access comes from the worker's own git/SSH setup, never from the URL. */
+    repository: noUserInfo(z.string().min(1)),
     branch: z.string().default('main'),
     file: z.string().min(1),
     key: z.string().default('copr_builder_images'),
@@ -261,6 +261,7 @@ export const Activation = z.discriminatedUnion('kind', [
     kind: z.literal('command'),
     /** Runs on the worker with the image map as JSON on stdin. */
     command: z.array(z.string().min(1)).min(1),
+    passEnv: passEnv(),
   }),
 ]);
 export type Activation = z.infer<typeof Activation>;
@@ -271,8 +272,8 @@ export const Channel = z.strictObject({
 });
 
 export const Approval = z.strictObject({
-  timeout: duration().default('7d'),
-  approvers: z.array(z.string().min(1)).min(1),
+  timeout: duration('90d').default('7d'),
+  approvers: unique(z.string().min(1)).min(1),
   /** What happens to candidate images when the release is rejected or times out. */
   onReject: z.enum(['keep', 'delete']).default('keep'),
   channel: name().optional(),
@@ -297,9 +298,9 @@ export const ReleaseDefinition = z
      */
     timeouts: z
       .strictObject({
-        heartbeat: duration().default('2m'),
-        retryInitial: duration().default('5s'),
-        retryMax: duration().default('5m'),
+        heartbeat: duration('1h').default('2m'),
+        retryInitial: duration('1h').default('5s'),
+        retryMax: duration('1d').default('5m'),
         maxAttempts: z.number().int().min(0).default(10),
       })
       .prefault({}),
@@ -328,6 +329,11 @@ export const ReleaseDefinition = z
       });
     }
     for (const [t, target] of Object.entries(def.targets)) {
+      if (target.kind === 'aws')
+        target.copyTo.forEach((r, i) => {
+          if (r === target.region)
+            ctx.addIssue({ code: 'custom', path: ['targets', t, 'copyTo', i], message: `"${r}" is the region the image is registered in` });
+        });
       if (target.kind === 'aws' && target.method === 's3-import' && !target.bucket)
         ctx.addIssue({ code: 'custom', path: ['targets', t, 'bucket'], message: 'required when method is s3-import' });
       if (target.kind === 'openstack' && !target.authUrl && !(target.imageUrl && (target.tokenEnv || target.testIdentityHeaders)))
@@ -336,6 +342,12 @@ export const ReleaseDefinition = z
     for (const [c, channel] of Object.entries(def.channels))
       if (channel.requires && !def.channels[channel.requires])
         ctx.addIssue({ code: 'custom', path: ['channels', c, 'requires'], message: `unknown channel "${channel.requires}"` });
+    if (durationMs(def.timeouts.retryInitial) > durationMs(def.timeouts.retryMax))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['timeouts', 'retryInitial'],
+        message: `must not be longer than timeouts.retryMax (${def.timeouts.retryMax})`,
+      });
     if (def.approval.channel && !def.channels[def.approval.channel])
       ctx.addIssue({ code: 'custom', path: ['approval', 'channel'], message: `unknown channel "${def.approval.channel}"` });
   });
@@ -351,7 +363,7 @@ export type ArchitectureSpec = z.infer<typeof ArchitectureSpec>;
 export const ReleasePlan = z.strictObject({
   releaseId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be letters, digits, ".", "_" or "-"'),
   definition: ReleaseDefinition,
-  arches: z.array(Arch).min(1),
+  arches: unique(Arch).min(1),
   reason: z.string().max(500).optional(),
   requestedBy: z.string().max(100).optional(),
   /** Image name stamp, YYYYMMDD_HHMMSS of the release start. */
@@ -366,7 +378,7 @@ export type ReleasePlan = z.infer<typeof ReleasePlan>;
 export const ReleaseInput = z.union([
   z.strictObject({
     definition: name(),
-    arches: z.array(Arch).min(1).optional(),
+    arches: unique(Arch).min(1).optional(),
     reason: z.string().max(500).optional(),
     requestedBy: z.string().max(100).optional(),
   }),

@@ -11,6 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import type { Activation, ReleasePlan } from '../../config/schema';
 import type { Candidate } from '../types';
+import { commandEnv } from '../command/env';
 import type { ActivationRecord } from '../../workflows/messages';
 
 const run = promisify(execFile);
@@ -114,7 +115,7 @@ async function activateOne(a: Activation, map: ImageMap, plan: ReleasePlan): Pro
     case 'command': {
       const [cmd, ...args] = a.command;
       await new Promise<void>((resolve, reject) => {
-        const child = spawn(cmd!, args, { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, BOOTC_RELEASE_ID: plan.releaseId } });
+        const child = spawn(cmd!, args, { stdio: ['pipe', 'inherit', 'inherit'], env: commandEnv(a.passEnv, { BOOTC_RELEASE_ID: plan.releaseId }) });
         child.once('error', reject);
         child.once('exit', (code) =>
           code === 0 ? resolve() : reject(new Error(`activation command ${a.command.join(' ')} exited ${code}`)),

@@ -4,7 +4,8 @@
 //   release: `resalloc ticket-close <handle>`
 // The handle is recorded as soon as acquire prints it (a state file per release and architecture, and the
 // activity's heartbeat details), so a retry, on this worker or another, waits on the same ticket instead of
-// taking a second one. Commands get BOOTC_RELEASE_ID and BOOTC_RELEASE_ARCH in their environment.
+// taking a second one. Commands get BOOTC_RELEASE_ID and BOOTC_RELEASE_ARCH, PATH, HOME, LANG and the worker
+// variables named in `passEnv`: nothing else of the worker's environment (see ./env.ts).
 import { execFile } from 'node:child_process';
 import { access, constants, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -13,6 +14,7 @@ import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, StepContext } from '../types';
 import { credentialsOf } from '../ssh/builder-session';
 import { activityContext, learnHostKey } from '../builder/host-key';
+import { commandEnv } from './env';
 
 export type CommandBuilder = Extract<Builder, { provider: 'command' }>;
 
@@ -56,7 +58,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
   }
 
   /** Runs argv on the worker; the last non-empty stdout line is the answer. */
-  async function run(argv: string[], ctx: StepContext, field: string): Promise<string> {
+  async function run(argv: string[], ctx: StepContext, field: string, passEnv: readonly string[]): Promise<string> {
     const activity = activityContext();
     const beat = activity ? setInterval(() => activity.heartbeat(), deps.heartbeatMs ?? 10_000) : undefined;
     try {
@@ -65,7 +67,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
           argv[0],
           argv.slice(1),
           {
-            env: { ...process.env, BOOTC_RELEASE_ID: ctx.releaseId, BOOTC_RELEASE_ARCH: ctx.arch },
+            env: commandEnv(passEnv, { BOOTC_RELEASE_ID: ctx.releaseId, BOOTC_RELEASE_ARCH: ctx.arch }),
             signal: activity?.cancellationSignal,
             maxBuffer: 1 << 20,
           },
@@ -123,7 +125,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       const saved = await loadState(ctx);
       let handle = saved?.handle;
       if (!handle) {
-        handle = await run(builder.acquire, ctx, 'acquire');
+        handle = await run(builder.acquire, ctx, 'acquire', builder.passEnv);
         if (!HANDLE.test(handle))
           throw new Error(
             `${ctx.arch}: \`${builder.acquire.join(' ')}\` printed no usable handle (got "${handle.slice(0, 80)}")`,
@@ -132,7 +134,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       }
       let address = saved?.address;
       if (!address) {
-        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait') : handle;
+        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait', builder.passEnv) : handle;
         if (!ADDRESS.test(address))
           throw new Error(
             `${ctx.arch}: handle ${handle} gave no usable address (got "${address.slice(0, 80)}")`,
@@ -164,7 +166,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     async release(builder, ctx, host) {
       // No host id: the acquire was cancelled or failed after taking a ticket; the state file still names it.
       const handle = host.id || (await loadState(ctx))?.handle;
-      if (handle) await run([...builder.release, handle], ctx, 'release');
+      if (handle) await run([...builder.release, handle], ctx, 'release', builder.passEnv);
       await rm(stateFile(ctx), { force: true });
     },
   };

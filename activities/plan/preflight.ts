@@ -4,6 +4,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { heartbeat } from '@temporalio/activity';
 import type { ReleasePlan } from '../../config/schema';
 import type { BuilderProvider, CheckResult, PublishTargetDriver } from '../types';
+import { credentialsOf } from '../ssh/builder-session';
+import { resolvePrivateKey } from '../ssh/connection';
 
 export interface PreflightDeps {
   providers: Partial<Record<string, BuilderProvider<any>>>;
@@ -22,6 +24,16 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
           ? provider.check(builder, { releaseId: plan.releaseId, arch })
           : { ok: false, messages: [`provider "${builder.provider}" is not available on this worker`] },
     });
+    // Every provider reaches its builder over SSH: without a key, a VM or a ticket would be taken for nothing.
+    // A builder served by a per-site worker (taskQueue) has its key there, not necessarily here.
+    if (!builder.taskQueue)
+      checks.push({
+        where: `architectures.${arch}.builder.ssh`,
+        run: async () => {
+          resolvePrivateKey(credentialsOf(builder));
+          return { ok: true, messages: ['Private key found.'] };
+        },
+      });
   }
   const usedTargets = new Set(plan.arches.flatMap((a) => plan.definition.architectures[a]!.targets));
   for (const name of usedTargets) {

@@ -47,17 +47,15 @@ export async function resolvePlan(definitionsDir: string, { input, releaseId, st
 function checkArches(definition: ReleaseDefinition, arches: Arch[], where: string) {
   const unknown = arches.filter((a) => !definition.architectures[a]);
   if (unknown.length)
-    throw new ConfigError(where, [
-      `${where}: ${unknown.join(', ')} not in the definition (it has ${Object.keys(definition.architectures).join(', ')})`,
-    ]);
+    throw new ConfigError(where, [`${unknown.join(', ')} not in the definition (it has ${Object.keys(definition.architectures).join(', ')})`]);
 }
 
 /** Validation the CLI runs before sending a plan: the same as the worker's. */
 export function planFromDefinition(
   definitionInput: unknown,
-  opts: { releaseId: string; arches?: Arch[]; reason?: string; requestedBy?: string; startedAt: Date },
+  opts: { releaseId: string; arches?: Arch[]; reason?: string; requestedBy?: string; startedAt: Date; source?: string },
 ): ReleasePlan {
-  const definition = parseDefinition(definitionInput);
+  const definition = parseDefinition(definitionInput, opts.source);
   const arches = opts.arches ?? (Object.keys(definition.architectures) as Arch[]);
   checkArches(definition, arches, '--arch');
   return parsePlan({

@@ -1,7 +1,7 @@
 // SSH to builders and hypervisors: host keys pinned (or trusted on first use and then pinned by the workflow),
 // commands built from argument arrays, and an AbortSignal that closes the channel and the connection.
 import { readFileSync } from 'node:fs';
-import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { Client, utils, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { ApplicationFailure } from '@temporalio/common';
 
 export interface SshEndpoint {
@@ -19,29 +19,67 @@ export interface SshCredentials {
   privateKeyEnv?: string;
 }
 
-/** Default key for workers configured by environment: BOOTC_RELEASE_SSH_KEY (a path). */
-export function resolvePrivateKey(creds: SshCredentials = {}): Buffer {
-  const fromEnv = (name: string): Buffer | undefined => {
-    const value = process.env[name];
-    if (!value) return undefined;
-    return value.includes('PRIVATE KEY') ? Buffer.from(value) : readFileSync(value);
-  };
-  if (creds.privateKeyPath) return readFileSync(creds.privateKeyPath);
-  if (creds.privateKeyEnv) {
-    const key = fromEnv(creds.privateKeyEnv);
-    if (!key)
-      throw ApplicationFailure.nonRetryable(
-        `ssh: environment variable ${creds.privateKeyEnv} is not set on the worker`,
-        'ConfigError',
-      );
-    return key;
+/** Worker-wide default key, used when a builder's ssh config names none: a path or the key text. */
+export const DEFAULT_KEY_ENV = 'BOOTC_RELEASE_SSH_KEY';
+
+const keyProblem = (message: string) => ApplicationFailure.nonRetryable(`ssh: ${message}`, 'ConfigError');
+
+const readProblem = (err: unknown) => {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'a directory' : (code ?? 'unreadable');
+};
+
+/** Refuses key material ssh2 could not use: caught here it is a config error, inside connect() a "lost connection". */
+function usableKey(key: Buffer, where: string): Buffer {
+  const parsed = utils.parseKey(key);
+  if (parsed instanceof Error) {
+    // ssh2's own text may quote parts of the key; only the passphrase case is worth telling apart.
+    const why = /passphrase/i.test(parsed.message)
+      ? 'it is encrypted with a passphrase; give the worker an unencrypted key'
+      : 'not a private key ssh2 can read (PEM or OpenSSH format)';
+    throw keyProblem(`the private key in ${where} cannot be used: ${why}`);
   }
-  const key = fromEnv('BOOTC_RELEASE_SSH_KEY');
-  if (key) return key;
-  throw ApplicationFailure.nonRetryable(
-    'ssh: no private key configured: set builder.ssh.privateKeyPath or BOOTC_RELEASE_SSH_KEY on the worker',
-    'ConfigError',
-  );
+  return key;
+}
+
+/**
+ * The private key bytes for a connection. Every failure is a non-retryable ConfigError that names the key file's
+ * path or the env var's NAME: an env var's value never appears in an error, since a mistyped key is still a key.
+ */
+export function resolvePrivateKey(creds: SshCredentials = {}, env: NodeJS.ProcessEnv = process.env): Buffer {
+  if (creds.privateKeyPath) {
+    let key: Buffer;
+    try {
+      key = readFileSync(creds.privateKeyPath);
+    } catch (err) {
+      throw keyProblem(
+        `private key file ${creds.privateKeyPath} cannot be read on the worker (${readProblem(err)}); fix ssh.privateKeyPath`,
+      );
+    }
+    return usableKey(key, `file ${creds.privateKeyPath}`);
+  }
+  const name = creds.privateKeyEnv ?? DEFAULT_KEY_ENV;
+  const value = env[name];
+  if (!value)
+    throw keyProblem(
+      creds.privateKeyEnv
+        ? `environment variable ${name} is not set on the worker`
+        : `no private key configured: set ssh.privateKeyPath or ssh.privateKeyEnv, or ${DEFAULT_KEY_ENV} on the worker`,
+    );
+  const where = `environment variable ${name}`;
+  if (value.includes('-----BEGIN')) return usableKey(Buffer.from(value), where);
+  // Only an absolute path on one line is taken for a path: anything else is a value we must not print or open.
+  if (!/^\/[^\n]*$/.test(value))
+    throw keyProblem(
+      `${where} holds neither a private key (PEM or OpenSSH text) nor the absolute path of one; fix it on the worker or ssh.privateKeyEnv`,
+    );
+  let key: Buffer;
+  try {
+    key = readFileSync(value);
+  } catch (err) {
+    throw keyProblem(`${where} names a private key file that cannot be read on the worker (${readProblem(err)})`);
+  }
+  return usableKey(key, where);
 }
 
 /** POSIX shell quoting of one argument. */

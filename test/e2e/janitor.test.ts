@@ -46,7 +46,8 @@ beforeAll(async () => {
     stringify({
       name: 'farm',
       source: { image: 'quay.io/example/builder:latest' },
-      architectures: { x86_64: { builder, types: ['qcow2'] } },
+      architectures: { x86_64: { builder, types: ['qcow2'], targets: ['local'] } },
+      targets: { local: { kind: 'directory', path: path.join(dirs.definitionsDir, 'images') } },
       approval: { approvers: ['copr-admin'] },
     }),
   );

@@ -47,7 +47,8 @@ describe('image map', () => {
       definition: {
         name: 'copr-builder',
         source: { image: 'quay.io/x/y:1' },
-        architectures: { x86_64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'] } },
+        architectures: { x86_64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'], targets: ['aws'] } },
+        targets: { aws: { kind: 'aws', region: 'us-east-1' } },
         approval: { approvers: ['a'] },
         channels: { staging: { activation: [{ kind: 'image-map-file', path: file }] } },
       },
