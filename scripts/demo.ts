@@ -12,7 +12,7 @@ import { ReleaseClient, connectClient } from '../client/release-client';
 import { candidatesTable } from '../client/format';
 import { connectWorker, createWorkers } from '../worker/run';
 import { workerSettings } from '../worker/settings';
-import { createActivityDeps, releaseStateFrom } from '../worker/wiring';
+import { createActivityDeps } from '../worker/wiring';
 import { FINAL_STAGES, type ReleaseStatus } from '../workflows/messages';
 import { clientKeys, SshServer } from '../test/rig/sshd';
 import { pushSourceImage, startRegistry, startTemporal, type Service } from '../test/rig/services';
@@ -73,7 +73,7 @@ async function main() {
     const settings = workerSettings(env);
     const connection = await connectWorker(settings);
     const client = await connectClient(settings);
-    const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, releaseStateFrom(client))));
+    const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client)));
     const running = workers.run();
     stops.push(async () => {
       workers.shutdown();

@@ -4,7 +4,7 @@ import { createActivities } from '../activities';
 import { connectWorker, createWorkers, installRuntime } from './run';
 import { workerSettings } from './settings';
 import { connectClient } from '../client/release-client';
-import { createActivityDeps, releaseStateFrom } from './wiring';
+import { createActivityDeps } from './wiring';
 
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   const settings = workerSettings(env);
@@ -16,7 +16,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   const workers = await createWorkers(
     connection,
     settings,
-    createActivities(createActivityDeps(settings, releaseStateFrom(client))),
+    createActivities(createActivityDeps(settings, client)),
   );
   const stop = () => workers.shutdown();
   process.once('SIGINT', stop);

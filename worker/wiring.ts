@@ -1,7 +1,7 @@
 // Wires the real clients into the activities. Tests call the same function with overrides that point the clouds at
 // the rig's peers (moto, the IBM stand-in, rig SSH hosts); production passes none.
 import path from 'node:path';
-import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/builder';
@@ -90,7 +90,8 @@ export function createActivityDeps(
     stagingQueue: settings.stagingQueue,
     ...overrides.fetch,
   });
-  const releaseState = temporal instanceof Client ? releaseStateFrom(temporal) : temporal;
+  const client = typeof temporal === 'function' ? undefined : temporal;
+  const releaseState = client ? releaseStateFrom(client) : (temporal as ActivityDeps['releaseState']);
   return {
     definitionsDir: settings.definitionsDir,
     providers: {
@@ -117,7 +118,7 @@ export function createActivityDeps(
     notify: createNotifyActivities({ env: process.env, uiAddress: settings.uiUrl, namespace: settings.namespace, ...overrides.notify }),
     trigger: {
       cacheDir: path.join(settings.stateDir, 'sources'),
-      history: temporal instanceof Client ? releaseHistoryFrom(temporal) : undefined,
+      history: client ? releaseHistoryFrom(client) : undefined,
       registry: overrides.registry ?? { plainHttp: process.env.BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES?.split(',').filter(Boolean) },
     },
     releaseState,

@@ -3,7 +3,7 @@
 // source, the image's digest. Two releases with the same fingerprint build the same thing, so a trigger starts a
 // release only when the fingerprint differs from the last activated one's.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -45,21 +45,28 @@ export async function fingerprintSource(deps: FingerprintDeps, source: Source): 
   const git = async (...args: string[]) => (await execFileP('git', ['-C', mirror, ...args], { maxBuffer: 16 << 20 })).stdout.trim();
   await mkdir(mirror, { recursive: true });
   await execFileP('git', ['init', '-q', '--bare', mirror]);
+  // A ref of this check's own: two checks of one source (a schedule and a webhook) may fetch into the mirror at once.
+  const ref = `refs/bootc-release/check-${randomBytes(6).toString('hex')}`;
   try {
     // Only the ref is fetched; the mirror keeps earlier objects, so a later check fetches what is new.
-    await git('fetch', '-q', '--no-tags', source.git, `+${source.ref}:refs/bootc-release/source`);
+    await git('fetch', '-q', '--no-tags', source.git, `+${source.ref}:${ref}`);
   } catch (err) {
-    throw ApplicationFailure.nonRetryable(
-      `source: cannot fetch ${source.ref} of ${source.git}: ${(err as { stderr?: string }).stderr?.trim().split('\n').at(-1) ?? (err as Error).message}; check source.git and source.ref`,
-      'ConfigError',
-    );
+    const why = (err as { stderr?: string }).stderr?.trim().split('\n').at(-1) ?? (err as Error).message;
+    const message = `source: cannot fetch ${source.ref} of ${source.git}: ${why}`;
+    if (/couldn't find remote ref|not a git repository|does not exist|not found|could not read from remote/i.test(why))
+      throw ApplicationFailure.nonRetryable(`${message}; check source.git and source.ref`, 'ConfigError');
+    throw new Error(message);
   }
-  const containerfile = source.containerfile; // relative to the repository, as podman build -f takes it
-  const touched = await git('rev-list', '-1', 'refs/bootc-release/source', '--', containerfile, source.context);
-  const text = await git('show', `refs/bootc-release/source:${containerfile}`).catch(() => {
-    throw ApplicationFailure.nonRetryable(`source: ${containerfile} is not in ${source.git} at ${source.ref}; check source.containerfile`, 'ConfigError');
-  });
-  const parts: SourcePart[] = [{ kind: 'context-commit', ref: containerfile, value: touched }];
-  for (const image of baseImages(text)) parts.push({ kind: 'base-image', ref: image, value: await manifestDigest(image, deps.registry) });
-  return { digest: digestOf(parts), parts };
+  try {
+    const containerfile = source.containerfile; // relative to the repository, as podman build -f takes it
+    const touched = await git('rev-list', '-1', ref, '--', containerfile, source.context);
+    const text = await git('show', `${ref}:${containerfile}`).catch(() => {
+      throw ApplicationFailure.nonRetryable(`source: ${containerfile} is not in ${source.git} at ${source.ref}; check source.containerfile`, 'ConfigError');
+    });
+    const parts: SourcePart[] = [{ kind: 'context-commit', ref: containerfile, value: touched }];
+    for (const image of baseImages(text)) parts.push({ kind: 'base-image', ref: image, value: await manifestDigest(image, deps.registry) });
+    return { digest: digestOf(parts), parts };
+  } finally {
+    await git('update-ref', '-d', ref).catch(() => undefined);
+  }
 }

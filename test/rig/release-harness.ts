@@ -11,7 +11,7 @@ import { createActivities } from '../../activities';
 import type { ReleaseDefinitionInput } from '../../config/schema';
 import { ReleaseClient } from '../../client/release-client';
 import { createWorkers } from '../../worker/run';
-import { createActivityDeps, releaseStateFrom, type WiringOverrides } from '../../worker/wiring';
+import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import type { SshHost } from './sshd';
 
@@ -70,7 +70,7 @@ export async function startInProcessWorker(
     connection,
     { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
     createActivities(
-      createActivityDeps(settings, releaseStateFrom(client), {
+      createActivityDeps(settings, client, {
         builder: { pollIntervalMs: 500 },
         ...opts.overrides,
       }),

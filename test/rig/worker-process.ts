@@ -6,7 +6,7 @@ import { TAGS } from '../../activities/types';
 import { connectClient } from '../../client/release-client';
 import { connectWorker, createWorkers } from '../../worker/run';
 import { workerSettings } from '../../worker/settings';
-import { createActivityDeps, releaseStateFrom, type WiringOverrides } from '../../worker/wiring';
+import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 
 interface TestOverrides {
   /** Static AWS credentials for moto, and instance id → rig SSH host. */
@@ -40,7 +40,7 @@ async function main() {
   }
   const connection = await connectWorker(settings);
   const client = await connectClient(settings);
-  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, releaseStateFrom(client), overrides)));
+  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client, overrides)));
   log(`worker ${settings.workerId} started (pid ${process.pid})`);
   process.once('SIGTERM', () => workers.shutdown());
   await workers.run();
