@@ -10,6 +10,7 @@ import { FINAL_STAGES } from '../workflows/messages';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
 import { connectClient, InputError, ReleaseClient, releasePlanOf } from './release-client';
+import { addScheduleCommands } from './schedule-commands';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -190,6 +191,8 @@ janitor
       `schedule ${scheduleId}: janitor every ${o.every}, ttl ${o.ttl}`,
     );
   });
+
+addScheduleCommands(program, json);
 
 program
   .command('worker')
