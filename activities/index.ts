@@ -6,7 +6,7 @@ import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
-import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
+import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
@@ -28,8 +28,8 @@ export interface ActivityDeps {
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
-  /** 'open' while the release workflow runs; for the janitor. */
-  releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
+  /** Release states and ids from Temporal, for the janitor. */
+  releases: ReleaseLookup;
 }
 
 interface ArchStep {

@@ -17,16 +17,25 @@ import { createFetchActivities, type FetchDeps } from '../activities/staging/fet
 import { createStaticProvider } from '../activities/static/provider';
 import type { WorkerSettings } from './settings';
 
-/** Release state from the workflow of the same id; 'unknown' when Temporal never heard of it. */
-export function releaseStateFrom(client: Client): ActivityDeps['releaseState'] {
-  return async (releaseId) => {
-    try {
-      const { status } = await client.workflow.getHandle(releaseId).describe();
-      return status.name === 'RUNNING' ? 'open' : 'closed';
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return 'unknown';
-      throw err;
-    }
+/** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
+export function releaseStateFrom(client: Client): ActivityDeps['releases'] {
+  return {
+    async state(releaseId) {
+      try {
+        const { status } = await client.workflow.getHandle(releaseId).describe();
+        return status.name === 'RUNNING' ? 'open' : 'closed';
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return 'unknown';
+        throw err;
+      }
+    },
+    async idsStartingWith(prefix) {
+      // Callers pass [a-z0-9]+ only (activities/naming.ts), so the prefix needs no quoting.
+      if (!/^[a-z0-9]+$/.test(prefix)) throw new Error(`release id prefix "${prefix}" is not [a-z0-9]+`);
+      const ids: string[] = [];
+      for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH '${prefix}'` })) ids.push(wf.workflowId);
+      return ids;
+    },
   };
 }
 
@@ -44,7 +53,7 @@ export interface WiringOverrides {
 export function createActivityDeps(
   settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'>,
   /** Asks Temporal whether a release is still running (the janitor never deletes an open release's builder). */
-  releaseState: ActivityDeps['releaseState'],
+  releases: ActivityDeps['releases'],
   overrides: WiringOverrides = {},
 ): ActivityDeps {
   const ibm = { tokens: new IamTokens(), ...overrides.ibmcloud };
@@ -76,6 +85,6 @@ export function createActivityDeps(
       runImageBuild: builder.runImageBuild,
       fetchArtifacts: fetch.fetchArtifacts,
     },
-    releaseState,
+    releases,
   };
 }

@@ -5,6 +5,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
+import { NAME_PREFIX, ownerOfName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { domainXml } from './domain-xml';
 import { openHypervisor } from './hypervisor';
@@ -25,20 +26,7 @@ export interface LibvirtBuilderDeps {
   pollIntervalMs?: number;
 }
 
-export const OWNED_PREFIX = 'bootc-release-';
-const ARCH_SLUG: Record<Arch, string> = { x86_64: 'x86-64', aarch64: 'aarch64', ppc64le: 'ppc64le', s390x: 's390x' };
 const volumeOf = (name: string) => `${name}.qcow2`;
-
-/** The release id and arch back from a builder name (names are cut at 63 characters: best effort). */
-export function parseOwnedName(name: string): { releaseId: string; arch?: string } | undefined {
-  if (!name.startsWith(OWNED_PREFIX)) return undefined;
-  const base = name.replace(/\.qcow2$/, '').slice(OWNED_PREFIX.length);
-  for (const [arch, slug] of Object.entries(ARCH_SLUG)) {
-    const suffix = `-${slug}-builder`;
-    if (base.endsWith(suffix)) return { releaseId: base.slice(0, -suffix.length), arch };
-  }
-  return { releaseId: base };
-}
 
 /** First IPv4 address in `virsh domifaddr` output. */
 export function parseDomIfAddr(stdout: string): string | undefined {
@@ -191,10 +179,9 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
         const volumes = parseVolList((await r.virsh(['vol-list', '--pool', builder.pool])).stdout);
         const owned: OwnedResource[] = [];
         for (const [kind, names] of [['libvirt-domain', domains], ['libvirt-volume', volumes]] as const)
-          for (const id of names) {
-            const parsed = parseOwnedName(id);
-            if (parsed) owned.push({ kind, id: kind === 'libvirt-volume' ? `${builder.pool}/${id}` : id, ...parsed });
-          }
+          for (const id of names)
+            if (id.startsWith(NAME_PREFIX))
+              owned.push({ kind, id: kind === 'libvirt-volume' ? `${builder.pool}/${id}` : id, ...ownerOfName(id.replace(/\.qcow2$/, '')) });
         return owned;
       });
     },
