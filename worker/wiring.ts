@@ -1,5 +1,6 @@
 // Wires the real clients into the activities. Tests call the same function with overrides that point the clouds at
 // the rig's peers (moto, the IBM stand-in, rig SSH hosts); production passes none.
+import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
@@ -15,6 +16,7 @@ import { createLibvirtTarget, type LibvirtTargetDeps } from '../activities/libvi
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
 import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
 import { createStaticProvider } from '../activities/static/provider';
+import { KnownHosts } from '../activities/ssh/known-hosts';
 import type { WorkerSettings } from './settings';
 
 /** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
@@ -57,6 +59,8 @@ export function createActivityDeps(
   overrides: WiringOverrides = {},
 ): ActivityDeps {
   const ibm = { tokens: new IamTokens(), ...overrides.ibmcloud };
+  // Hypervisors outlive releases: their first host key is pinned in a file the worker owns.
+  const knownHosts = new KnownHosts(path.join(settings.stateDir, 'known_hosts'));
   const builder = createBuilderActivities({ stagingDir: settings.stagingDir, ...overrides.builder });
   const fetch = createFetchActivities({
     stagingDir: settings.stagingDir,
@@ -70,13 +74,13 @@ export function createActivityDeps(
       command: createCommandProvider({ stateDir: settings.stateDir }),
       aws: createAwsBuilderProvider(overrides.aws),
       ibmcloud: createIbmCloudBuilderProvider(ibm),
-      libvirt: createLibvirtBuilderProvider(overrides.libvirtBuilder),
+      libvirt: createLibvirtBuilderProvider({ knownHosts, ...overrides.libvirtBuilder }),
     },
     targets: {
       directory: createDirectoryTarget(),
       aws: createAwsTarget(overrides.aws),
       ibmcloud: createIbmCloudTarget(ibm),
-      libvirt: createLibvirtTarget(overrides.libvirtTarget),
+      libvirt: createLibvirtTarget({ knownHosts, ...overrides.libvirtTarget }),
       openstack: createOpenstackTarget(overrides.openstack),
     },
     steps: {

@@ -9,6 +9,7 @@ import { NAME_PREFIX, ownerOfName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { domainXml } from './domain-xml';
 import { openHypervisor } from './hypervisor';
+import type { KnownHosts } from '../ssh/known-hosts';
 import { currentProgress, sleep } from '../progress';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
@@ -18,6 +19,8 @@ export type LibvirtBuilder = Extract<Builder, { provider: 'libvirt' }>;
 export interface LibvirtBuilderDeps {
   /** Opens virsh on the hypervisor; default: SSH to builder.host with builder.hypervisorSsh. Tests record here. */
   connect?: (builder: LibvirtBuilder, signal?: AbortSignal) => Promise<HypervisorRunner>;
+  /** The worker's known_hosts file: hypervisors without a configured hostKey are pinned on first use. */
+  knownHosts?: KnownHosts;
   /** `kvm` (default) on a hypervisor; `qemu` where /dev/kvm is missing. */
   domainType?: 'kvm' | 'qemu';
   /** How long the VM may take to get an address from the network's DHCP, and to answer SSH. */
@@ -36,7 +39,8 @@ export function parseDomIfAddr(stdout: string): string | undefined {
 export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): BuilderProvider<LibvirtBuilder> {
   const connect =
     deps.connect ??
-    ((builder: LibvirtBuilder, signal?: AbortSignal) => openHypervisor(builder.host, builder.hypervisorSsh, builder.uri, 'builder.hypervisorSsh', signal));
+    ((builder: LibvirtBuilder, signal?: AbortSignal) =>
+      openHypervisor(builder.host, builder.hypervisorSsh, builder.uri, 'builder.hypervisorSsh', signal, deps.knownHosts));
   const interval = deps.pollIntervalMs ?? 5_000;
 
   async function withHypervisor<T>(builder: LibvirtBuilder, fn: (r: HypervisorRunner) => Promise<T>, signal?: AbortSignal): Promise<T> {
