@@ -11,6 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
+import type { AwsClientDeps } from '../../activities/aws/clients';
 import { createLibvirtTarget, type LibvirtTarget } from '../../activities/libvirt/target';
 import { planFromDefinition } from '../../activities/plan/resolve-plan';
 import { KnownHosts } from '../../activities/ssh/known-hosts';
@@ -19,7 +20,7 @@ import { Target } from '../../config/schema';
 import { createActivityDeps, releaseStateFrom } from '../../worker/wiring';
 import { createPool, startLibvirtd, type Libvirtd, type RigPool } from '../rig/libvirtd';
 import { connectRig, workerDirs, type RigInfo } from '../rig/release-harness';
-import { SshServer, type RigKeys } from '../rig/sshd';
+import { generateKey, SshServer, type RigKeys } from '../rig/sshd';
 import { MiB, sha256, sparseRaw } from './libvirt-helpers';
 
 const rig = inject('rig') as RigInfo;
@@ -57,6 +58,23 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A one-arch release plan whose builder is an instance of `ami` on moto. */
+const awsPlan = (name: string, ami: string) =>
+  planFromDefinition(
+    {
+      name,
+      source: { image: 'quay.io/example/builder:latest' },
+      architectures: {
+        x86_64: {
+          builder: { provider: 'aws', region, instanceType: 't3.micro', ami, credentials: { endpoint: rig.motoEndpoint }, ssh: { privateKeyPath: rig.privateKeyPath } },
+          types: ['raw'],
+        },
+      },
+      approval: { approvers: ['copr-admin'] },
+    },
+    { releaseId: `${name}-${randomUUID().slice(0, 8)}`, startedAt: new Date() },
+  );
+
 const expectHostKeyRefused = (err: unknown, host: { address: string; port: number }) => {
   expect(err).toBeInstanceOf(ApplicationFailure);
   expect(err).toMatchObject({ nonRetryable: true, type: 'HostKeyMismatch' });
@@ -74,21 +92,7 @@ describe('builder host keys', () => {
         aws: { credentials, pollIntervalMs: 50, addressOf: () => ({ address: vm.host.address, port: vm.host.port }) },
       }),
     );
-    const plan = planFromDefinition(
-      {
-        name: 'host-keys',
-        source: { image: 'quay.io/example/builder:latest' },
-        architectures: {
-          x86_64: {
-            builder: { provider: 'aws', region, instanceType: 't3.micro', ami: ami.ImageId, credentials: { endpoint: rig.motoEndpoint }, ssh: { privateKeyPath: rig.privateKeyPath } },
-            types: ['raw'],
-          },
-        },
-        approval: { approvers: ['copr-admin'] },
-      },
-      { releaseId: `host-keys-${randomUUID().slice(0, 8)}`, startedAt: new Date() },
-    );
-    const step = { plan, arch: 'x86_64' as const };
+    const step = { plan: awsPlan('host-keys', ami.ImageId!), arch: 'x86_64' as const };
 
     const first = new MockActivityEnvironment();
     const beats: unknown[] = [];
@@ -106,6 +110,51 @@ describe('builder host keys', () => {
       // A retry of the acquire (its worker died before it returned) resumes from the key its attempt recorded.
       const retry = new MockActivityEnvironment({ heartbeatDetails: beats.at(-1) });
       expectHostKeyRefused(await retry.run(acts.acquireBuilder, step).catch((e: unknown) => e), vm.host);
+    } finally {
+      await new MockActivityEnvironment().run(acts.releaseBuilder, { ...step, host });
+    }
+  });
+});
+
+describe('builder host keys from the AWS console', () => {
+  it('pins the key the console output shows, so a builder presenting another one is refused from the first step', async () => {
+    const vm = await sshd('127.0.0.43');
+    const ec2 = new EC2Client({ region, endpoint: rig.motoEndpoint, credentials });
+    const ami = await ec2.send(new RegisterImageCommand({ Name: `console-keys-${randomUUID()}`, Architecture: 'x86_64' }));
+    // moto's console output is a fixed text without host keys: the test rewrites the answer to what cloud-init
+    // prints on EC2, vouching for a key this sshd does not have (as if someone else answered on the builder's address).
+    const vouched = generateKey(path.join(dir, 'vouched_host_key'), 'vouched').split(' ').slice(0, 2).join(' ');
+    const consoleText = [
+      'ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----',
+      'ec2: 256 SHA256:x root@ip-10-0-0-1 (ED25519)',
+      'ec2: -----END SSH HOST KEY FINGERPRINTS-----',
+      '-----BEGIN SSH HOST KEY KEYS-----',
+      `${vouched} root@ip-10-0-0-1`,
+      '-----END SSH HOST KEY KEYS-----',
+    ].join('\r\n');
+    const onClient: AwsClientDeps['onClient'] = (client, service) => {
+      if (service !== 'ec2') return;
+      client.middlewareStack.add(
+        (next: any, context: any) => async (args: any) => {
+          const result = await next(args);
+          if (context.commandName === 'GetConsoleOutputCommand') result.output.Output = Buffer.from(consoleText).toString('base64');
+          return result;
+        },
+        { step: 'initialize', name: 'consoleWithHostKeys' },
+      );
+    };
+    const dirs = workerDirs(path.join(dir, 'worker-console'));
+    const acts = createActivities(
+      createActivityDeps({ ...dirs, stagingQueue: 'console-keys@w1' }, releaseStateFrom(conn.client), {
+        aws: { credentials, onClient, pollIntervalMs: 50, addressOf: () => ({ address: vm.host.address, port: vm.host.port }) },
+      }),
+    );
+    const step = { plan: awsPlan('console-keys', ami.ImageId!), arch: 'x86_64' as const };
+    const host: BuilderHost = await new MockActivityEnvironment().run(acts.acquireBuilder, step);
+    try {
+      expect(host.hostKey).toBe(vouched);
+      const err = await new MockActivityEnvironment().run(acts.fetchArtifacts, { ...step, host, artifacts: [] }).catch((e: unknown) => e);
+      expectHostKeyRefused(err, vm.host);
     } finally {
       await new MockActivityEnvironment().run(acts.releaseBuilder, { ...step, host });
     }
