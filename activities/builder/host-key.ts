@@ -4,7 +4,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { currentProgress, sleep } from '../progress';
-import { SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
+import { hostKeyMismatch, SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
 import type { BuilderHost } from '../types';
 
 /** Connects once; returns the key the host presented (equal to endpoint.hostKey when that was set). */
@@ -48,11 +48,17 @@ export async function pinFirstHostKey(
   creds: SshCredentials,
   opts: { previous?: unknown; timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<BuilderHost> {
-  if (host.hostKey) return host;
-  const progress = currentProgress();
   const earlier = (opts.previous as Partial<PinnedHostKey> | undefined)?.pinnedHostKey;
-  const sameVm = earlier && earlier.id === host.id && earlier.address === host.address && earlier.port === host.port;
-  const endpoint = { address: host.address, port: host.port, user: host.user, hostKey: sameVm ? earlier.hostKey : undefined };
+  const pinned = earlier && earlier.id === host.id && earlier.address === host.address && earlier.port === host.port ? earlier.hostKey : undefined;
+  const endpoint = { address: host.address, port: host.port, user: host.user, hostKey: pinned };
+  if (host.hostKey) {
+    // The console may show the keys only by the retry: it must vouch for the key the first attempt saw.
+    const typeOf = (key: string) => key.split(' ')[0];
+    if (pinned && typeOf(pinned) === typeOf(host.hostKey) && pinned.split(' ')[1] !== host.hostKey.split(' ')[1])
+      throw hostKeyMismatch(endpoint, host.hostKey);
+    return host;
+  }
+  const progress = currentProgress();
   const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
   for (let attempt = 1; ; attempt++) {
     try {
@@ -64,7 +70,8 @@ export async function pinFirstHostKey(
       if (err instanceof ApplicationFailure || progress.signal?.aborted) throw err;
       if (Date.now() > deadline)
         throw new Error(`builder ${host.id} at ${host.address}:${host.port}: no SSH after ${attempt} tries to learn its host key: ${(err as Error).message}`);
-      progress.heartbeat({ step: 'host-key', attempt });
+      // Keeps the earlier attempt's record, so that a third attempt still knows it.
+      progress.heartbeat({ step: 'host-key', attempt, ...(pinned ? { pinnedHostKey: earlier } : {}) });
       await sleep(Math.min(1000 * attempt, opts.intervalMs ?? 5000), progress.signal);
     }
   }
