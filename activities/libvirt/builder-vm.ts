@@ -5,9 +5,9 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
-import { NAME_PREFIX, ownerOfName } from '../naming';
+import { NAME_PREFIX, ownerOfName, parseResourceName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
-import { domainXml } from './domain-xml';
+import { domainXml, releaseInMetadata } from './domain-xml';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
 import { currentProgress, sleep } from '../progress';
@@ -30,6 +30,19 @@ export interface LibvirtBuilderDeps {
 }
 
 const volumeOf = (name: string) => `${name}.qcow2`;
+
+/**
+ * The owner of a domain: from its name when that holds the whole release id; for a hashed name, from the release id
+ * acquire wrote into its <metadata>, if that id names back to exactly this name (else the janitor matches the name).
+ */
+async function domainOwner(r: HypervisorRunner, name: string): Promise<ReturnType<typeof ownerOfName>> {
+  const owner = ownerOfName(name);
+  const parsed = parseResourceName(name, 'builder');
+  if (!('name' in owner) || !parsed) return owner;
+  const xml = await r.virsh(['dumpxml', name], { allowFailure: true });
+  const releaseId = releaseInMetadata(xml.stdout);
+  return releaseId !== undefined && resourceName(releaseId, parsed.arch, 'builder') === name ? { releaseId, arch: parsed.arch } : owner;
+}
 
 /** First IPv4 address in `virsh domifaddr` output. */
 export function parseDomIfAddr(stdout: string): string | undefined {
@@ -181,11 +194,14 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
       return await withHypervisor(builder, async (r) => {
         const domains = (await r.virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim());
         const volumes = parseVolList((await r.virsh(['vol-list', '--pool', builder.pool])).stdout);
-        const owned: OwnedResource[] = [];
-        for (const [kind, names] of [['libvirt-domain', domains], ['libvirt-volume', volumes]] as const)
-          for (const id of names)
-            if (id.startsWith(NAME_PREFIX))
-              owned.push({ kind, id: kind === 'libvirt-volume' ? `${builder.pool}/${id}` : id, ...ownerOfName(id.replace(/\.qcow2$/, '')) });
+        const owners = new Map<string, ReturnType<typeof ownerOfName>>();
+        for (const name of domains.filter((d) => d.startsWith(NAME_PREFIX))) owners.set(name, await domainOwner(r, name));
+        const owned: OwnedResource[] = [...owners].map(([id, owner]) => ({ kind: 'libvirt-domain', id, ...owner }));
+        // A disk belongs to the domain of its name; a disk whose domain is gone has only its name.
+        for (const vol of volumes.filter((v) => v.startsWith(NAME_PREFIX))) {
+          const name = vol.replace(/\.qcow2$/, '');
+          owned.push({ kind: 'libvirt-volume', id: `${builder.pool}/${vol}`, ...(owners.get(name) ?? ownerOfName(name)) });
+        }
         return owned;
       });
     },
