@@ -12,11 +12,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
 import type { AwsClientDeps } from '../../activities/aws/clients';
+import { createLibvirtBuilderProvider, type LibvirtBuilder } from '../../activities/libvirt/builder-vm';
 import { createLibvirtTarget, type LibvirtTarget } from '../../activities/libvirt/target';
 import { planFromDefinition } from '../../activities/plan/resolve-plan';
 import { KnownHosts } from '../../activities/ssh/known-hosts';
 import type { BuilderHost, PublishRequest } from '../../activities/types';
-import { Target } from '../../config/schema';
+import { Builder, Target } from '../../config/schema';
 import { createActivityDeps, releaseStateFrom } from '../../worker/wiring';
 import { createPool, startLibvirtd, type Libvirtd, type RigPool } from '../rig/libvirtd';
 import { connectRig, workerDirs, type RigInfo } from '../rig/release-harness';
@@ -198,5 +199,24 @@ describe('hypervisor host keys', () => {
     expectHostKeyRefused(err, hv.host);
     expect((err as Error).message).toContain(`ssh-keygen -R '[${hv.host.address}]:${hv.host.port}'`);
     expect(await pool.volumes()).not.toContain('hostkeys-x86_64-20260101_000002');
+  });
+
+  it("pins a libvirt builder's hypervisor the same way", async () => {
+    const hv = await sshd('127.0.0.44');
+    const knownHosts = new KnownHosts(path.join(dir, 'state-builder', 'known_hosts'));
+    const builder = Builder.parse({
+      provider: 'libvirt',
+      host: hv.host.address,
+      hypervisorSsh: { port: hv.host.port, privateKeyPath: rig.privateKeyPath },
+      pool: pool.name,
+      baseVolume: 'base.raw',
+      ssh: { privateKeyPath: rig.privateKeyPath },
+    }) as LibvirtBuilder;
+    // A new provider per call, as after a worker restart.
+    const listOwned = () => createLibvirtBuilderProvider({ knownHosts }).listOwned!(builder);
+    await listOwned();
+    expect(await knownHosts.lookup(hv.host.address, hv.host.port)).toBe(hv.host.hostKey);
+    await hv.rekey();
+    expectHostKeyRefused(await listOwned().catch((e: unknown) => e), hv.host);
   });
 });
