@@ -244,7 +244,10 @@ function sameKey(a: string, b: string): boolean {
 }
 
 /** The key's base64 tail is what differs between keys of one type; its head is the same for every ed25519 key. */
-const keyTail = (key: string) => `${key.trim().split(/\s+/)[0]} …${(key.trim().split(/\s+/)[1] ?? '').slice(-16)}`;
+const keyTail = (key: string) => {
+  const [type, blob] = key.trim().split(/\s+/);
+  return blob && /^[A-Za-z0-9+/]+=*$/.test(blob) ? `${type} …${blob.slice(-16)}` : key;
+};
 
 /** Host key algorithms that present a key of this type (an RSA key signs with rsa-sha2-*). */
 export function hostKeyAlgorithms(key: string): string[] {
