@@ -160,8 +160,6 @@ janitor
         `${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted.length}, failed ${report.failed.length}`,
         ...report.deleted.map((d) => `  ${d.kind} ${d.id} (release ${d.releaseId}): ${d.reason}`),
         ...report.failed.map((f) => `  FAILED ${f.kind} ${f.id}: ${f.error}`),
-        // Only what cannot be attributed: a running release's builders are not news.
-        ...(report.kept ?? []).filter((k) => !k.releaseId).map((k) => `  KEPT ${k.kind} ${k.id}: ${k.reason}`),
       ].join('\n'),
     );
   });
