@@ -5,10 +5,12 @@ import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
 import { activate } from './activation/image-map';
+import { activityContext, pinFirstHostKey } from './builder/host-key';
+import { credentialsOf } from './ssh/builder-session';
 import { withHeartbeats } from './heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
-import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
+import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
@@ -33,8 +35,8 @@ export interface ActivityDeps {
   notify: NotifyActivities;
   /** Source fingerprints and earlier releases, for triggers (activities/source). */
   trigger: Omit<TriggerDeps, 'definitionsDir'>;
-  /** 'open' while the release workflow runs; for the janitor. */
-  releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
+  /** Release states and ids from Temporal, for the janitor. */
+  releases: ReleaseLookup;
 }
 
 interface ArchStep {
@@ -61,8 +63,14 @@ export function createActivities(deps: ActivityDeps) {
     resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps.definitionsDir, input),
     preflight: ({ plan }: { plan: ReleasePlan }) => preflight(deps, plan),
 
-    acquireBuilder: (i: ArchStep) =>
-      withHeartbeats(() => provider(builderOf(i.plan, i.arch)).acquire(builderOf(i.plan, i.arch), { releaseId: i.plan.releaseId, arch: i.arch })),
+    /** The host comes back with its SSH host key pinned: from the cloud (config, console) or the first one seen. */
+    acquireBuilder: (i: ArchStep) => {
+      const builder = builderOf(i.plan, i.arch);
+      const previous = activityContext()?.info.heartbeatDetails;
+      return withHeartbeats(async () =>
+        pinFirstHostKey(await provider(builder).acquire(builder, { releaseId: i.plan.releaseId, arch: i.arch }), credentialsOf(builder), { previous }),
+      );
+    },
     /** Without a host (an acquire cancelled or failed midway) the provider finds what it made by tag or name. */
     releaseBuilder: (i: ArchStep & { host?: BuilderHost }) => {
       const builder = builderOf(i.plan, i.arch);

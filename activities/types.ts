@@ -39,15 +39,17 @@ export interface BuilderProvider<B extends Builder = Builder> {
   deleteOwned?(builder: B, resource: OwnedResource): Promise<void>;
 }
 
-/** Tag keys (AWS) and name prefix (elsewhere) that mark what bootc-release created. */
+/** Tag keys (AWS) that mark what bootc-release created; elsewhere the name does (activities/naming.ts). */
 export const TAGS = { releaseId: 'bootc-release:release-id', arch: 'bootc-release:arch', step: 'bootc-release:step' } as const;
-export const resourceName = (releaseId: string, arch: string, step: string) =>
-  `bootc-release-${releaseId}-${arch}-${step}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, '');
+export { resourceName } from './naming';
 
 export interface OwnedResource {
   kind: string;
   id: string;
-  releaseId: string;
+  /** The whole release id, when the provider holds it for certain (a tag, a claim file); else the janitor reads `name`. */
+  releaseId?: string;
+  /** The name resourceName(releaseId, arch, 'builder') gave the resource, for the janitor to attribute it. */
+  name?: string;
   arch?: string;
   region?: string;
   /** ISO time, when the provider knows it. */

@@ -68,10 +68,13 @@ export function listTable(rows: ReleaseSummary[], style: OutputStyle = TABLE): s
 }
 
 export function janitorText(report: JanitorReport, style: OutputStyle = TABLE): string {
-  const summary = `${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted.length}, failed ${report.failed.length}`;
+  const kept = report.kept ?? [];
+  const summary = `${report.dryRun ? 'would delete' : 'deleted'} ${report.deleted.length}, failed ${report.failed.length}, kept ${kept.length}`;
   const rows = [
     ...report.deleted.map((d) => [d.kind, d.id, d.releaseId, report.dryRun ? 'would delete' : 'deleted', d.reason]),
     ...report.failed.map((f) => [f.kind, f.id, '', paint(style, 'red', 'FAILED'), f.error]),
+    // What the janitor could not attribute to a release for certain: never deleted, listed for a person to look at.
+    ...kept.filter((k) => !k.releaseId).map((k) => [k.kind, k.id, '', paint(style, 'yellow', 'KEPT'), k.reason]),
   ];
   return rows.length ? `${summary}\n${renderTable(style, ['kind', 'id', 'release', 'result', 'reason'], rows)}` : summary;
 }

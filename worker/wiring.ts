@@ -21,18 +21,28 @@ import type { RegistryOptions } from '../activities/source/registry';
 import type { ReleaseHistory } from '../activities/source/trigger';
 import { releaseNameKey, releaseSourceDigestKey, releaseStageKey } from '../workflows/search-attributes';
 import { WORKFLOW_TYPES } from '../workflows/messages';
+import { KnownHosts } from '../activities/ssh/known-hosts';
 import type { WorkerSettings } from './settings';
 
-/** Release state from the workflow of the same id; 'unknown' when Temporal never heard of it. */
-export function releaseStateFrom(client: Client): ActivityDeps['releaseState'] {
-  return async (releaseId) => {
-    try {
-      const { status } = await client.workflow.getHandle(releaseId).describe();
-      return status.name === 'RUNNING' ? 'open' : 'closed';
-    } catch (err) {
-      if (err instanceof WorkflowNotFoundError) return 'unknown';
-      throw err;
-    }
+/** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
+export function releaseStateFrom(client: Client): ActivityDeps['releases'] {
+  return {
+    async state(releaseId) {
+      try {
+        const { status } = await client.workflow.getHandle(releaseId).describe();
+        return status.name === 'RUNNING' ? 'open' : 'closed';
+      } catch (err) {
+        if (err instanceof WorkflowNotFoundError) return 'unknown';
+        throw err;
+      }
+    },
+    async idsStartingWith(prefix) {
+      // Callers pass [a-z0-9]+ only (activities/naming.ts), so the prefix needs no quoting.
+      if (!/^[a-z0-9]+$/.test(prefix)) throw new Error(`release id prefix "${prefix}" is not [a-z0-9]+`);
+      const ids: string[] = [];
+      for await (const wf of client.workflow.list({ query: `WorkflowId STARTS_WITH '${prefix}'` })) ids.push(wf.workflowId);
+      return ids;
+    },
   };
 }
 
@@ -77,21 +87,23 @@ export function createActivityDeps(
   settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
     Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl'>>,
   /**
-   * The Temporal client the activities ask about releases (is one still running, which was activated last), or
-   * only the first of those answers (the janitor never deletes an open release's builder).
+   * The Temporal client the activities ask about releases (is one still running, which was activated last, ids by
+   * prefix for the janitor), or only the janitor's lookup (tests that need no more).
    */
-  temporal: Client | ActivityDeps['releaseState'],
+  temporal: Client | ActivityDeps['releases'],
   overrides: WiringOverrides = {},
 ): ActivityDeps {
   const ibm = { tokens: new IamTokens(), ...overrides.ibmcloud };
+  // Hypervisors outlive releases: their first host key is pinned in a file the worker owns.
+  const knownHosts = new KnownHosts(path.join(settings.stateDir, 'known_hosts'));
   const builder = createBuilderActivities({ stagingDir: settings.stagingDir, ...overrides.builder });
   const fetch = createFetchActivities({
     stagingDir: settings.stagingDir,
     stagingQueue: settings.stagingQueue,
     ...overrides.fetch,
   });
-  const client = typeof temporal === 'function' ? undefined : temporal;
-  const releaseState = client ? releaseStateFrom(client) : (temporal as ActivityDeps['releaseState']);
+  const client = 'workflow' in temporal ? temporal : undefined;
+  const releases = client ? releaseStateFrom(client) : (temporal as ActivityDeps['releases']);
   return {
     definitionsDir: settings.definitionsDir,
     providers: {
@@ -99,13 +111,13 @@ export function createActivityDeps(
       command: createCommandProvider({ stateDir: settings.stateDir }),
       aws: createAwsBuilderProvider(overrides.aws),
       ibmcloud: createIbmCloudBuilderProvider(ibm),
-      libvirt: createLibvirtBuilderProvider(overrides.libvirtBuilder),
+      libvirt: createLibvirtBuilderProvider({ knownHosts, ...overrides.libvirtBuilder }),
     },
     targets: {
       directory: createDirectoryTarget(),
       aws: createAwsTarget(overrides.aws),
       ibmcloud: createIbmCloudTarget(ibm),
-      libvirt: createLibvirtTarget(overrides.libvirtTarget),
+      libvirt: createLibvirtTarget({ knownHosts, ...overrides.libvirtTarget }),
       openstack: createOpenstackTarget(overrides.openstack),
     },
     steps: {
@@ -121,6 +133,6 @@ export function createActivityDeps(
       history: client ? releaseHistoryFrom(client) : undefined,
       registry: overrides.registry ?? { plainHttp: process.env.BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES?.split(',').filter(Boolean) },
     },
-    releaseState,
+    releases,
   };
 }

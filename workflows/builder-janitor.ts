@@ -11,6 +11,8 @@ export interface JanitorInput {
 
 export interface JanitorReport {
   deleted: { kind: string; id: string; releaseId: string; reason: string }[];
+  /** Found and left alone: a running release's, or one whose release cannot be named for certain. */
+  kept: { kind: string; id: string; releaseId?: string; reason: string }[];
   failed: { kind: string; id: string; error: string }[];
   dryRun: boolean;
 }
@@ -26,8 +28,8 @@ export async function builderJanitor(input: JanitorInput = {}): Promise<JanitorR
   const m = /^(\d+)(s|m|h|d)$/.exec(ttl);
   if (!m) throw new Error(`ttl: "${ttl}" is not a duration like 12h or 2d`);
   const ttlMs = Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 's'];
-  const stale = await acts.findStaleBuilders({ ttlMs, now: new Date(workflowInfo().startTime).toISOString() });
-  const report: JanitorReport = { deleted: [], failed: [], dryRun: !!input.dryRun };
+  const { stale, kept } = await acts.findStaleBuilders({ ttlMs, now: new Date(workflowInfo().startTime).toISOString() });
+  const report: JanitorReport = { deleted: [], kept, failed: [], dryRun: !!input.dryRun };
   for (const item of stale) {
     const { kind, id, releaseId } = item.resource;
     if (input.dryRun) {
@@ -41,6 +43,6 @@ export async function builderJanitor(input: JanitorInput = {}): Promise<JanitorR
       report.failed.push({ kind, id, error: (err as Error).message });
     }
   }
-  log.info('janitor finished', { deleted: report.deleted.length, failed: report.failed.length });
+  log.info('janitor finished', { deleted: report.deleted.length, kept: kept.length, failed: report.failed.length });
   return report;
 }

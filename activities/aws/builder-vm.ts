@@ -8,6 +8,7 @@ import {
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
   DescribeVolumesCommand,
+  GetConsoleOutputCommand,
   RunInstancesCommand,
   StartInstancesCommand,
   TerminateInstancesCommand,
@@ -21,6 +22,7 @@ import { resourceName, TAGS } from '../types';
 import { activitySignal, waitFor } from './activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
+import { consoleHostKey } from './console-host-keys';
 import { DEFAULT_DATA_VOLUME_GIB, ensureDataVolume, type DataVolumeEc2 } from './data-volume';
 import { awsErrorCode, classifyAwsError, isNotFound } from './errors';
 import { fromTags, tagFilters, toTags, type TagMap } from './tags';
@@ -39,6 +41,7 @@ export type BuilderEc2 = DataVolumeEc2 &
     | DescribeSubnetsCommand
     | DescribeSecurityGroupsCommand
     | DescribeKeyPairsCommand
+    | GetConsoleOutputCommand
   >;
 
 export interface AwsBuilderDeps extends AwsClientDeps {
@@ -162,7 +165,8 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
         address,
         port: mapped?.port ?? b.ssh.port,
         user: b.ssh.user,
-        hostKey: mapped?.hostKey ?? b.ssh.hostKey,
+        // Without one here, the activity pins the first key the builder presents (activities/builder/host-key.ts).
+        hostKey: mapped?.hostKey ?? b.ssh.hostKey ?? (await consoleHostKey(ec2, id)),
         resources,
       };
     } catch (err) {

@@ -1,7 +1,11 @@
-// Host keys for builders that no cloud API vouches for (static hosts, command-provided hosts): a configured key is
-// enforced; otherwise the key presented at first contact is recorded in BuilderHost and enforced from then on (TOFU).
+// Host keys for builders that no cloud API vouches for (static and command-provided hosts, cloud VMs whose console
+// shows no key): a configured key is enforced; otherwise the key presented at first contact is recorded in
+// BuilderHost and enforced from then on (TOFU).
 import { Context } from '@temporalio/activity';
-import { SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
+import { ApplicationFailure } from '@temporalio/common';
+import { currentProgress, sleep } from '../progress';
+import { hostKeyMismatch, SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
+import type { BuilderHost } from '../types';
 
 /** Connects once; returns the key the host presented (equal to endpoint.hostKey when that was set). */
 export async function learnHostKey(
@@ -27,3 +31,48 @@ export function activityContext(): Context | undefined {
 }
 
 export const shortKey = (key: string) => `${key.slice(0, 30)}…`;
+
+/** Heartbeat details an acquire leaves once it has seen the builder's key, so that its retry enforces that key. */
+export interface PinnedHostKey {
+  pinnedHostKey: { id: string; address: string; port: number; hostKey: string };
+}
+
+/**
+ * For builders that come back from acquire without a host key (a cloud whose console showed none yet, a cloud
+ * without console output): waits until SSH answers, pins the key presented first, and returns the host with it. The
+ * workflow keeps that host, so every later step enforces the key; a retried acquire enforces the key its previous
+ * attempt saw (from the heartbeat) as long as it reaches the same VM.
+ */
+export async function pinFirstHostKey(
+  host: BuilderHost,
+  creds: SshCredentials,
+  opts: { previous?: unknown; timeoutMs?: number; intervalMs?: number } = {},
+): Promise<BuilderHost> {
+  const earlier = (opts.previous as Partial<PinnedHostKey> | undefined)?.pinnedHostKey;
+  const pinned = earlier && earlier.id === host.id && earlier.address === host.address && earlier.port === host.port ? earlier.hostKey : undefined;
+  const endpoint = { address: host.address, port: host.port, user: host.user, hostKey: pinned };
+  if (host.hostKey) {
+    // The console may show the keys only by the retry: it must vouch for the key the first attempt saw.
+    const typeOf = (key: string) => key.split(' ')[0];
+    if (pinned && typeOf(pinned) === typeOf(host.hostKey) && pinned.split(' ')[1] !== host.hostKey.split(' ')[1])
+      throw hostKeyMismatch(endpoint, host.hostKey);
+    return host;
+  }
+  const progress = currentProgress();
+  const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const hostKey = await learnHostKey(endpoint, creds, progress.signal);
+      progress.heartbeat({ pinnedHostKey: { id: host.id, address: host.address, port: host.port, hostKey } } satisfies PinnedHostKey);
+      progress.log(`builder ${host.id} at ${host.address}:${host.port}: host key ${shortKey(hostKey)} pinned for this release`);
+      return { ...host, hostKey };
+    } catch (err) {
+      if (err instanceof ApplicationFailure || progress.signal?.aborted) throw err;
+      if (Date.now() > deadline)
+        throw new Error(`builder ${host.id} at ${host.address}:${host.port}: no SSH after ${attempt} tries to learn its host key: ${(err as Error).message}`);
+      // Keeps the earlier attempt's record, so that a third attempt still knows it.
+      progress.heartbeat({ step: 'host-key', attempt, ...(pinned ? { pinnedHostKey: earlier } : {}) });
+      await sleep(Math.min(1000 * attempt, opts.intervalMs ?? 5000), progress.signal);
+    }
+  }
+}

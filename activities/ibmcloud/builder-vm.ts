@@ -3,6 +3,7 @@
 // the janitor recognises what we own; a floating IP, when configured, carries the same name.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
+import { NAME_PREFIX, ownerOfName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
 import { currentProgress, pollUntil, type Progress } from '../progress';
@@ -10,7 +11,6 @@ import type { VpcClient, VpcFloatingIp, VpcInstance } from './vpc-client';
 
 export type IbmCloudBuilder = Extract<Builder, { provider: 'ibmcloud' }>;
 
-const OWNED_PREFIX = 'bootc-release-';
 const WAITABLE = new Set(['pending', 'starting', 'restarting', 'running']);
 
 export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderProvider<IbmCloudBuilder> {
@@ -93,9 +93,9 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
       const vpc = d.vpc(builder, field());
       const owned: OwnedResource[] = [];
       for (const i of await vpc.listInstances())
-        if (i.name.startsWith(OWNED_PREFIX)) owned.push({ kind: 'instance', id: i.id, region: vpc.region, createdAt: i.created_at, ...parseName(i.name) });
+        if (i.name.startsWith(NAME_PREFIX)) owned.push({ kind: 'instance', id: i.id, region: vpc.region, createdAt: i.created_at, ...ownerOfName(i.name) });
       for (const f of await vpc.listFloatingIps())
-        if (f.name.startsWith(OWNED_PREFIX)) owned.push({ kind: 'floating-ip', id: f.id, region: vpc.region, createdAt: f.created_at, ...parseName(f.name) });
+        if (f.name.startsWith(NAME_PREFIX)) owned.push({ kind: 'floating-ip', id: f.id, region: vpc.region, createdAt: f.created_at, ...ownerOfName(f.name) });
       return owned;
     },
 
@@ -198,11 +198,4 @@ async function ensureFloatingIp(
   });
   if (ready.status !== 'available') throw new Error(`ibmcloud: floating IP ${name} (${id}) became ${ready.status}`);
   return ready;
-}
-
-/** `bootc-release-<releaseId>-<arch>-builder`, as resourceName() wrote it (lower case, `_` → `-`). */
-function parseName(name: string): { releaseId: string; arch?: string } {
-  const m = /^bootc-release-(.+)-(x86-64|aarch64|ppc64le|s390x)-builder$/.exec(name);
-  if (!m) return { releaseId: name.slice(OWNED_PREFIX.length) };
-  return { releaseId: m[1], arch: m[2] === 'x86-64' ? 'x86_64' : m[2] };
 }

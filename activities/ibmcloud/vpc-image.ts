@@ -5,17 +5,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { pollUntil, type Progress } from '../progress';
 import type { VpcClient, VpcImage } from './vpc-client';
 
-/** VPC names are lower-case letters, digits and hyphens, start with a letter, ≤ 63: `copr-s390x-20250101_120000` → `copr-s390x-20250101-120000`. */
-export function vpcImageName(imageName: string): string {
-  const name = imageName
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/^[^a-z]+/, '')
-    .slice(0, 63)
-    .replace(/-+$/, '');
-  if (!name) throw ApplicationFailure.nonRetryable(`ibmcloud: cannot make a VPC image name from "${imageName}"`, 'ConfigError');
-  return name;
-}
+// Its name comes from vpcImageName (activities/naming.ts): unique per (definition, arch, release) however long.
+export { vpcImageName } from '../naming';
 
 export interface ImageSpec {
   name: string;

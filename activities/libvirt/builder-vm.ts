@@ -5,9 +5,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
+import { NAME_PREFIX, ownerOfName, parseResourceName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
-import { domainXml } from './domain-xml';
+import { domainXml, releaseInMetadata } from './domain-xml';
 import { openHypervisor } from './hypervisor';
+import type { KnownHosts } from '../ssh/known-hosts';
 import { currentProgress, sleep } from '../progress';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
@@ -17,6 +19,8 @@ export type LibvirtBuilder = Extract<Builder, { provider: 'libvirt' }>;
 export interface LibvirtBuilderDeps {
   /** Opens virsh on the hypervisor; default: SSH to builder.host with builder.hypervisorSsh. Tests record here. */
   connect?: (builder: LibvirtBuilder, signal?: AbortSignal) => Promise<HypervisorRunner>;
+  /** The worker's known_hosts file: hypervisors without a configured hostKey are pinned on first use. */
+  knownHosts?: KnownHosts;
   /** `kvm` (default) on a hypervisor; `qemu` where /dev/kvm is missing. */
   domainType?: 'kvm' | 'qemu';
   /** How long the VM may take to get an address from the network's DHCP, and to answer SSH. */
@@ -25,19 +29,19 @@ export interface LibvirtBuilderDeps {
   pollIntervalMs?: number;
 }
 
-export const OWNED_PREFIX = 'bootc-release-';
-const ARCH_SLUG: Record<Arch, string> = { x86_64: 'x86-64', aarch64: 'aarch64', ppc64le: 'ppc64le', s390x: 's390x' };
 const volumeOf = (name: string) => `${name}.qcow2`;
 
-/** The release id and arch back from a builder name (names are cut at 63 characters: best effort). */
-export function parseOwnedName(name: string): { releaseId: string; arch?: string } | undefined {
-  if (!name.startsWith(OWNED_PREFIX)) return undefined;
-  const base = name.replace(/\.qcow2$/, '').slice(OWNED_PREFIX.length);
-  for (const [arch, slug] of Object.entries(ARCH_SLUG)) {
-    const suffix = `-${slug}-builder`;
-    if (base.endsWith(suffix)) return { releaseId: base.slice(0, -suffix.length), arch };
-  }
-  return { releaseId: base };
+/**
+ * The owner of a domain: from its name when that holds the whole release id; for a hashed name, from the release id
+ * acquire wrote into its <metadata>, if that id names back to exactly this name (else the janitor matches the name).
+ */
+async function domainOwner(r: HypervisorRunner, name: string): Promise<ReturnType<typeof ownerOfName>> {
+  const owner = ownerOfName(name);
+  const parsed = parseResourceName(name, 'builder');
+  if (!('name' in owner) || !parsed) return owner;
+  const xml = await r.virsh(['dumpxml', name], { allowFailure: true });
+  const releaseId = releaseInMetadata(xml.stdout);
+  return releaseId !== undefined && resourceName(releaseId, parsed.arch, 'builder') === name ? { releaseId, arch: parsed.arch } : owner;
 }
 
 /** First IPv4 address in `virsh domifaddr` output. */
@@ -48,7 +52,8 @@ export function parseDomIfAddr(stdout: string): string | undefined {
 export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): BuilderProvider<LibvirtBuilder> {
   const connect =
     deps.connect ??
-    ((builder: LibvirtBuilder, signal?: AbortSignal) => openHypervisor(builder.host, builder.hypervisorSsh, builder.uri, 'builder.hypervisorSsh', signal));
+    ((builder: LibvirtBuilder, signal?: AbortSignal) =>
+      openHypervisor(builder.host, builder.hypervisorSsh, builder.uri, 'builder.hypervisorSsh', signal, deps.knownHosts));
   const interval = deps.pollIntervalMs ?? 5_000;
 
   async function withHypervisor<T>(builder: LibvirtBuilder, fn: (r: HypervisorRunner) => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -189,12 +194,14 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
       return await withHypervisor(builder, async (r) => {
         const domains = (await r.virsh(['list', '--all', '--name'])).stdout.split('\n').map((l) => l.trim());
         const volumes = parseVolList((await r.virsh(['vol-list', '--pool', builder.pool])).stdout);
-        const owned: OwnedResource[] = [];
-        for (const [kind, names] of [['libvirt-domain', domains], ['libvirt-volume', volumes]] as const)
-          for (const id of names) {
-            const parsed = parseOwnedName(id);
-            if (parsed) owned.push({ kind, id: kind === 'libvirt-volume' ? `${builder.pool}/${id}` : id, ...parsed });
-          }
+        const owners = new Map<string, ReturnType<typeof ownerOfName>>();
+        for (const name of domains.filter((d) => d.startsWith(NAME_PREFIX))) owners.set(name, await domainOwner(r, name));
+        const owned: OwnedResource[] = [...owners].map(([id, owner]) => ({ kind: 'libvirt-domain', id, ...owner }));
+        // A disk belongs to the domain of its name; a disk whose domain is gone has only its name.
+        for (const vol of volumes.filter((v) => v.startsWith(NAME_PREFIX))) {
+          const name = vol.replace(/\.qcow2$/, '');
+          owned.push({ kind: 'libvirt-volume', id: `${builder.pool}/${vol}`, ...(owners.get(name) ?? ownerOfName(name)) });
+        }
         return owned;
       });
     },

@@ -22,6 +22,15 @@ const MACHINE: Record<Arch, { machine: string; efi: boolean; x86: boolean; seria
   s390x: { machine: 's390-ccw-virtio', efi: false, x86: false, serial: false },
 };
 
+const RELEASE_NS = 'https://github.com/bootc-release/1';
+
+/** The release id domainXml() wrote into <metadata>, as `virsh dumpxml` shows it (libvirt may rename the prefix). */
+export function releaseInMetadata(xml: string): string | undefined {
+  const m = new RegExp(`<(\\w+:)?release xmlns(?::\\w+)?=['"]${RELEASE_NS.replace(/[./]/g, '\\$&')}['"]>([^<]*)</`).exec(xml);
+  if (!m) return undefined;
+  return m[2].replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&apos;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&');
+}
+
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/'/g, '&apos;').replace(/"/g, '&quot;');
 
 export function domainXml(spec: DomainSpec): string {
@@ -30,7 +39,7 @@ export function domainXml(spec: DomainSpec): string {
   return [
     `<domain type='${type}'>`,
     `  <name>${esc(spec.name)}</name>`,
-    `  <metadata><bootc:release xmlns:bootc='https://github.com/bootc-release/1'>${esc(spec.releaseId)}</bootc:release></metadata>`,
+    `  <metadata><bootc:release xmlns:bootc='${RELEASE_NS}'>${esc(spec.releaseId)}</bootc:release></metadata>`,
     `  <memory unit='MiB'>${spec.memoryMiB}</memory>`,
     `  <vcpu>${spec.vcpus}</vcpu>`,
     `  <os${m.efi ? " firmware='efi'" : ''}>`,

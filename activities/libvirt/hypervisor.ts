@@ -2,6 +2,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
+import type { KnownHosts } from '../ssh/known-hosts';
 import { sshHypervisor, type HypervisorRunner } from './virsh';
 
 export type HypervisorSsh = Extract<Target, { kind: 'libvirt' }>['ssh'];
@@ -12,14 +13,31 @@ export const durationMs = (d: string) => {
   return m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : 20_000;
 };
 
-/** `field` is the config path of the ssh block, e.g. `targets.hypervisors.ssh`. */
-export async function openHypervisor(host: string, ssh: HypervisorSsh, uri: string, field: string, signal?: AbortSignal): Promise<HypervisorRunner> {
+/**
+ * `field` is the config path of the ssh block, e.g. `targets.hypervisors.ssh`. With `knownHosts` (the worker's file),
+ * a hypervisor without a configured `hostKey` must present the key it presented the first time.
+ */
+export async function openHypervisor(
+  host: string,
+  ssh: HypervisorSsh,
+  uri: string,
+  field: string,
+  signal?: AbortSignal,
+  knownHosts?: KnownHosts,
+): Promise<HypervisorRunner> {
   try {
+    const configured = { address: host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey, hostKeyHint: `The key is pinned by ${field}.hostKey.` };
+    const endpoint = knownHosts ? await knownHosts.pin(configured) : configured;
     const session = await SshSession.connect(
-      { address: host, port: ssh.port, user: ssh.user, hostKey: ssh.hostKey },
+      endpoint,
       { privateKeyPath: ssh.privateKeyPath, privateKeyEnv: ssh.privateKeyEnv },
       { signal, readyTimeoutMs: durationMs(ssh.connectTimeout) },
     );
+    if (knownHosts && !endpoint.hostKey)
+      await knownHosts.record(endpoint, session.hostKey).catch((err: unknown) => {
+        session.close();
+        throw err;
+      });
     return sshHypervisor(session, host, uri);
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;

@@ -6,6 +6,7 @@ import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
 import { prepareImage } from './convert';
 import { openHypervisor } from './hypervisor';
+import type { KnownHosts } from '../ssh/known-hosts';
 import { cachedScanExtents, type ExtentMap, type ScanOptions } from './extents';
 import { currentProgress } from '../progress';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
@@ -18,10 +19,12 @@ export interface LibvirtTargetDeps {
   connect?: (host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal) => Promise<HypervisorRunner>;
   qemuImg?: string;
   scan?: Omit<ScanOptions, 'signal'>;
+  /** The worker's known_hosts file: hypervisors without a configured hostKey are pinned on first use. */
+  knownHosts?: KnownHosts;
 }
 
-export const connectHypervisor = (host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal) =>
-  openHypervisor(host, target.ssh, target.uri, `targets.${targetName}.ssh`, signal);
+export const connectHypervisor = (host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal, knownHosts?: KnownHosts) =>
+  openHypervisor(host, target.ssh, target.uri, `targets.${targetName}.ssh`, signal, knownHosts);
 
 /** `<host>:<pool>/<name>`; hosts may be IPv6 addresses, pools and names never hold ':' or '/'. */
 export function parseImageId(imageId: string): { host: string; pool: string; name: string } {
@@ -32,7 +35,8 @@ export function parseImageId(imageId: string): { host: string; pool: string; nam
 }
 
 export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTargetDriver<LibvirtTarget> {
-  const connect = deps.connect ?? connectHypervisor;
+  const connect =
+    deps.connect ?? ((host: string, target: LibvirtTarget, targetName: string, signal?: AbortSignal) => connectHypervisor(host, target, targetName, signal, deps.knownHosts));
 
   async function withHost<T>(host: string, target: LibvirtTarget, targetName: string, fn: (r: HypervisorRunner) => Promise<T>, signal?: AbortSignal): Promise<T> {
     const runner = await connect(host, target, targetName, signal);

@@ -10,6 +10,8 @@ export interface SshEndpoint {
   user: string;
   /** "ssh-ed25519 AAAA..." — when set, any other key is refused. */
   hostKey?: string;
+  /** Where the pinned key came from and what to do if the change is legitimate, for the error a changed key raises. */
+  hostKeyHint?: string;
 }
 
 export interface SshCredentials {
@@ -174,6 +176,8 @@ export class SshSession {
         opts.signal?.removeEventListener('abort', onAbort);
         if (presented && endpoint.hostKey && !sameKey(presented, endpoint.hostKey)) {
           reject(hostKeyMismatch(endpoint, presented));
+        } else if (endpoint.hostKey && /no matching host key format/.test(err.message)) {
+          reject(hostKeyMismatch(endpoint, 'a key of another type'));
         } else reject(err);
       });
       client.connect({
@@ -184,7 +188,10 @@ export class SshSession {
         readyTimeout: opts.readyTimeoutMs ?? 20_000,
         keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
         keepaliveCountMax: 3,
-        algorithms: opts.algorithms,
+        // Only the pinned key's type may be offered: a host with several keys would otherwise present another one.
+        algorithms: endpoint.hostKey && !opts.algorithms?.serverHostKey
+          ? { ...opts.algorithms, serverHostKey: hostKeyAlgorithms(endpoint.hostKey) as never }
+          : opts.algorithms,
         hostVerifier: (key: Buffer) => {
           presented = formatHostKey(key);
           return !endpoint.hostKey || sameKey(presented, endpoint.hostKey);
@@ -277,10 +284,23 @@ function sameKey(a: string, b: string): boolean {
   return blob(a) === blob(b);
 }
 
-function hostKeyMismatch(endpoint: SshEndpoint, presented: string): ApplicationFailure {
+/** The key's base64 tail is what differs between keys of one type; its head is the same for every ed25519 key. */
+const keyTail = (key: string) => {
+  const [type, blob] = key.trim().split(/\s+/);
+  return blob && /^[A-Za-z0-9+/]+=*$/.test(blob) ? `${type} …${blob.slice(-16)}` : key;
+};
+
+/** Host key algorithms that present a key of this type (an RSA key signs with rsa-sha2-*). */
+export function hostKeyAlgorithms(key: string): string[] {
+  const type = key.trim().split(/\s+/)[0];
+  return type === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [type];
+}
+
+export function hostKeyMismatch(endpoint: SshEndpoint, presented: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
-    `${endpoint.address}:${endpoint.port}: host key changed: expected ${endpoint.hostKey?.slice(0, 40)}…, ` +
-      `got ${presented.slice(0, 40)}…; if the builder was legitimately rebuilt, start a new release`,
+    `${endpoint.address}:${endpoint.port}: SSH host key changed: pinned ${keyTail(endpoint.hostKey ?? '')}, presented ${keyTail(presented)}; ` +
+      `refusing to connect (a changed key may mean someone is in between). ` +
+      (endpoint.hostKeyHint ?? 'If the builder was legitimately replaced, start a new release.'),
     'HostKeyMismatch',
   );
 }

@@ -149,7 +149,7 @@ export function createStaticProvider(): BuilderProvider<StaticBuilder> {
 
     async deleteOwned(builder, resource) {
       const e = endpointsOf(builder).find((x) => `${x.address}:${x.port}` === resource.id);
-      if (!e || !resource.arch) return;
+      if (!e || !resource.arch || !resource.releaseId) return;
       const hostKey = await learnHostKey(e, credentialsOf(builder));
       await this.release(
         builder,

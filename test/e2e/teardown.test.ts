@@ -144,6 +144,30 @@ function definition(name: string, knobs: StandinKnobs): ReleaseDefinitionInput {
 
 const awsResources = (releaseId: string) => releaseAwsResources(ec2, releaseId);
 
+/** A TCP relay to `to` that accepts one connection and then stops listening (later connections are refused). */
+async function answersOnce(to: { address: string; port: number }) {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    server.close();
+    const upstream = net.connect(to.port, to.address);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => client.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  const port = await freePort('127.0.0.1');
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    address: '127.0.0.1',
+    port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 /**
  * moto's instances are running at once. This proxy in front of it reports running instances as `pending`, as a
  * booting EC2 instance is, so the release stays in `provisioning` with its instance launched.
@@ -215,8 +239,10 @@ beforeAll(async () => {
     )
   ).ImageId!;
   const host = rig.sshHosts[1]!;
-  // Nothing listens there: the preparing-volume release's instance never answers SSH, as one still booting.
-  const unreachable = { address: '127.0.0.1', port: await freePort('127.0.0.1') };
+  // The preparing-volume release's instance answers SSH once, at acquire, where its host key is pinned; then
+  // nothing listens there any more, so the data volume's preparation keeps retrying.
+  const unreachable = await answersOnce(host);
+  closers.push(() => unreachable.close());
   // The fetching release reaches its builder over a 16 MiB/s link, so that fetching lasts a few seconds.
   const slow = await tcpRelay(host, { bytesPerSecond: 16 << 20 });
   closers.push(() => slow.close());

@@ -35,7 +35,7 @@ beforeAll(async () => {
   execFileSync('git', ['init', '-q', '-b', 'main', repo]);
   commit('image/Containerfile', `FROM ${baseImage}\nCOPY motd /etc/motd\n`, 'image');
   commit('image/motd', 'first\n', 'motd');
-  commit('docs/README.md', 'the builder image\n', 'docs');
+  commit('notes/README.md', 'the builder image\n', 'docs');
   const def = {
     ...rigDefinition(rig, {
       name: 'triggered',
@@ -98,7 +98,7 @@ describe('the source-change trigger', () => {
 
     // Nothing changed, or only a file outside the build context: nothing starts.
     expect((await check()).started).toBeUndefined();
-    commit('docs/README.md', 'the builder image, documented\n', 'docs only');
+    commit('notes/README.md', 'the builder image, documented\n', 'docs only');
     const docsOnly = await check();
     expect(docsOnly.started).toBeUndefined();
     expect(docsOnly).toMatchObject({ sourceDigest: first.sourceDigest, reason: expect.stringMatching(/unchanged/) });

@@ -95,13 +95,19 @@ describe('formatters', () => {
 
   it('list, janitor report and validate follow the same style', () => {
     const rows = [{ releaseId: 'r1', name: 'copr', stage: 'activated', status: 'COMPLETED', startedAt: '2026-11-29T12:00:00Z' }];
-    const report = { dryRun: true, deleted: [{ kind: 'instance', id: 'i-1', releaseId: 'r0', reason: 'release r0 is closed' }], failed: [] };
+    const report = {
+      dryRun: true,
+      deleted: [{ kind: 'instance', id: 'i-1', releaseId: 'r0', reason: 'release r0 is closed' }],
+      failed: [],
+      kept: [{ kind: 'domain', id: 'bootc-release-x-1a2b3c4d', reason: 'no release id could be attributed' }],
+    };
     for (const text of [listTable(rows, PLAIN), janitorText(report, PLAIN), validText('a.yaml', 'copr', ['x86_64'], PLAIN)]) {
       expect(text).not.toMatch(BOX);
       expect(text).not.toMatch(ANSI);
     }
     expect(listTable(rows, PLAIN).split('\n')[1]).toMatch(/^r1\s+copr\s+activated\s+COMPLETED\s+2026-11-29T12:00:00Z$/);
-    expect(janitorText(report, PLAIN)).toMatch(/^would delete 1, failed 0\n/);
+    expect(janitorText(report, PLAIN)).toMatch(/^would delete 1, failed 0, kept 1\n/);
+    expect(janitorText(report, PLAIN)).toMatch(/domain\s+bootc-release-x-1a2b3c4d\s+-?\s*KEPT\s+no release id/);
     expect(listTable(rows, TTY)).toContain('\x1b[32mactivated\x1b[39m');
     expect(validText('a.yaml', 'copr', ['x86_64'], TTY)).toContain('\x1b[32mvalid\x1b[39m');
   });
