@@ -15,6 +15,10 @@ const program = new Command('bootc-release')
   .showHelpAfterError();
 
 const json = () => new Option('--json', 'print JSON');
+const keyOption = () =>
+  new Option('--key <file>', 'sign with this SSH key (private key, or public key held by ssh-agent); listed in approval.keys').env(
+    'BOOTC_RELEASE_APPROVAL_KEY',
+  );
 const out = (value: unknown, asJson: boolean, text: () => string) =>
   process.stdout.write(`${asJson ? JSON.stringify(value, null, 2) : text()}\n`);
 
@@ -105,9 +109,10 @@ release
   .requiredOption('--by <name>', 'who approves (must be in approval.approvers)')
   .option('--image <id...>', 'image ids to use; the others are ignored')
   .option('--comment <text>')
+  .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; json?: boolean }) => {
-    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment });
+  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment }, { key: o.key });
     out(s, !!o.json, () => statusText(s));
     if (s.stage !== 'activated') process.exitCode = 1;
   });
@@ -118,9 +123,10 @@ release
   .argument('<releaseId>')
   .requiredOption('--by <name>')
   .option('--reason <text>')
+  .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; reason?: string; json?: boolean }) => {
-    const s = await (await releases()).reject(id, { by: o.by, reason: o.reason });
+  .action(async (id: string, o: { by: string; reason?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).reject(id, { by: o.by, reason: o.reason }, { key: o.key });
     out(s, !!o.json, () => statusText(s));
   });
 
