@@ -25,6 +25,8 @@ export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepar
 export interface ActivityDeps {
   /** Where release definitions named from the Temporal UI are found. */
   definitionsDir: string;
+  /** Whether a definition sent whole in the start input may run when the definitions directory has no equal one. */
+  allowInlineDefinitions?: boolean;
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
@@ -53,7 +55,7 @@ export function createActivities(deps: ActivityDeps) {
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
 
   return {
-    resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps.definitionsDir, input),
+    resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps, input),
     preflight: ({ plan }: { plan: ReleasePlan }) => preflight(deps, plan),
 
     acquireBuilder: (i: ArchStep) =>

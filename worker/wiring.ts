@@ -42,7 +42,8 @@ export interface WiringOverrides {
 }
 
 export function createActivityDeps(
-  settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'>,
+  settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
+    Partial<Pick<WorkerSettings, 'allowInlineDefinitions'>>,
   /** Asks Temporal whether a release is still running (the janitor never deletes an open release's builder). */
   releaseState: ActivityDeps['releaseState'],
   overrides: WiringOverrides = {},
@@ -56,6 +57,7 @@ export function createActivityDeps(
   });
   return {
     definitionsDir: settings.definitionsDir,
+    allowInlineDefinitions: settings.allowInlineDefinitions ?? false,
     providers: {
       static: createStaticProvider(),
       command: createCommandProvider({ stateDir: settings.stateDir }),
