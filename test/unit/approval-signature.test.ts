@@ -2,12 +2,14 @@
 // SSHSIG check on signatures made by the real ssh-keygen, the schema of approval keys, and the worker setting.
 import { execFileSync } from 'node:child_process';
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { signDecision } from '../../client/approval-signing';
 import { differingPaths } from '../../activities/plan/known-definition';
+import { planFromDefinition, resolvePlan } from '../../activities/plan/resolve-plan';
 import { ReleaseDefinition } from '../../config/schema';
 import { workerSettings } from '../../worker/settings';
 import { approvalText, publicKeyBlob, signatureProblem } from '../../workflows/approval-signature';
@@ -103,5 +105,24 @@ describe('the worker setting for inline definitions', () => {
   it('compares definitions by value, not by key order', () => {
     expect(differingPaths({ a: 1, b: { c: [1, 2] } }, { b: { c: [1, 2] }, a: 1, d: undefined })).toEqual([]);
     expect(differingPaths({ a: 1, b: { c: [1, 2] } }, { a: 1, b: { c: [1, 3] }, e: 'x' })).toEqual(['b.c.1', 'e']);
+  });
+
+  it('knows the demo\'s definition when npm run demo sends it whole, and refuses it changed', async () => {
+    const examples = path.resolve(__dirname, '../../examples');
+    const demo = parseYaml(readFileSync(path.join(examples, 'demo.yaml'), 'utf8'));
+    const startedAt = new Date();
+    const plan = planFromDefinition(demo, { releaseId: 'demo-1', startedAt, reason: 'npm run demo' });
+    const input = { input: { plan }, releaseId: 'demo-1', startedAt: startedAt.toISOString() };
+    expect((await resolvePlan({ definitionsDir: examples }, input)).definition.name).toBe('demo');
+    const changed = { ...plan, definition: { ...plan.definition, approval: { ...plan.definition.approval, approvers: ['mallory'] } } };
+    await expect(resolvePlan({ definitionsDir: examples }, { ...input, input: { plan: changed } })).rejects.toMatchObject({
+      type: 'ConfigError',
+      nonRetryable: true,
+      message: expect.stringMatching(/release definition "demo" was sent whole .* its "demo" differs at approval\.approvers\.0/),
+    });
+    const unknownDir = mkdtempSync(path.join(dir, 'definitions-'));
+    writeFileSync(path.join(unknownDir, 'other.yaml'), 'name: other\n');
+    await expect(resolvePlan({ definitionsDir: unknownDir }, input)).rejects.toThrow(/it has none named "demo"/);
+    expect((await resolvePlan({ definitionsDir: unknownDir, allowInlineDefinitions: true }, input)).definition.name).toBe('demo');
   });
 });
