@@ -4,6 +4,7 @@ import {
   Connection,
   ScheduleAlreadyRunning,
   ScheduleOverlapPolicy,
+  ServiceError,
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
@@ -179,6 +180,8 @@ export class ReleaseClient {
       return await send();
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new InputError(`${releaseId}: ${err.cause?.message ?? err.message}`);
+      // The server's reason (e.g. "Workflow Task in failed state") is in the cause; "Workflow Update failed" alone says nothing.
+      if (err instanceof ServiceError && err.cause) throw new Error(`${releaseId}: ${err.message}: ${err.cause.message}`, { cause: err });
       throw err;
     }
   }

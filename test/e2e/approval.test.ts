@@ -1,7 +1,8 @@
 // Trust boundaries of a release on the real Temporal server: a worker runs only definitions it knows unless it
 // allows inline ones; a decision counts only when signed by a key the definition lists for that approver (or when
 // the definition allows unsigned ones); a decision is taken once, at a moment, and fixes what "all" means.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -151,8 +152,14 @@ describe('who decides', () => {
     expect(notApprover).not.toMatch(/copr-admin|release-manager/);
     expect((await handle.query(statusQuery)).stage).toBe('awaiting-approval');
 
-    // The real one, through the CLI's client: signed with copr-admin's key.
-    const done = await inline.releases.approve(id, { by: 'copr-admin', images: [first!] }, { key: admin.privateKey });
+    // The real one, through the CLI: signed with copr-admin's key (named by the CLI's environment variable).
+    // (Run asynchronously: this process hosts the worker that must answer the CLI's update meanwhile.)
+    const cli = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', path.join(__dirname, '../../client/cli.ts'), 'release', 'approve', id, '--by', 'copr-admin', '--image', first!, '--json'],
+      { env: { ...process.env, TEMPORAL_ADDRESS: rig.temporalAddress, BOOTC_RELEASE_APPROVAL_KEY: admin.privateKey } },
+    );
+    const done = JSON.parse(cli.stdout) as ReleaseStatus;
     expect(done.stage).toBe('activated');
     expect(done.approval).toMatchObject({ decision: 'approved', by: 'copr-admin', images: [first], signed: true });
   });
