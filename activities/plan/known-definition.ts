@@ -12,9 +12,10 @@ export async function requireKnownDefinition(definitionsDir: string, sent: Relea
   try {
     known = await findDefinition(definitionsDir, sent.name);
   } catch (err) {
-    // findDefinition names 'definition' as the source when no file declares that name; other errors are the
-    // worker's own (an unreadable directory, a broken file) and are reported as they are.
-    if (err instanceof ConfigError && err.source === 'definition') throw refused(sent.name, `it has none named "${sent.name}"`);
+    // Only "no file declares that name" means the definition is unknown; other errors are the worker's own (an
+    // unreadable directory, a broken file, a name declared twice) and are reported as they are.
+    if (err instanceof ConfigError && err.problems[0]?.startsWith('unknown release definition'))
+      throw refused(sent.name, `it has none named "${sent.name}"`);
     throw err;
   }
   const differences = differingPaths(known, sent);
