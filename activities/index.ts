@@ -29,6 +29,8 @@ export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepar
 export interface ActivityDeps {
   /** Where release definitions named from the Temporal UI are found. */
   definitionsDir: string;
+  /** Whether a definition sent whole in the start input may run when the definitions directory has no equal one. */
+  allowInlineDefinitions?: boolean;
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
@@ -60,7 +62,7 @@ export function createActivities(deps: ActivityDeps) {
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
 
   return {
-    resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps.definitionsDir, input),
+    resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps, input),
     preflight: ({ plan }: { plan: ReleasePlan }) => preflight(deps, plan),
 
     /** The host comes back with its SSH host key pinned: from the cloud (config, console) or the first one seen. */

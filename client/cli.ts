@@ -23,6 +23,10 @@ const program = new Command('bootc-release')
   .showHelpAfterError(!jsonRequested);
 
 const json = () => new Option('--json', 'print JSON (errors too, on stderr)');
+const keyOption = () =>
+  new Option('--key <file>', 'sign with this SSH key (private key, or public key held by ssh-agent); listed in approval.keys').env(
+    'BOOTC_RELEASE_APPROVAL_KEY',
+  );
 
 async function releases(): Promise<ReleaseClient> {
   const s = temporalSettings();
@@ -123,9 +127,10 @@ release
   .requiredOption('--by <name>', 'who approves (must be in approval.approvers)')
   .option('--image <id...>', 'image ids to use; the others are ignored')
   .option('--comment <text>')
+  .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; json?: boolean }) => {
-    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment });
+  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment }, { key: o.key });
     printer(!!o.json).result(s, (style) => statusText(s, style));
     if (s.stage !== 'activated') process.exitCode = 1;
   });
@@ -136,9 +141,10 @@ release
   .argument('<releaseId>')
   .requiredOption('--by <name>')
   .option('--reason <text>')
+  .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; reason?: string; json?: boolean }) => {
-    const s = await (await releases()).reject(id, { by: o.by, reason: o.reason });
+  .action(async (id: string, o: { by: string; reason?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).reject(id, { by: o.by, reason: o.reason }, { key: o.key });
     printer(!!o.json).result(s, (style) => statusText(s, style));
   });
 

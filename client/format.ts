@@ -49,10 +49,13 @@ export function statusText(s: ReleaseStatus, style: OutputStyle = TABLE): string
   if (s.stage === 'awaiting-approval')
     lines.push(
       `Awaiting approval by one of: ${s.approvers?.join(', ')} (until ${s.approvalDeadline}).`,
-      `  bootc-release release approve ${s.releaseId} --by NAME [--image IMAGE_ID ...]`,
-      `  bootc-release release reject ${s.releaseId} --by NAME --reason TEXT`,
+      `  bootc-release release approve ${s.releaseId} --by NAME --key SSH_KEY [--image IMAGE_ID ...]`,
+      `  bootc-release release reject ${s.releaseId} --by NAME --key SSH_KEY --reason TEXT`,
     );
-  if (s.approval) lines.push(`Decision: ${s.approval.decision}${s.approval.by ? ` by ${s.approval.by}` : ''} at ${s.approval.at}${s.approval.reason ? `: ${s.approval.reason}` : ''}`);
+  if (s.approval)
+    lines.push(
+      `Decision: ${s.approval.decision}${s.approval.by ? ` by ${s.approval.by}${s.approval.signed ? ' (signed)' : s.approval.decision === 'timed-out' ? '' : ' (unsigned)'}` : ''} at ${s.approval.at}${s.approval.reason ? `: ${s.approval.reason}` : ''}`,
+    );
   if (s.activation) lines.push(`Activated on channel ${s.activation.channel}: ${s.activation.writtenTo.join(', ') || '(no activation targets)'}`);
   if (s.error) lines.push(paint(style, 'red', `Error: ${s.error}`));
   return lines.join('\n');

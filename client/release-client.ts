@@ -4,12 +4,14 @@ import {
   Connection,
   ScheduleAlreadyRunning,
   ScheduleOverlapPolicy,
+  ServiceError,
   WorkflowUpdateFailedError,
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { JanitorInput, JanitorReport } from '../workflows/builder-janitor';
 import type { Arch, ReleasePlan } from '../config/schema';
 import { planFromDefinition } from '../activities/plan/resolve-plan';
+import { signDecision } from './approval-signing';
 import {
   approveUpdate,
   rejectUpdate,
@@ -20,7 +22,9 @@ import {
   type Rejection,
   type ReleaseStatus,
   type RetryRequest,
+  type Signed,
 } from '../workflows/messages';
+import type { SignedFields } from '../workflows/approval-signature';
 import type { TemporalSettings } from '../worker/settings';
 
 export async function connectClient(s: TemporalSettings): Promise<Client> {
@@ -121,12 +125,33 @@ export class ReleaseClient {
     return out;
   }
 
-  async approve(releaseId: string, approval: Approval): Promise<ReleaseStatus> {
-    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(approveUpdate, { args: [approval] }));
+  /**
+   * Approve the named images, or all candidates listed now. With `key` (the approver's SSH key) the approval is
+   * signed, and "all" is signed as the explicit list of today's candidates, so a later retry cannot join it.
+   */
+  async approve(releaseId: string, approval: Approval, opts: { key?: string } = {}): Promise<ReleaseStatus> {
+    let message = approval;
+    if (opts.key) {
+      const images = approval.images?.length ? approval.images : (await this.status(releaseId)).candidates.map((c) => c.imageId);
+      message = { ...approval, images, ...(await this.sign(opts.key, { releaseId, decision: 'approve', by: approval.by, images, note: approval.comment })) };
+    }
+    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(approveUpdate, { args: [message] }));
   }
 
-  async reject(releaseId: string, rejection: Rejection): Promise<ReleaseStatus> {
-    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(rejectUpdate, { args: [rejection] }));
+  async reject(releaseId: string, rejection: Rejection, opts: { key?: string } = {}): Promise<ReleaseStatus> {
+    const message = opts.key
+      ? { ...rejection, ...(await this.sign(opts.key, { releaseId, decision: 'reject', by: rejection.by, images: [], note: rejection.reason })) }
+      : rejection;
+    return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(rejectUpdate, { args: [message] }));
+  }
+
+  private async sign(key: string, fields: Omit<SignedFields, 'signedAt'>): Promise<Required<Signed>> {
+    const signedAt = new Date().toISOString();
+    try {
+      return { signedAt, signature: await signDecision(key, { ...fields, signedAt }) };
+    } catch (err) {
+      throw new InputError((err as Error).message);
+    }
   }
 
   async retry(releaseId: string, request: RetryRequest): Promise<ReleaseStatus> {
@@ -171,6 +196,8 @@ export class ReleaseClient {
       return await send();
     } catch (err) {
       if (err instanceof WorkflowUpdateFailedError) throw new InputError(`${releaseId}: ${err.cause?.message ?? err.message}`);
+      // The server's reason (e.g. "Workflow Task in failed state") is in the cause; "Workflow Update failed" alone says nothing.
+      if (err instanceof ServiceError && err.cause) throw new Error(`${releaseId}: ${err.message}: ${err.cause.message}`, { cause: err });
       throw err;
     }
   }

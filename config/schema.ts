@@ -271,13 +271,27 @@ export const Channel = z.strictObject({
   requires: name().optional(),
 });
 
-export const Approval = z.strictObject({
-  timeout: duration('90d').default('7d'),
-  approvers: unique(z.string().min(1)).min(1),
-  /** What happens to candidate images when the release is rejected or times out. */
-  onReject: z.enum(['keep', 'delete']).default('keep'),
-  channel: name().optional(),
-});
+export const Approval = z
+  .strictObject({
+    timeout: duration('90d').default('7d'),
+    approvers: unique(z.string().min(1)).min(1),
+    /** Approver → OpenSSH public keys whose `ssh-keygen -Y sign` signatures count as that approver's decision. */
+    keys: z
+      .record(
+        z.string(),
+        z.array(z.string().regex(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}( [^\n]*)?$/, 'must be an ssh-ed25519 public key line')),
+      )
+      .default({}),
+    /** Accept decisions that carry no signature (the Temporal UI's signals): anyone who reaches Temporal can send those. */
+    allowUnsigned: z.boolean().default(false),
+    /** What happens to candidate images when the release is rejected or times out. */
+    onReject: z.enum(['keep', 'delete']).default('keep'),
+    channel: name().optional(),
+  })
+  .superRefine((a, ctx) => {
+    for (const who of Object.keys(a.keys))
+      if (!a.approvers.includes(who)) ctx.addIssue({ code: 'custom', path: ['keys', who], message: `"${who}" is not in approval.approvers` });
+  });
 
 export const ReleaseDefinition = z
   .strictObject({

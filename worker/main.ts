@@ -24,6 +24,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   console.log(
     `bootc-release worker ${settings.workerId}: ${settings.address}/${settings.namespace}, queues ${settings.taskQueue} + ${settings.stagingQueue}, definitions in ${settings.definitionsDir}`,
   );
+  if (settings.allowInlineDefinitions)
+    console.warn('bootc-release worker: inline definitions are allowed: anyone who can start a workflow chooses what this worker runs');
   try {
     await workers.run();
   } finally {

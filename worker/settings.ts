@@ -17,6 +17,12 @@ export interface WorkerSettings extends TemporalSettings {
   /** Queue of this worker alone: artifacts it fetched are published by activities scheduled here. */
   stagingQueue: string;
   definitionsDir: string;
+  /**
+   * Run definitions sent whole in the start input (the CLI's `release start FILE`). Off by default: such a
+   * definition chooses the commands this worker runs and where it sends credentials. Known definitions (by name, or
+   * sent whole but equal to the worker's own) always run.
+   */
+  allowInlineDefinitions: boolean;
   stagingDir: string;
   stateDir: string;
   workflowBundle?: string;
@@ -37,6 +43,7 @@ export const ENV = {
   taskQueue: 'BOOTC_RELEASE_TASK_QUEUE',
   workerId: 'BOOTC_RELEASE_WORKER_ID',
   definitions: 'BOOTC_RELEASE_DEFINITIONS',
+  allowInlineDefinitions: 'BOOTC_RELEASE_ALLOW_INLINE_DEFINITIONS',
   staging: 'BOOTC_RELEASE_STAGING',
   state: 'BOOTC_RELEASE_STATE',
   workflowBundle: 'BOOTC_RELEASE_WORKFLOW_BUNDLE',
@@ -78,10 +85,19 @@ export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSett
     workerId,
     stagingQueue: `${base.taskQueue}@${workerId}`,
     definitionsDir: env[ENV.definitions] ?? '/etc/bootc-release/definitions',
+    allowInlineDefinitions: flag(env, ENV.allowInlineDefinitions),
     stagingDir: env[ENV.staging] ?? path.join(varDir, 'staging'),
     stateDir: env[ENV.state] ?? path.join(varDir, 'state'),
     workflowBundle: env[ENV.workflowBundle],
     uiUrl: env[ENV.uiUrl],
     metricsAddress: env[ENV.metrics],
   };
+}
+
+/** A yes/no variable: unset, "false" or "0" is off; "true" or "1" is on; anything else is a mistake worth stopping for. */
+function flag(env: NodeJS.ProcessEnv, name: string): boolean {
+  const value = env[name]?.trim().toLowerCase();
+  if (value === undefined || value === '' || value === 'false' || value === '0') return false;
+  if (value === 'true' || value === '1') return true;
+  throw new Error(`${name}: must be true or false`);
 }

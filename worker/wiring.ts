@@ -85,7 +85,7 @@ export interface WiringOverrides {
 
 export function createActivityDeps(
   settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
-    Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl'>>,
+    Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl' | 'allowInlineDefinitions'>>,
   /**
    * The Temporal client the activities ask about releases (is one still running, which was activated last, ids by
    * prefix for the janitor), or only the janitor's lookup (tests that need no more).
@@ -106,6 +106,7 @@ export function createActivityDeps(
   const releases = client ? releaseStateFrom(client) : (temporal as ActivityDeps['releases']);
   return {
     definitionsDir: settings.definitionsDir,
+    allowInlineDefinitions: settings.allowInlineDefinitions ?? false,
     providers: {
       static: createStaticProvider(),
       command: createCommandProvider({ stateDir: settings.stateDir }),

@@ -7,7 +7,6 @@ import {
   condition,
   executeChild,
   isCancellation,
-  log,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
@@ -19,17 +18,11 @@ import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { ReleaseActivities } from '../activities';
 import type { Candidate, StagedArtifact } from '../activities/types';
 import { archBuild, describe } from './arch-build';
+import { approvalGate } from './approval';
 import {
-  approveSignal,
-  approveUpdate,
   archProgressSignal,
-  FINAL_STAGES,
-  rejectSignal,
-  rejectUpdate,
   retryPublishUpdate,
   statusQuery,
-  type Approval,
-  type Rejection,
   type ReleaseResult,
   type ReleaseStage,
   type ReleaseStatus,
@@ -39,7 +32,7 @@ import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attr
 import { releaseNotifier } from './notify';
 import { recordReleaseEnd } from './release-metrics';
 import { activityOptions } from './timeouts';
-import { artifactsFor, validateApproval } from './release-rules';
+import { artifactsFor } from './release-rules';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -58,7 +51,6 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     publishFailures: [],
   };
   let plan: ReleasePlan | undefined;
-  let decision: { approved: true; approval: Approval } | { approved: false; rejection: Rejection } | undefined;
   const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
   let publishing = 0;
 
@@ -68,61 +60,12 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
     notifier.stageChanged(stage);
   };
-  const problemWith = (a: Approval) => validateApproval(status, plan, a);
+  const gate = approvalGate({ status, plan: () => plan, setStage });
 
   setHandler(statusQuery, () => status);
   setHandler(archProgressSignal, ({ arch, status: s }) => {
     status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
   });
-  // From the Temporal UI: no way to answer with an error, so a bad approval is logged and shown in the status.
-  setHandler(approveSignal, (a) => {
-    const problem = problemWith(a);
-    if (problem) {
-      log.warn('approval signal ignored', { problem, by: a?.by });
-      status.error = `approval from ${a?.by ?? '(nobody)'} ignored: ${problem}`;
-      return;
-    }
-    decision ??= { approved: true, approval: a };
-  });
-  setHandler(rejectSignal, (r) => {
-    if (!r?.by || !plan?.definition.approval.approvers.includes(r.by)) {
-      status.error = `rejection from ${r?.by ?? '(nobody)'} ignored: not an approver`;
-      return;
-    }
-    decision ??= { approved: false, rejection: r };
-  });
-  // From the CLI: validated, and answered once the release has reached its outcome.
-  const untilSettled = () => condition(() => FINAL_STAGES.includes(status.stage));
-  setHandler(
-    approveUpdate,
-    async (a) => {
-      decision ??= { approved: true, approval: a };
-      await untilSettled();
-      return status;
-    },
-    {
-      validator: (a) => {
-        const problem = problemWith(a);
-        if (problem) throw new Error(problem);
-      },
-    },
-  );
-  setHandler(
-    rejectUpdate,
-    async (r) => {
-      decision ??= { approved: false, rejection: r };
-      await untilSettled();
-      return status;
-    },
-    {
-      validator: (r) => {
-        if (status.stage !== 'awaiting-approval') throw new Error(`release is ${status.stage}, not awaiting approval`);
-        if (!r?.by) throw new Error('by: required (who rejects)');
-        if (!plan!.definition.approval.approvers.includes(r.by))
-          throw new Error(`${r.by} is not an approver (approval.approvers: ${plan!.definition.approval.approvers.join(', ')})`);
-      },
-    },
-  );
   setHandler(
     retryPublishUpdate,
     async (req) => {
@@ -228,7 +171,10 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     setStage('awaiting-approval');
     const deadline = Date.now() + msOf(plan.definition.approval.timeout);
     status.approvalDeadline = new Date(deadline).toISOString();
-    const decided = await condition(() => decision !== undefined && publishing === 0, plan.definition.approval.timeout);
+    const decided = await condition(() => gate.decision !== undefined, plan.definition.approval.timeout);
+    // A publish retried before the decision still finishes (its image exists), but joins no approval made earlier.
+    if (decided) await condition(() => publishing === 0);
+    const decision = gate.decision;
     const now = new Date().toISOString();
 
     if (!decided || !decision) {
@@ -238,20 +184,20 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return result();
     }
     if (!decision.approved) {
-      status.approval = { decision: 'rejected', by: decision.rejection.by, at: now, reason: decision.rejection.reason };
+      status.approval = { decision: 'rejected', by: decision.by, at: now, reason: decision.reason, signed: decision.signed };
       await cleanUpCandidates();
       setStage('rejected');
       return result();
     }
 
-    const chosen = chosenOf(decision.approval);
-    status.approval = { decision: 'approved', by: decision.approval.by, at: now, images: chosen.map((c) => c.imageId) };
+    const chosen = status.candidates.filter((c) => decision.images.includes(c.imageId));
+    status.approval = { decision: 'approved', by: decision.by, at: now, images: chosen.map((c) => c.imageId), signed: decision.signed };
     setStage('activating');
     status.activation = await setup.activate({
       plan,
       channel: plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default',
       candidates: chosen,
-      approvedBy: decision.approval.by,
+      approvedBy: decision.by,
     });
     upsertMemo({ activation: status.activation });
     setStage('activated');
@@ -264,10 +210,6 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   } finally {
     recordReleaseEnd(plan?.definition.name, status.stage);
     await CancellationScope.nonCancellable(() => notifier.settled());
-  }
-
-  function chosenOf(a: Approval): Candidate[] {
-    return a.images?.length ? status.candidates.filter((c) => a.images!.includes(c.imageId)) : status.candidates;
   }
 
   function result(chosen: Candidate[] = []): ReleaseResult {

@@ -35,6 +35,10 @@ export type ReleaseStage =
   | 'preflight'
   | 'building'
   | 'awaiting-approval'
+  /** A person approved; in-flight publishes finish, then activation starts. */
+  | 'approved'
+  /** A person rejected; candidates are cleaned up as the definition says. */
+  | 'rejecting'
   | 'activating'
   | 'activated'
   | 'rejected'
@@ -71,15 +75,27 @@ export interface PublishFailure {
   error: string;
 }
 
+/**
+ * Who signed a decision, and when: the CLI signs with the approver's SSH key (`ssh-keygen -Y sign -n
+ * bootc-release-approval`) the text of workflows/approval-signature.ts; the definition lists the keys
+ * (approval.keys). Decisions without a signature count only where approval.allowUnsigned is true.
+ */
+export interface Signed {
+  /** ISO time of signing (part of the signed text). */
+  signedAt?: string;
+  /** The armored SSH signature (-----BEGIN SSH SIGNATURE-----…). */
+  signature?: string;
+}
+
 /** What an approver sends. From the Temporal UI: a JSON body like {"by": "copr-admin"}. */
-export interface Approval {
+export interface Approval extends Signed {
   by: string;
-  /** Image ids to use; the others are ignored. All candidates when omitted or empty. */
+  /** Image ids to use; the others are ignored. The candidates listed at that moment when omitted or empty. */
   images?: string[];
   comment?: string;
 }
 
-export interface Rejection {
+export interface Rejection extends Signed {
   by: string;
   reason?: string;
 }
@@ -103,7 +119,15 @@ export interface ReleaseStatus {
   arches: Partial<Record<Arch, ArchStatus>>;
   candidates: Candidate[];
   publishFailures: PublishFailure[];
-  approval?: { decision: 'approved' | 'rejected' | 'timed-out'; by?: string; at: string; images?: string[]; reason?: string };
+  approval?: {
+    decision: 'approved' | 'rejected' | 'timed-out';
+    by?: string;
+    at: string;
+    images?: string[];
+    reason?: string;
+    /** True when the decision carried a signature by one of the approver's listed keys. */
+    signed?: boolean;
+  };
   approvers?: string[];
   approvalDeadline?: string;
   activation?: ActivationRecord;

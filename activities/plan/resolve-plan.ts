@@ -4,6 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition, formatIssues, parseDefinition, parsePlan } from '../../config/load';
 import { ReleaseInput, type Arch, type ReleaseDefinition, type ReleasePlan } from '../../config/schema';
+import { requireKnownDefinition } from './known-definition';
 
 export interface ResolvePlanInput {
   input: unknown;
@@ -14,7 +15,10 @@ export interface ResolvePlanInput {
 
 export const stampOf = (iso: string) => iso.replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
 
-export async function resolvePlan(definitionsDir: string, { input, releaseId, startedAt }: ResolvePlanInput): Promise<ReleasePlan> {
+export async function resolvePlan(
+  { definitionsDir, allowInlineDefinitions }: { definitionsDir: string; allowInlineDefinitions?: boolean },
+  { input, releaseId, startedAt }: ResolvePlanInput,
+): Promise<ReleasePlan> {
   try {
     const parsed = ReleaseInput.safeParse(input);
     if (!parsed.success) {
@@ -29,6 +33,7 @@ export async function resolvePlan(definitionsDir: string, { input, releaseId, st
       if (plan.releaseId !== releaseId)
         throw new ConfigError('input.plan', [`releaseId: "${plan.releaseId}" differs from the workflow id "${releaseId}"`]);
       checkArches(plan.definition, plan.arches, 'input.plan.arches');
+      if (!allowInlineDefinitions) await requireKnownDefinition(definitionsDir, plan.definition);
       return plan;
     }
     const definition = await findDefinition(definitionsDir, value.definition);

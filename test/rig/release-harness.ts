@@ -55,7 +55,17 @@ let runtimeInstalled = false;
 /** A worker in this process, wired exactly as production wires it, plus the test's overrides. */
 export async function startInProcessWorker(
   rig: RigInfo,
-  opts: { taskQueue: string; workerId?: string; dirs: WorkerDirs; overrides?: WiringOverrides },
+  opts: {
+    taskQueue: string;
+    workerId?: string;
+    dirs: WorkerDirs;
+    overrides?: WiringOverrides;
+    /**
+     * Tests start releases from definitions they build (startFromDefinition), so their workers allow inline
+     * definitions explicitly; production's default (off) is tested with false.
+     */
+    allowInlineDefinitions?: boolean;
+  },
 ) {
   if (!runtimeInstalled) {
     // Workers log every activity at INFO; a test run needs their warnings and errors only.
@@ -65,7 +75,7 @@ export async function startInProcessWorker(
   const connection = await NativeConnection.connect({ address: rig.temporalAddress });
   const { client, close } = await connectRig(rig, opts.taskQueue);
   const stagingQueue = `${opts.taskQueue}@${opts.workerId ?? 'w1'}`;
-  const settings = { ...opts.dirs, stagingQueue };
+  const settings = { ...opts.dirs, stagingQueue, allowInlineDefinitions: opts.allowInlineDefinitions ?? true };
   const workers = await createWorkers(
     connection,
     { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
@@ -103,6 +113,8 @@ export function spawnWorkerProcess(
       BOOTC_RELEASE_TASK_QUEUE: opts.taskQueue,
       BOOTC_RELEASE_WORKER_ID: opts.workerId,
       BOOTC_RELEASE_DEFINITIONS: opts.dirs.definitionsDir,
+      // As for in-process workers: tests start releases from the definitions they build.
+      BOOTC_RELEASE_ALLOW_INLINE_DEFINITIONS: 'true',
       BOOTC_RELEASE_STAGING: opts.dirs.stagingDir,
       BOOTC_RELEASE_STATE: opts.dirs.stateDir,
       BOOTC_RELEASE_WORKFLOW_BUNDLE: rig.workflowBundlePath,
@@ -190,6 +202,10 @@ export interface RigDefinitionOptions {
   approvalTimeout?: string;
   heartbeat?: string;
   onReject?: 'keep' | 'delete';
+  /** Approver → SSH public keys (approval.keys). */
+  approvalKeys?: Record<string, string[]>;
+  /** Unsigned decisions count (default true: most tests are not about signatures). */
+  allowUnsigned?: boolean;
 }
 
 /** A release definition for the rig: static builders on rig hosts, the stand-in bib, a directory target. */
@@ -227,6 +243,8 @@ export function rigDefinition(rig: RigInfo, o: RigDefinitionOptions): ReleaseDef
       timeout: o.approvalTimeout ?? '1h',
       approvers: ['copr-admin', 'release-manager'],
       onReject: o.onReject ?? 'keep',
+      allowUnsigned: o.allowUnsigned ?? true,
+      ...(o.approvalKeys ? { keys: o.approvalKeys } : {}),
       channel: 'staging',
     },
     channels: { staging: { activation: [{ kind: 'image-map-file', path: o.imageMapPath }] } },

@@ -97,7 +97,7 @@ describe('arches asked of the worker', () => {
   it('says an architecture the definition lacks once', async () => {
     const defs = mkdtempSync(path.join(os.tmpdir(), 'cli-input-defs-'));
     writeFileSync(path.join(defs, 'one-arch.yaml'), stringify(definition));
-    const err = await resolvePlan(defs, {
+    const err = await resolvePlan({ definitionsDir: defs }, {
       input: { definition: 'one-arch', arches: ['x86_64'] },
       releaseId: 'r1',
       startedAt: '2026-11-29T12:00:00Z',
