@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
-import { activate } from './activation/image-map';
+import { createActivationActivities, type ActivationDeps } from './activation';
 import { withHeartbeats } from './heartbeat';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
 import { preflight } from './plan/preflight';
@@ -28,6 +28,8 @@ export interface ActivityDeps {
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
+  /** Hook state (locks, exit codes, logs) and AWS client settings of the activation steps. */
+  activation: ActivationDeps;
   /** 'open' while the release workflow runs; for the janitor. */
   releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
 }
@@ -88,7 +90,7 @@ export function createActivities(deps: ActivityDeps) {
     deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) =>
       withHeartbeats(() => driver(target).delete(target, candidate)),
 
-    activate,
+    activate: createActivationActivities(deps.activation).activate,
 
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),

@@ -2,6 +2,7 @@
 // the rig's peers (moto, the IBM stand-in, rig SSH hosts); production passes none.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
+import type { ActivationDeps } from '../activities/activation';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/builder';
 import { createCommandProvider } from '../activities/command/provider';
@@ -39,6 +40,7 @@ export interface WiringOverrides {
   builder?: Partial<BuilderActivityDeps>;
   /** Piece size and heartbeat interval of the fetch (tests use small pieces to observe a resume). */
   fetch?: Pick<FetchDeps, 'pieceBytes' | 'heartbeatIntervalMs'>;
+  activation?: Partial<ActivationDeps>;
 }
 
 export function createActivityDeps(
@@ -76,6 +78,7 @@ export function createActivityDeps(
       runImageBuild: builder.runImageBuild,
       fetchArtifacts: fetch.fetchArtifacts,
     },
+    activation: { stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation },
     releaseState,
   };
 }

@@ -36,7 +36,7 @@ import {
   type RetryRequest,
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
-import { activityOptions } from './timeouts';
+import { activationOptions, activityOptions } from './timeouts';
 import { artifactsFor, validateApproval } from './release-rules';
 
 const setup = proxyActivities<ReleaseActivities>({
@@ -243,9 +243,10 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     const chosen = chosenOf(decision.approval);
     status.approval = { decision: 'approved', by: decision.approval.by, at: now, images: chosen.map((c) => c.imageId) };
     setStage('activating');
-    status.activation = await setup.activate({
+    const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
+    status.activation = await proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
       plan,
-      channel: plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default',
+      channel,
       candidates: chosen,
       approvedBy: decision.approval.by,
     });
