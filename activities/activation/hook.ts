@@ -136,7 +136,8 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
       throw signal.reason;
     }
     const since = await readNumber(path.join(h.dir, 'started'));
-    if (since !== undefined && Date.now() - since * 1000 > h.timeoutMs && (await lockHeld(h.dir))) {
+    // `date +%s` truncates: count from the end of that second, so a hook is never killed before its time.
+    if (since !== undefined && Date.now() - (since + 1) * 1000 > h.timeoutMs && (await lockHeld(h.dir))) {
       await killGroup(h.dir, grace, mine?.pid);
       throw ApplicationFailure.nonRetryable(
         `${h.where}: ${hook.command[0]} ran longer than its timeout and was killed; see ${log} on the worker, or raise ${h.where}.timeout`,
