@@ -53,7 +53,7 @@ export function createActivationActivities(deps: ActivationDeps) {
             withSsh(
               remote.endpoint,
               remote.credentials,
-              async (ssh) => mergeIntoFile(sftpStore(await ssh.sftp(), label, remote.file), a.key, entries, releaseId),
+              async (ssh) => mergeIntoFile(sftpStore(ssh, await ssh.sftp(), label, remote.file), a.key, entries, releaseId),
               { signal },
             ),
         };
@@ -66,10 +66,11 @@ export function createActivationActivities(deps: ActivationDeps) {
             const dir = await mkdtemp(path.join(os.tmpdir(), 'bootc-release-git-'));
             try {
               await git('git', ['clone', '--quiet', '--depth', '1', '--branch', a.branch, a.repository, dir]);
-              const replaced = await mergeIntoFile(localStore(path.join(dir, a.file)), a.key, entries, releaseId);
+              // A private clone: no lock; a push that lost a race fails, and the retry merges into the new head.
+              const replaced = await mergeIntoFile(localStore(path.join(dir, a.file), { lock: false }), a.key, entries, releaseId);
               await git('git', ['-C', dir, 'add', a.file]);
-              const { stdout } = await git('git', ['-C', dir, 'status', '--porcelain']);
-              if (stdout.trim()) {
+              const staged = await git('git', ['-C', dir, 'diff', '--cached', '--quiet']).then(() => false, () => true);
+              if (staged) {
                 const id = ['-c', 'user.name=bootc-release', '-c', 'user.email=bootc-release@localhost'];
                 await git('git', ['-C', dir, ...id, 'commit', '--quiet', '-m', `Activate images of release ${releaseId}`]);
                 await git('git', ['-C', dir, 'push', '--quiet', 'origin', `HEAD:${a.branch}`]);

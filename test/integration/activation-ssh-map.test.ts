@@ -83,9 +83,27 @@ describe('image map on host:/path', () => {
     expect(record.replaced).toEqual([
       { target: `root@${host.address}:${file}`, entries: [{ path: ['aws', 'aarch64'], previous: 'ami-arm-old', value: 'ami-arm-new' }] },
     ]);
-    // Written beside and renamed: no temporary file left, and nothing written on the worker under the host's name.
-    expect(readdirSync(path.dirname(file))).toEqual(['copr.yaml']);
+    // Written beside and renamed: no temporary file left (the lock file stays), and nothing written on the worker under the host's name.
+    expect(readdirSync(path.dirname(file)).sort()).toEqual(['.copr.yaml.lock', 'copr.yaml']);
     expect(existsSync(`${host.address}:${file}`)).toBe(false);
+  });
+
+  it('loses no release when several activate into the same map at once', async () => {
+    const file = seeded('concurrent');
+    const arches = ['x86_64', 'aarch64', 'ppc64le', 's390x'] as const;
+    const records = await Promise.all(
+      arches.flatMap((arch) =>
+        [1, 2].map((n) => {
+          const releaseId = `ssh-map-${arch}-${n}`;
+          const p = { ...plan(releaseId, file, host.hostKey), arches: [arch] };
+          return activate({ plan: p, channel: 'staging', candidates: [{ ...armAmi, arch, target: `t${n}`, imageId: `ami-${arch}-${n}` }], approvedBy: 'a' });
+        }),
+      ),
+    );
+    const images = parse(readFileSync(file, 'utf8')).copr_builder_images;
+    for (const n of [1, 2]) expect(images[`t${n}`]).toEqual(Object.fromEntries(arches.map((arch) => [arch, `ami-${arch}-${n}`])));
+    expect(images.aws).toEqual(inventory.copr_builder_images.aws);
+    expect(records.flatMap((r) => r.replaced[0]!.entries)).toHaveLength(8);
   });
 
   it('refuses a host whose key is not the pinned one, and leaves the map alone', async () => {
