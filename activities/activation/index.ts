@@ -37,7 +37,15 @@ export interface ActivateInput {
 type Step = { where: string; target: string; run: () => Promise<ReplacedEntry[]> };
 
 export function createActivationActivities(deps: ActivationDeps) {
-  function planStep(a: Activation, i: number, input: ActivateInput, entries: MapEntry[], signal?: AbortSignal): Step {
+  function planStep(
+    a: Activation,
+    i: number,
+    input: ActivateInput,
+    entries: MapEntry[],
+    /** What the steps before this one replaced (the hook gets it). */
+    done: ActivationRecord['replaced'],
+    signal?: AbortSignal,
+  ): Step {
     const { plan, channel } = input;
     const where = `channels.${channel}.activation.${i}`;
     const releaseId = plan.releaseId;
@@ -99,7 +107,7 @@ export function createActivationActivities(deps: ActivationDeps) {
               {
                 dir: path.join(deps.stateDir, 'activation', releaseId, `${channel}-${i}`),
                 timeoutMs: msOf(a.timeout),
-                input: { releaseId, channel, approvedBy: input.approvedBy, imageMap: buildImageMap(input.candidates, plan) },
+                input: { releaseId, channel, approvedBy: input.approvedBy, imageMap: buildImageMap(input.candidates, plan), replaced: done },
                 // An explicit environment, not the worker's: a hook sees no credentials the worker holds.
                 env: {
                   PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
@@ -123,8 +131,8 @@ export function createActivationActivities(deps: ActivationDeps) {
     if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', 'ConfigError');
     const entries = imageMapEntries(candidates, plan);
     const signal = activityContext()?.cancellationSignal;
-    const steps = (plan.definition.channels[channel]?.activation ?? []).map((a, i) => planStep(a, i, input, entries, signal));
     const replaced: ActivationRecord['replaced'] = [];
+    const steps = (plan.definition.channels[channel]?.activation ?? []).map((a, i) => planStep(a, i, input, entries, replaced, signal));
     for (const step of steps) {
       try {
         replaced.push({ target: step.target, entries: await withHeartbeats(step.run) });

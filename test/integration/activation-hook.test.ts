@@ -132,6 +132,30 @@ describe('activation hook', () => {
     expect(lines(starts)).toBe(1);
   });
 
+  it('gets the release\'s images and what the steps before it replaced on stdin, and none of the worker\'s environment', async () => {
+    const dir = mkdtempSync(path.join(rig.dir, 'hook-input-'));
+    const map = path.join(dir, 'copr.yaml');
+    writeFileSync(map, 'copr_builder_images:\n  ibm: { s390x: r014-old }\n  aws: { x86_64: ami-keep }\n');
+    const hook = ['sh', '-c', `cat > ${path.join(dir, 'stdin.json')}; env > ${path.join(dir, 'env.txt')}`];
+    const i = input('hook-input', hook);
+    i.plan.definition.channels.staging!.activation.unshift({ kind: 'image-map-file', path: map, key: 'copr_builder_images' });
+    process.env.BOOTC_RELEASE_TEST_WORKER_SECRET = 'not-for-hooks';
+    try {
+      await new MockActivityEnvironment().run(activitiesOn(path.join(dir, 'state')).activate, i);
+    } finally {
+      delete process.env.BOOTC_RELEASE_TEST_WORKER_SECRET;
+    }
+    expect(JSON.parse(readFileSync(path.join(dir, 'stdin.json'), 'utf8'))).toMatchObject({
+      releaseId: 'hook-input',
+      channel: 'staging',
+      imageMap: { ibm: { s390x: 'r014-new' } },
+      replaced: [{ target: map, entries: [{ path: ['ibm', 's390x'], previous: 'r014-old', value: 'r014-new' }] }],
+    });
+    const env = readFileSync(path.join(dir, 'env.txt'), 'utf8');
+    expect(env).toMatch(/^BOOTC_RELEASE_ID=hook-input$/m);
+    expect(env).not.toMatch(/not-for-hooks/);
+  });
+
   it('is killed when it runs past its timeout, and the activation fails naming the field', async () => {
     const dir = mkdtempSync(path.join(rig.dir, 'hook-timeout-'));
     const pidFile = path.join(dir, 'hook.pid');
