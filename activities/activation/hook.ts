@@ -144,6 +144,8 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
         'ActivationHookTimedOut',
       );
     }
+    if (ours === -1)
+      throw ApplicationFailure.nonRetryable(`${h.where}: cannot run flock (util-linux) on the worker; install it to run activation hooks`, 'ConfigError');
     if (ours !== undefined && ours !== LOCKED)
       // Started by this attempt, ended, no exit code: killed from outside. A retry starts it again.
       throw new Error(`${h.where}: ${hook.command[0]} ended without an exit code (killed?); see ${log} on the worker`);
