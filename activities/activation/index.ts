@@ -114,7 +114,6 @@ export function createActivationActivities(deps: ActivationDeps) {
                   HOME: process.env.HOME ?? '/',
                   LANG: 'C.UTF-8',
                   BOOTC_RELEASE_ID: releaseId,
-                  BOOTC_RELEASE_CHANNEL: channel,
                 },
                 where,
               },
