@@ -93,4 +93,26 @@ describe('activation of a release that built part of the farm', () => {
       { target: mapFile, entries: [{ path: ['local', 'x86_64', 'raw'], previous: '/srv/old/x86_64.raw', value: raw.imageId }] },
     ]);
   });
+
+  it('a release in which one arch failed keeps that arch\'s images', async () => {
+    const def = definition();
+    // x86_64's data volume is a disk its builder does not have: its build fails after preflight, s390x goes on.
+    (def.architectures!.x86_64!.builder as { dataVolume?: object }).dataVolume = {
+      device: '/dev/bootc-release-no-such-disk',
+      mountpoint: path.join(base, 'builders', 'x86_64', 'containers'),
+      minFreeGiB: 0.01,
+    };
+    const x86Before = inventory().copr_builder_images.local.x86_64;
+    const id = await conn.releases.startFromDefinition(def);
+    const ready = await waitForStage(conn.releases, id, ['awaiting-approval', 'failed'], 180_000);
+    expect(ready.arches.x86_64?.stage).toBe('failed');
+    expect(ready.candidates.map((c) => c.arch)).toEqual(['s390x']);
+    const done = await conn.releases.approve(id, { by: 'copr-admin' });
+    expect(done.stage).toBe('activated');
+
+    const map = inventory().copr_builder_images;
+    expect(map.local.x86_64).toEqual(x86Before);
+    expect(map.local.s390x).toBe(ready.candidates[0]!.imageId);
+    expect(done.activation?.replaced[0]!.entries.map((e) => e.path)).toEqual([['local', 's390x']]);
+  });
 });
