@@ -4,9 +4,9 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
-import { activate } from './activation/image-map';
 import { activityContext, pinFirstHostKey } from './builder/host-key';
 import { credentialsOf } from './ssh/builder-session';
+import { createActivationActivities, type ActivationDeps } from './activation';
 import { withHeartbeats } from './heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
@@ -39,6 +39,8 @@ export interface ActivityDeps {
   trigger: Omit<TriggerDeps, 'definitionsDir'>;
   /** Release states and ids from Temporal, for the janitor. */
   releases: ReleaseLookup;
+  /** Hook state (locks, exit codes, logs) and AWS client settings of the activation steps. */
+  activation: ActivationDeps;
 }
 
 interface ArchStep {
@@ -103,7 +105,7 @@ export function createActivities(deps: ActivityDeps) {
     deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) =>
       withHeartbeats(() => driver(target).delete(target, candidate)),
 
-    activate,
+    activate: createActivationActivities(deps.activation).activate,
     notifyRelease: deps.notify.notifyRelease,
     checkTrigger: (check: TriggerCheck) => checkTrigger({ ...deps.trigger, definitionsDir: deps.definitionsDir }, check),
 

@@ -237,10 +237,11 @@ export type Target = z.infer<typeof Target>;
 export const Activation = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('image-map-file'),
-    /** Local path on the worker, or `host:/path` reached over SSH with `ssh`. */
+    /** Local path on the worker, or `host:/path` reached over SSH with `ssh` (its `hostKey` is required then). */
     path: z.string().min(1),
     /** Key under which the image map is written (Fedora Copr's farm: copr_builder_images). */
     key: z.string().default('copr_builder_images'),
+    ssh: Ssh.optional(),
   }),
   z.strictObject({
     kind: z.literal('image-map-git'),
@@ -262,6 +263,8 @@ export const Activation = z.discriminatedUnion('kind', [
     /** Runs on the worker with the image map as JSON on stdin. */
     command: z.array(z.string().min(1)).min(1),
     passEnv: passEnv(),
+    /** The hook's process group is killed when it runs longer. */
+    timeout: duration('1d').default('30m'),
   }),
 ]);
 export type Activation = z.infer<typeof Activation>;
@@ -353,9 +356,14 @@ export const ReleaseDefinition = z
       if (target.kind === 'openstack' && !target.authUrl && !(target.imageUrl && (target.tokenEnv || target.testIdentityHeaders)))
         ctx.addIssue({ code: 'custom', path: ['targets', t, 'authUrl'], message: 'required unless imageUrl and tokenEnv are given' });
     }
-    for (const [c, channel] of Object.entries(def.channels))
+    for (const [c, channel] of Object.entries(def.channels)) {
+      channel.activation.forEach((a, i) => {
+        if (a.kind === 'image-map-file' && /^[A-Za-z0-9][A-Za-z0-9.-]*:\//.test(a.path) && !a.ssh?.hostKey)
+          ctx.addIssue({ code: 'custom', path: ['channels', c, 'activation', i, 'ssh', 'hostKey'], message: `required for an image map on a host (${a.path})` });
+      });
       if (channel.requires && !def.channels[channel.requires])
         ctx.addIssue({ code: 'custom', path: ['channels', c, 'requires'], message: `unknown channel "${channel.requires}"` });
+    }
     if (durationMs(def.timeouts.retryInitial) > durationMs(def.timeouts.retryMax))
       ctx.addIssue({
         code: 'custom',

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
+import type { ActivationDeps } from '../activities/activation';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/builder';
 import { createCommandProvider } from '../activities/command/provider';
@@ -81,6 +82,7 @@ export interface WiringOverrides {
   notify?: Partial<NotifyDeps>;
   /** Registries the source trigger reads digests from over plain HTTP (a rig's local registry). */
   registry?: RegistryOptions;
+  activation?: Partial<ActivationDeps>;
 }
 
 export function createActivityDeps(
@@ -134,6 +136,7 @@ export function createActivityDeps(
       history: client ? releaseHistoryFrom(client) : undefined,
       registry: overrides.registry ?? { plainHttp: process.env.BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES?.split(',').filter(Boolean) },
     },
+    activation: { stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation },
     releases,
   };
 }

@@ -31,7 +31,7 @@ import {
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { releaseNotifier } from './notify';
 import { recordReleaseEnd } from './release-metrics';
-import { activityOptions } from './timeouts';
+import { activationOptions, activityOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
 
 const setup = proxyActivities<ReleaseActivities>({
@@ -193,9 +193,10 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     const chosen = status.candidates.filter((c) => decision.images.includes(c.imageId));
     status.approval = { decision: 'approved', by: decision.by, at: now, images: chosen.map((c) => c.imageId), signed: decision.signed };
     setStage('activating');
-    status.activation = await setup.activate({
+    const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
+    status.activation = await proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
       plan,
-      channel: plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default',
+      channel,
       candidates: chosen,
       approvedBy: decision.by,
     });

@@ -100,12 +100,25 @@ export interface Rejection extends Signed {
   reason?: string;
 }
 
+/** An image map value: one image id, or ids by region (`us_east_1`) or image type. */
+export type ImageMapValue = string | Record<string, string>;
+
+/**
+ * One entry an activation changed: `path` is [target, arch] or [target, arch, region|type] in an image map, or
+ * [parameter name, region] for SSM. `previous` absent: the entry did not exist (a rollback deletes it).
+ */
+export interface ReplacedEntry {
+  path: string[];
+  previous?: ImageMapValue;
+  value: ImageMapValue;
+}
+
 export interface ActivationRecord {
   channel: string;
-  /** The image map that is now active: provider → arch → (region →) image id. */
+  /** The entries this release activated: target → arch → (region|type →) image id. Other entries were kept. */
   imageMap: Record<string, unknown>;
-  /** What each activation target held before (for rollback and the audit trail). */
-  replaced: { target: string; previous?: unknown }[];
+  /** Exactly what each activation target held before in the entries it changed (for rollback and the audit trail). */
+  replaced: { target: string; entries: ReplacedEntry[] }[];
   writtenTo: string[];
   at: string;
 }

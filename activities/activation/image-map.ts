@@ -1,143 +1,100 @@
-// Activation: make the approved images the ones builders boot from. Fedora Copr's farm keeps an image map in its
-// Ansible inventory (`copr_builder_images: {aws: {x86_64: ami-...}, ibm_cloud: {s390x: {us_east: r014-...}}}`);
-// we write the same shape to a file, a git repository, SSM parameters, or hand it to a command.
-import { execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
-import { PutParameterCommand, GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { ApplicationFailure } from '@temporalio/common';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import type { Activation, ReleasePlan } from '../../config/schema';
+// The image map: what builders boot from. Fedora Copr's farm keeps it in its Ansible inventory
+// (`copr_builder_images: {aws: {x86_64: ami-...}, ibm_cloud: {s390x: {us_east: r014-...}}}`). A release owns only the
+// entries (target × arch × region or type) it produced and the approver chose: activation merges those into the map
+// and keeps every other entry, so a one-arch release or a subset approval never drops the rest. Pure code.
+import { TARGET_TYPES } from '../../config/constants';
+import type { ReleasePlan } from '../../config/schema';
 import type { Candidate } from '../types';
-import { commandEnv } from '../command/env';
-import type { ActivationRecord } from '../../workflows/messages';
+import type { ImageMapValue, ReplacedEntry } from '../../workflows/messages';
 
-const run = promisify(execFile);
+export type { ImageMapValue, ReplacedEntry };
+export type ImageMap = Record<string, Record<string, ImageMapValue>>;
 
-export type ImageMap = Record<string, Record<string, string | Record<string, string>>>;
+/** One image a release activates: `map[target][arch]`, or `map[target][arch][key]` when the target has several. */
+export interface MapEntry {
+  target: string;
+  arch: string;
+  /** Region (Ansible spelling, `us_east_1`) or image type; absent when the target holds one image per arch. */
+  key?: string;
+  value: string;
+}
+
+const regionKey = (region: string) => region.replace(/-/g, '_');
 
 /**
- * target → arch → image id. When one (target, arch) has several images the value is keyed by what tells them apart:
- * the region (AWS copies, IBM regions; `_` for `-` as Ansible variables spell them) or the image type (a directory
- * keeping qcow2 and raw). libvirt hypervisors all hold the same volume name, which is what builders are booted from.
+ * Whether (target, arch) holds several images, from the definition rather than from the candidates: a subset approval
+ * (one region of an AMI copied to two) must write into the same shape as a full one, or it would replace the map of
+ * regions with a single id.
  */
-export function buildImageMap(candidates: Candidate[]): ImageMap {
-  const map: ImageMap = {};
-  const groups = new Map<string, Candidate[]>();
+function keyed(plan: ReleasePlan | undefined, c: Candidate, groupSize: number): 'region' | 'type' | undefined {
+  const target = plan?.definition.targets[c.target];
+  if (!target) return groupSize > 1 ? (c.region ? 'region' : 'type') : undefined;
+  switch (target.kind) {
+    case 'aws':
+      return new Set([target.region, ...target.copyTo]).size > 1 ? 'region' : undefined;
+    case 'ibmcloud':
+      return target.regions.length > 1 ? 'region' : undefined;
+    case 'directory': {
+      const types = plan!.definition.architectures[c.arch]?.types ?? [];
+      return types.filter((t) => TARGET_TYPES.directory.includes(t)).length > 1 ? 'type' : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The entries a release activates. libvirt hypervisors all hold the same volume name, which is what builders are
+ * booted from; elsewhere the cloud's image id.
+ */
+export function imageMapEntries(candidates: Candidate[], plan?: ReleasePlan): MapEntry[] {
+  const groupSize = new Map<string, number>();
+  const group = (c: Candidate) => `${c.target}\u0000${c.arch}`;
+  for (const c of candidates) groupSize.set(group(c), (groupSize.get(group(c)) ?? 0) + 1);
+  const entries = new Map<string, MapEntry>();
   for (const c of candidates) {
-    const key = `${c.target}\u0000${c.arch}`;
-    groups.set(key, [...(groups.get(key) ?? []), c]);
+    const value = c.kind === 'libvirt' ? c.name : c.imageId;
+    const by = c.kind === 'libvirt' ? undefined : keyed(plan, c, groupSize.get(group(c))!);
+    const key = by === 'region' ? regionKey(c.region ?? 'default') : by === 'type' ? c.type : undefined;
+    entries.set(`${group(c)}\u0000${key ?? ''}`, { target: c.target, arch: c.arch, key, value });
   }
-  for (const group of groups.values()) {
-    const { target, arch, kind } = group[0]!;
-    map[target] ??= {};
-    if (kind === 'libvirt') map[target][arch] = group[0]!.name;
-    else if (group.length === 1) map[target][arch] = group[0]!.imageId;
-    else map[target][arch] = Object.fromEntries(group.map((c) => [c.region ? c.region.replace(/-/g, '_') : c.type, c.imageId]));
-  }
-  return map;
+  return [...entries.values()];
 }
 
-/** The header line that lets a retried activation find what it replaced the first time. */
-const HEADER = '# bootc-release: ';
-
-interface FileHeader {
-  releaseId: string;
-  previousReleaseId?: string;
-  previous?: unknown;
+/** The map a release activates, on its own (what `ActivationRecord.imageMap` shows). */
+export function buildImageMap(candidates: Candidate[], plan?: ReleasePlan): ImageMap {
+  return mergeImageMap({}, imageMapEntries(candidates, plan), 'image map').map;
 }
 
-async function writeImageMapFile(file: string, key: string, map: ImageMap, releaseId: string): Promise<unknown> {
-  const existing = await readFile(file, 'utf8').catch(() => undefined);
-  let previous: unknown;
-  let previousReleaseId: string | undefined;
-  let doc: Record<string, unknown> = {};
-  if (existing !== undefined) {
-    const headerLine = existing.split('\n').find((l) => l.startsWith(HEADER));
-    const header = headerLine ? (JSON.parse(headerLine.slice(HEADER.length)) as FileHeader) : undefined;
-    doc = (parseYaml(existing) as Record<string, unknown> | null) ?? {};
-    if (header?.releaseId === releaseId) {
-      // A retry: this release already wrote the file; keep what the first attempt replaced.
-      previous = header.previous;
-      previousReleaseId = header.previousReleaseId;
-    } else {
-      previous = doc[key];
-      previousReleaseId = header?.releaseId;
-    }
-  }
-  doc[key] = map;
-  const header: FileHeader = { releaseId, previousReleaseId, previous };
-  const text = `${HEADER}${JSON.stringify(header)}\n# Written by bootc-release; edits to ${key} are replaced by the next activation.\n${toYaml(doc)}`;
-  await mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, text);
-  await rename(tmp, file);
-  return previous;
-}
+const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-async function activateOne(a: Activation, map: ImageMap, plan: ReleasePlan): Promise<{ target: string; previous?: unknown }> {
-  switch (a.kind) {
-    case 'image-map-file':
-      return { target: a.path, previous: await writeImageMapFile(a.path, a.key, map, plan.releaseId) };
-    case 'image-map-git': {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'bootc-release-git-'));
-      try {
-        await run('git', ['clone', '--quiet', '--depth', '1', '--branch', a.branch, a.repository, dir]);
-        const previous = await writeImageMapFile(path.join(dir, a.file), a.key, map, plan.releaseId);
-        await run('git', ['-C', dir, 'add', a.file]);
-        const { stdout } = await run('git', ['-C', dir, 'status', '--porcelain']);
-        if (stdout.trim()) {
-          await run('git', ['-C', dir, '-c', 'user.name=bootc-release', '-c', 'user.email=bootc-release@localhost', 'commit', '--quiet', '-m', `Activate images of release ${plan.releaseId}`]);
-          await run('git', ['-C', dir, 'push', '--quiet', 'origin', `HEAD:${a.branch}`]);
-        }
-        return { target: `${a.repository}#${a.branch}:${a.file}`, previous };
-      } finally {
-        await rm(dir, { recursive: true, force: true });
+/**
+ * Writes `entries` into a copy of `existing` and returns it with exactly what changed: an entry whose value is already
+ * the release's is not recorded. `previous` absent means the entry did not exist (rollback deletes it).
+ */
+export function mergeImageMap(existing: unknown, entries: MapEntry[], where: string): { map: ImageMap; replaced: ReplacedEntry[] } {
+  if (existing !== undefined && existing !== null && !isMapping(existing))
+    throw new Error(`${where} is not a mapping of target → arch → image; fix or remove it, then retry the activation`);
+  const map = structuredClone((existing ?? {}) as ImageMap);
+  const replaced: ReplacedEntry[] = [];
+  for (const { target, arch, key, value } of entries) {
+    const archs = (map[target] ??= {});
+    if (!isMapping(archs)) throw new Error(`${where}: ${target} is not a mapping of arch → image; fix it, then retry the activation`);
+    const current = archs[arch];
+    if (key === undefined || (current !== undefined && !isMapping(current))) {
+      // One image per arch, or the definition went from one region to several: the whole entry is replaced.
+      const next: ImageMapValue = key === undefined ? value : { [key]: value };
+      if (JSON.stringify(current) !== JSON.stringify(next)) {
+        replaced.push({ path: [target, arch], previous: current, value: next });
+        archs[arch] = next;
       }
+      continue;
     }
-    case 'ssm-parameter': {
-      const ssm = new SSMClient({ region: a.region, endpoint: a.credentials.endpoint });
-      const previous: Record<string, string | undefined> = {};
-      for (const target of Object.values(map))
-        for (const [arch, value] of Object.entries(target)) {
-          if (typeof value !== 'string' || !value.startsWith('ami-')) continue;
-          const name = a.name.replace('{arch}', arch);
-          previous[name] = await ssm
-            .send(new GetParameterCommand({ Name: name }))
-            .then((r) => r.Parameter?.Value)
-            .catch(() => undefined);
-          await ssm.send(new PutParameterCommand({ Name: name, Value: value, Type: 'String', DataType: 'aws:ec2:image', Overwrite: true }));
-        }
-      return { target: `ssm:${a.region}:${a.name}`, previous };
-    }
-    case 'command': {
-      const [cmd, ...args] = a.command;
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn(cmd!, args, { stdio: ['pipe', 'inherit', 'inherit'], env: commandEnv(a.passEnv, { BOOTC_RELEASE_ID: plan.releaseId }) });
-        child.once('error', reject);
-        child.once('exit', (code) =>
-          code === 0 ? resolve() : reject(new Error(`activation command ${a.command.join(' ')} exited ${code}`)),
-        );
-        child.stdin.end(JSON.stringify({ releaseId: plan.releaseId, imageMap: map }));
-      });
-      return { target: `command:${a.command.join(' ')}` };
+    const regions = (archs[arch] ??= {}) as Record<string, string>;
+    if (regions[key] !== value) {
+      replaced.push({ path: [target, arch, key], previous: regions[key], value });
+      regions[key] = value;
     }
   }
-}
-
-export async function activate(input: {
-  plan: ReleasePlan;
-  channel: string;
-  candidates: Candidate[];
-  approvedBy: string;
-}): Promise<ActivationRecord> {
-  const { plan, channel, candidates } = input;
-  if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', 'ConfigError');
-  const map = buildImageMap(candidates);
-  const steps = plan.definition.channels[channel]?.activation ?? [];
-  const replaced: ActivationRecord['replaced'] = [];
-  for (const step of steps) replaced.push(await activateOne(step, map, plan));
-  return { channel, imageMap: map, replaced, writtenTo: replaced.map((r) => r.target), at: new Date().toISOString() };
+  return { map, replaced: structuredClone(replaced) };
 }

@@ -3,7 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { activate, buildImageMap } from '../../activities/activation/image-map';
+import { createActivationActivities } from '../../activities/activation';
+import { buildImageMap, imageMapEntries, mergeImageMap } from '../../activities/activation/image-map';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
 
@@ -39,7 +40,7 @@ describe('image map', () => {
   it('writes the map into an existing inventory file, keeps other keys, and records what it replaced even when retried', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'imagemap-'));
     const file = path.join(dir, 'copr.yaml');
-    writeFileSync(file, 'other_var: 1\ncopr_builder_images:\n  aws:\n    x86_64: ami-old\n');
+    writeFileSync(file, 'other_var: 1\ncopr_builder_images:\n  aws:\n    x86_64: ami-old\n    aarch64: ami-arm\n');
     const plan = parsePlan({
       releaseId: 'r1',
       stamp: '20261126_120000',
@@ -53,14 +54,74 @@ describe('image map', () => {
         channels: { staging: { activation: [{ kind: 'image-map-file', path: file }] } },
       },
     });
+    const { activate } = createActivationActivities({ stateDir: dir });
     const input = { plan, channel: 'staging', candidates: [c({ imageId: 'ami-new' })], approvedBy: 'a' };
     const first = await activate(input);
     const retried = await activate(input);
     const doc = parse(readFileSync(file, 'utf8'));
     expect(doc.other_var).toBe(1);
-    expect(doc.copr_builder_images).toEqual({ aws: { x86_64: 'ami-new' } });
-    expect(first.replaced[0]!.previous).toEqual({ aws: { x86_64: 'ami-old' } });
-    expect(retried.replaced[0]!.previous).toEqual({ aws: { x86_64: 'ami-old' } });
+    expect(doc.copr_builder_images).toEqual({ aws: { x86_64: 'ami-new', aarch64: 'ami-arm' } });
+    const replaced = [{ target: file, entries: [{ path: ['aws', 'x86_64'], previous: 'ami-old', value: 'ami-new' }] }];
+    expect(first.replaced).toEqual(replaced);
+    expect(retried.replaced).toEqual(replaced);
+  });
+});
+
+describe('merging a release into an image map', () => {
+  // Fedora Copr's inventory, as the farm keeps it.
+  const inventory = () => ({
+    aws: { x86_64: { us_east_1: 'ami-x-east', us_west_2: 'ami-x-west' }, aarch64: 'ami-arm' },
+    hypervisor: { ppc64le: 'copr-builder-ppc64le-old' },
+    ibm_cloud: { s390x: { us_east: 'r014-old', jp_tok: 'r022-old' } },
+    osuosl: { ppc64le: 'glance-old' },
+  });
+  const plan = parsePlan({
+    releaseId: 'r2',
+    stamp: '20261126_120000',
+    arches: ['s390x'],
+    definition: {
+      name: 'copr-builder',
+      source: { image: 'quay.io/x/y:1' },
+      architectures: {
+        x86_64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'], targets: ['aws'] },
+        s390x: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['qcow2'], targets: ['ibm_cloud'] },
+      },
+      targets: {
+        aws: { kind: 'aws', region: 'us-east-1', copyTo: ['us-west-2'] },
+        ibm_cloud: { kind: 'ibmcloud', regions: ['us-east', 'jp-tok'], cosBucket: 'copr-images' },
+      },
+      approval: { approvers: ['a'] },
+    },
+  });
+
+  it('a one-arch release changes only its arch, and records exactly the entries it replaced', () => {
+    const s390x = (region: string, imageId: string) =>
+      c({ arch: 's390x', target: 'ibm_cloud', kind: 'ibmcloud', region, imageId, type: 'qcow2' });
+    const { map, replaced } = mergeImageMap(inventory(), imageMapEntries([s390x('us-east', 'r014-new'), s390x('jp-tok', 'r022-new')], plan), 'm');
+    expect(map).toEqual({ ...inventory(), ibm_cloud: { s390x: { us_east: 'r014-new', jp_tok: 'r022-new' } } });
+    expect(replaced).toEqual([
+      { path: ['ibm_cloud', 's390x', 'us_east'], previous: 'r014-old', value: 'r014-new' },
+      { path: ['ibm_cloud', 's390x', 'jp_tok'], previous: 'r022-old', value: 'r022-new' },
+    ]);
+  });
+
+  it('an approval of one region keeps the other regions of the same arch', () => {
+    const chosen = [c({ target: 'aws', region: 'us-west-2', imageId: 'ami-x-west-new' })];
+    const { map, replaced } = mergeImageMap(inventory(), imageMapEntries(chosen, plan), 'm');
+    expect(map.aws!.x86_64).toEqual({ us_east_1: 'ami-x-east', us_west_2: 'ami-x-west-new' });
+    expect(map.aws!.aarch64).toBe('ami-arm');
+    expect(replaced).toEqual([{ path: ['aws', 'x86_64', 'us_west_2'], previous: 'ami-x-west', value: 'ami-x-west-new' }]);
+  });
+
+  it('records a new entry without a previous value, so a rollback deletes it', () => {
+    const { replaced } = mergeImageMap(inventory(), [{ target: 'osuosl', arch: 'x86_64', value: 'glance-x' }], 'm');
+    expect(replaced).toEqual([{ path: ['osuosl', 'x86_64'], value: 'glance-x' }]);
+  });
+
+  it('refuses a map that is not a mapping, naming it', () => {
+    expect(() => mergeImageMap(['ami-1'], [{ target: 'aws', arch: 'x86_64', value: 'ami-2' }], 'inv.yaml: copr_builder_images')).toThrow(
+      /inv.yaml: copr_builder_images is not a mapping/,
+    );
   });
 });
 
