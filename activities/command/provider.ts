@@ -55,10 +55,14 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     activityContext()?.heartbeat(state);
   }
 
-  /** Runs argv on the worker; the last non-empty stdout line is the answer. */
-  async function run(argv: string[], ctx: StepContext, field: string): Promise<string> {
+  /**
+   * Runs argv on the worker; the last non-empty stdout line is the answer. Each heartbeat repeats `resume` (the
+   * state saved so far): the server keeps only the latest details, and an empty beat during ticket-wait would erase
+   * the ticket, so a retry elsewhere would take a second one and never close the first.
+   */
+  async function run(argv: string[], ctx: StepContext, field: string, resume?: HandleState): Promise<string> {
     const activity = activityContext();
-    const beat = activity ? setInterval(() => activity.heartbeat(), deps.heartbeatMs ?? 10_000) : undefined;
+    const beat = activity ? setInterval(() => activity.heartbeat(resume), deps.heartbeatMs ?? 10_000) : undefined;
     try {
       return await new Promise<string>((resolve, reject) => {
         execFile(
@@ -132,7 +136,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       }
       let address = saved?.address;
       if (!address) {
-        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait') : handle;
+        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait', { handle }) : handle;
         if (!ADDRESS.test(address))
           throw new Error(
             `${ctx.arch}: handle ${handle} gave no usable address (got "${address.slice(0, 80)}")`,
@@ -164,7 +168,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     async release(builder, ctx, host) {
       // No host id: the acquire was cancelled or failed after taking a ticket; the state file still names it.
       const handle = host.id || (await loadState(ctx))?.handle;
-      if (handle) await run([...builder.release, handle], ctx, 'release');
+      if (handle) await run([...builder.release, handle], ctx, 'release', { handle });
       await rm(stateFile(ctx), { force: true });
     },
   };
