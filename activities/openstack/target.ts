@@ -158,5 +158,19 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
       const auth = await resolveAuth(target, candidate.target, undefined, deps.env);
       await new GlanceClient(auth, `targets.${candidate.target}`).delete(candidate.imageId);
     },
+
+    /** By name, and only images that carry this release's id: another release may use the same name. */
+    async deleteRelease(target, scope): Promise<string[]> {
+      const signal = currentProgress().signal;
+      const glance = new GlanceClient(await resolveAuth(target, scope.targetName, signal, deps.env), `targets.${scope.targetName}`);
+      const removed: string[] = [];
+      for (const name of scope.imageNames)
+        for (const img of await glance.findByName(name, signal)) {
+          if (img[PROPS.releaseId] !== scope.releaseId) continue;
+          await glance.delete(img.id, signal);
+          removed.push(`glance image ${img.id} (${name}, ${img.status})`);
+        }
+      return removed;
+    },
   };
 }
