@@ -4,6 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './builder';
 import type { createFetchActivities } from './staging/fetch-artifacts';
+import type { createStagingCleanup } from './staging/cleanup';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
@@ -15,12 +16,15 @@ import type {
   BuiltArtifact,
   Candidate,
   PublishRequest,
+  PublishScope,
   PublishTargetDriver,
+  StagedArtifact,
 } from './types';
 
 /** What happens on a builder once it is up: activities/builder and the fetch in activities/staging. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
-  Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'>;
+  Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'> &
+  ReturnType<typeof createStagingCleanup>;
 
 export interface ActivityDeps {
   /** Where release definitions named from the Temporal UI are found. */
@@ -87,6 +91,11 @@ export function createActivities(deps: ActivityDeps) {
     publishArtifact: (request: PublishRequest) => withHeartbeats(() => driver(request.target).publish(request)),
     deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) =>
       withHeartbeats(() => driver(target).delete(target, candidate)),
+    /** A cancelled release: whatever it made at one target, finished or half-uploaded, found by tag or name. */
+    deletePublished: ({ target, scope }: { target: Target; scope: PublishScope }) =>
+      withHeartbeats(() => driver(target).deleteRelease(target, scope)),
+    /** Runs on the staging queue of the worker that holds the files. */
+    deleteStagedArtifacts: (i: { releaseId: string; artifacts: StagedArtifact[] }) => deps.steps.deleteStagedArtifacts(i),
 
     activate,
 

@@ -14,6 +14,7 @@ import { createLibvirtBuilderProvider, type LibvirtBuilderDeps } from '../activi
 import { createLibvirtTarget, type LibvirtTargetDeps } from '../activities/libvirt/target';
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
 import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
+import { createStagingCleanup } from '../activities/staging/cleanup';
 import { createStaticProvider } from '../activities/static/provider';
 import type { WorkerSettings } from './settings';
 
@@ -75,6 +76,7 @@ export function createActivityDeps(
       prepareContainerImage: builder.prepareContainerImage,
       runImageBuild: builder.runImageBuild,
       fetchArtifacts: fetch.fetchArtifacts,
+      ...createStagingCleanup({ stagingDir: settings.stagingDir }),
     },
     releaseState,
   };
