@@ -8,6 +8,7 @@ import type { createStagingCleanup } from './staging/cleanup';
 import { activate } from './activation/image-map';
 import { withHeartbeats } from './heartbeat';
 import { deleteStaleBuilder, findStaleBuilders, type StaleBuilder } from './janitor/stale-builders';
+import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
@@ -33,7 +34,7 @@ export interface ActivityDeps {
   targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
   steps: BuilderSteps;
   /** 'open' while the release workflow runs; for the janitor. */
-  releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
+  releaseState(releaseId: string): Promise<'open' | 'closed' | 'cancelled' | 'unknown'>;
 }
 
 interface ArchStep {
@@ -101,6 +102,7 @@ export function createActivities(deps: ActivityDeps) {
 
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),
+    findCancelledPublishes: () => findCancelledPublishes(deps),
   };
 }
 

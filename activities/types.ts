@@ -124,6 +124,8 @@ export interface PublishTargetDriver<T extends Target = Target> {
   publish(request: PublishRequest & { target: T }): Promise<Candidate[]>;
   delete(target: T, candidate: Candidate): Promise<void>;
   deleteRelease(target: T, scope: PublishScope): Promise<string[]>;
+  /** Every release that left something at the target, found by its tags; for the janitor (targets that tag). */
+  listReleases?(target: T, targetName: string): Promise<PublishScope[]>;
 }
 
 export type { ReleasePlan };

@@ -23,7 +23,7 @@ export function releaseStateFrom(client: Client): ActivityDeps['releaseState'] {
   return async (releaseId) => {
     try {
       const { status } = await client.workflow.getHandle(releaseId).describe();
-      return status.name === 'RUNNING' ? 'open' : 'closed';
+      return status.name === 'RUNNING' ? 'open' : status.name === 'CANCELLED' ? 'cancelled' : 'closed';
     } catch (err) {
       if (err instanceof WorkflowNotFoundError) return 'unknown';
       throw err;

@@ -6,7 +6,7 @@ import type { PublishScope } from '../types';
 import type { AwsClients } from './clients';
 import { deleteImage } from './register-image';
 import { sweepPrefix } from '../s3/sweep';
-import { AWS_TAGS, tagFilters } from './tags';
+import { AWS_TAGS, fromTags, tagFilters } from './tags';
 import type { AwsTarget } from './target';
 
 /** The import bucket's key prefix of a release (the s3-import method puts its objects there). */
@@ -35,4 +35,26 @@ export async function sweepAwsRelease(clients: AwsClients, t: AwsTarget, scope: 
     for (const prefix of names) removed.push(...(await sweepPrefix(s3, t.bucket, prefix)));
   }
   return removed;
+}
+
+/** Releases with AMIs or snapshots at this target, from their tags (release, arch, image name), in every region. */
+export async function listAwsReleases(clients: AwsClients, t: AwsTarget, targetName: string): Promise<PublishScope[]> {
+  const scopes = new Map<string, PublishScope>();
+  const filters = [...tagFilters({ [AWS_TAGS.target]: targetName }), { Name: 'tag-key', Values: [AWS_TAGS.releaseId] }];
+  const add = (tags: Record<string, string>) => {
+    const releaseId = tags[AWS_TAGS.releaseId];
+    const arch = tags[AWS_TAGS.arch] as PublishScope['arch'] | undefined;
+    if (!releaseId || !arch) return;
+    const key = `${releaseId}/${arch}`;
+    const scope = scopes.get(key) ?? { releaseId, arch, targetName, imageNames: [] };
+    const name = tags[AWS_TAGS.imageName];
+    if (name && !scope.imageNames.includes(name)) scope.imageNames.push(name);
+    scopes.set(key, scope);
+  };
+  for (const region of new Set([t.region, ...t.copyTo])) {
+    const ec2 = clients.ec2(region);
+    for (const i of (await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: filters }))).Images ?? []) add(fromTags(i.Tags));
+    for (const s of (await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: filters }))).Snapshots ?? []) add(fromTags(s.Tags));
+  }
+  return [...scopes.values()];
 }

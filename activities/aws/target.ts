@@ -14,7 +14,7 @@ import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
 import { classifyAwsError, isNotFound } from './errors';
 import { copyImage, deleteImage, registerImage, shareImage, type PublishedImage } from './register-image';
 import { importViaS3, type S3ImportProgress } from './s3-import';
-import { importPrefix, sweepAwsRelease } from './release-sweep';
+import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep';
 import { waitSnapshotCompleted } from './snapshots';
 import { AWS_TAGS, type TagMap } from './tags';
 
@@ -225,5 +225,13 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     }
   }
 
-  return { check, publish, delete: remove, deleteRelease };
+  async function listReleases(t: AwsTarget, targetName: string): Promise<PublishScope[]> {
+    try {
+      return await listAwsReleases(awsClients(t.region, t.credentials, deps), t, targetName);
+    } catch (err) {
+      throw classifyAwsError(err, `listing what releases left at target ${targetName}`, `targets.${targetName}.credentials`);
+    }
+  }
+
+  return { check, publish, delete: remove, deleteRelease, listReleases };
 }

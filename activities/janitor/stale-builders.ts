@@ -19,8 +19,8 @@ export interface StaleBuilder {
 export interface JanitorDeps {
   definitionsDir: string;
   providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
-  /** 'open' while the release workflow runs; 'closed' or 'unknown' otherwise. */
-  releaseState(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
+  /** 'open' while the release workflow runs; 'closed', 'cancelled' or 'unknown' otherwise. */
+  releaseState(releaseId: string): Promise<'open' | 'closed' | 'cancelled' | 'unknown'>;
 }
 
 async function knownBuilders(dir: string): Promise<{ definition: string; arch: string; builder: Builder }[]> {
@@ -52,7 +52,7 @@ export async function findStaleBuilders(deps: JanitorDeps, input: { ttlMs: numbe
       const state = await deps.releaseState(resource.releaseId);
       const age = resource.createdAt ? Date.parse(input.now) - Date.parse(resource.createdAt) : undefined;
       const reason =
-        state === 'closed'
+        state === 'closed' || state === 'cancelled'
           ? `release ${resource.releaseId} is closed`
           : state === 'unknown'
             ? `release ${resource.releaseId} is unknown to Temporal`
