@@ -1,7 +1,8 @@
-// The janitor on the real Temporal server and moto: AMIs and snapshots that a cancelled release published and could
-// not delete itself (its cleanup's worker lost) are found by their release tag and deleted; those of a release that
-// is still running stay.
-import { writeFileSync } from 'node:fs';
+// The janitor on the real Temporal server, moto and a real glance-api: AMIs, snapshots and Glance images that a
+// cancelled release published and could not delete itself (its cleanup's worker lost) are found by their release tag
+// and deleted; those of a release that is still running stay.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import {
@@ -18,6 +19,7 @@ import { stringify } from 'yaml';
 import { WORKFLOW_TYPES } from '../../workflows/messages';
 import type { JanitorReport } from '../../workflows/builder-janitor';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
+import { identityHeaders, startGlance, type Glance } from '../rig/glance';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
@@ -27,6 +29,8 @@ const dirs = workerDirs(path.join(base, 'worker'));
 const region = 'ap-south-1';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 const ec2 = new EC2Client({ region, endpoint: rig.motoEndpoint, credentials });
+const PROJECT = 'copr';
+let glance: Glance;
 let worker: Awaited<ReturnType<typeof startInProcessWorker>>;
 let conn: Awaited<ReturnType<typeof connectRig>>;
 
@@ -44,8 +48,26 @@ async function leftovers(releaseId: string) {
   );
   const image = await ec2.send(new RegisterImageCommand({ Name: `farm-x86_64-${releaseId}`, Architecture: 'x86_64' }));
   await ec2.send(new CreateTagsCommand({ Resources: [image.ImageId!], Tags }));
-  return { snapshotId: snapshot.SnapshotId!, imageId: image.ImageId! };
+  const res = await fetch(`${glance.address}/v2/images`, {
+    method: 'POST',
+    headers: { ...identityHeaders(PROJECT), 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      name: `farm-x86_64-${releaseId}`,
+      disk_format: 'raw',
+      container_format: 'bare',
+      tags: ['bootc-release'],
+      bootc_release_id: releaseId,
+      bootc_release_arch: 'x86_64',
+    }),
+  });
+  const glanceImage = (await res.json()) as { id: string };
+  return { snapshotId: snapshot.SnapshotId!, imageId: image.ImageId!, glanceId: glanceImage.id };
 }
+const glanceImagesOf = async (releaseId: string) => {
+  const res = await fetch(`${glance.address}/v2/images?limit=1000`, { headers: identityHeaders(PROJECT) });
+  const { images } = (await res.json()) as { images: { id: string; bootc_release_id?: string }[] };
+  return images.filter((i) => i.bootc_release_id === releaseId).map((i) => i.id);
+};
 const tagged = (releaseId: string) => [{ Name: 'tag:bootc-release:release-id', Values: [releaseId] }];
 const snapshotsOf = async (releaseId: string) =>
   ((await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'], Filters: tagged(releaseId) }))).Snapshots ?? []).map((s) => s.SnapshotId);
@@ -53,6 +75,7 @@ const amisOf = async (releaseId: string) =>
   ((await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: tagged(releaseId) }))).Images ?? []).map((i) => i.ImageId);
 
 beforeAll(async () => {
+  glance = await startGlance(mkdtempSync(path.join(os.tmpdir(), 'e2e-janitor-glance-')));
   writeFileSync(
     path.join(dirs.definitionsDir, 'farm.yaml'),
     stringify({
@@ -66,11 +89,14 @@ beforeAll(async () => {
             ssh: { privateKeyPath: rig.privateKeyPath },
             workDir: path.join(base, 'farm-work'),
           },
-          types: ['ami'],
-          targets: ['aws-x'],
+          types: ['ami', 'raw'],
+          targets: ['aws-x', 'osuosl'],
         },
       },
-      targets: { 'aws-x': { kind: 'aws', region, credentials: { endpoint: rig.motoEndpoint } } },
+      targets: {
+        'aws-x': { kind: 'aws', region, credentials: { endpoint: rig.motoEndpoint } },
+        osuosl: { kind: 'openstack', imageUrl: glance.address, testIdentityHeaders: { userId: 'copr-bot', projectId: PROJECT } },
+      },
       approval: { approvers: ['copr-admin'] },
     }),
   );
@@ -81,10 +107,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await worker?.stop();
   await conn?.close();
+  await glance?.stop();
 });
 
 describe('the janitor and published leftovers', () => {
-  it('deletes what a cancelled release left at a target, found by tag, and keeps what a running release has', async () => {
+  it('deletes what a cancelled release left at aws and openstack targets, found by tag, and keeps what a running release has', async () => {
     // A real release, cancelled while it waits for approval: Temporal reports it CANCELLED.
     const def = rigDefinition(rig, {
       name: 'farm',
@@ -114,11 +141,14 @@ describe('the janitor and published leftovers', () => {
     });
     expect(report.failed).toEqual([]);
     expect(report.deleted).toContainEqual({ kind: 'published', id: 'aws-x/x86_64', releaseId: cancelled, reason: `release ${cancelled} was cancelled` });
+    expect(report.deleted).toContainEqual({ kind: 'published', id: 'osuosl/x86_64', releaseId: cancelled, reason: `release ${cancelled} was cancelled` });
     expect(report.deleted.some((d) => d.releaseId === running)).toBe(false);
     expect(await snapshotsOf(cancelled)).toEqual([]);
     expect(await amisOf(cancelled)).toEqual([]);
     expect(await snapshotsOf(running)).toEqual([kept.snapshotId]);
     expect(await amisOf(running)).toEqual([kept.imageId]);
+    expect(await glanceImagesOf(cancelled)).toEqual([]);
+    expect(await glanceImagesOf(running)).toEqual([kept.glanceId]);
     expect(lost.snapshotId).toMatch(/^snap-/);
     await conn.client.workflow.getHandle(running).terminate('test done');
   }, 300_000);
