@@ -11,6 +11,8 @@ import { withHeartbeats } from './heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
 import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
+import type { createStagingCleanup } from './staging/cleanup';
+import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
@@ -19,12 +21,15 @@ import type {
   BuiltArtifact,
   Candidate,
   PublishRequest,
+  PublishScope,
   PublishTargetDriver,
+  StagedArtifact,
 } from './types';
 
 /** What happens on a builder once it is up: activities/builder and the fetch in activities/staging. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
-  Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'>;
+  Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'> &
+  ReturnType<typeof createStagingCleanup>;
 
 export interface ActivityDeps {
   /** Where release definitions named from the Temporal UI are found. */
@@ -104,6 +109,11 @@ export function createActivities(deps: ActivityDeps) {
     publishArtifact: (request: PublishRequest) => withHeartbeats(() => driver(request.target).publish(request)),
     deleteCandidate: ({ target, candidate }: { target: Target; candidate: Candidate }) =>
       withHeartbeats(() => driver(target).delete(target, candidate)),
+    /** A cancelled release: whatever it made at one target, finished or half-uploaded, found by tag or name. */
+    deletePublished: ({ target, scope }: { target: Target; scope: PublishScope }) =>
+      withHeartbeats(() => driver(target).deleteRelease(target, scope)),
+    /** Runs on the staging queue of the worker that holds the files. */
+    deleteStagedArtifacts: (i: { releaseId: string; artifacts: StagedArtifact[] }) => deps.steps.deleteStagedArtifacts(i),
 
     activate: createActivationActivities(deps.activation).activate,
     notifyRelease: deps.notify.notifyRelease,
@@ -111,6 +121,7 @@ export function createActivities(deps: ActivityDeps) {
 
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),
+    findCancelledPublishes: () => findCancelledPublishes(deps),
   };
 }
 

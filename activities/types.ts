@@ -108,11 +108,27 @@ export interface PublishRequest {
   imageName: string;
 }
 
-/** A publish target: preflight, idempotent publish (resumes from heartbeat progress), delete for retention. */
+/** Where one release published (or began to publish) one architecture's artifacts to one target. */
+export interface PublishScope {
+  releaseId: string;
+  arch: Arch;
+  targetName: string;
+  /** The image names the release used there (`PublishRequest.imageName`), for targets that find by name. */
+  imageNames: string[];
+}
+
+/**
+ * A publish target: preflight, idempotent publish (resumes from heartbeat progress), delete for retention, and
+ * deleteRelease for a release cancelled midway: everything it made there, finished or not, found by tag or name
+ * (partial uploads too). Returns what it deleted, one short line each.
+ */
 export interface PublishTargetDriver<T extends Target = Target> {
   check(target: T, ctx: { releaseId: string; targetName: string }): Promise<CheckResult>;
   publish(request: PublishRequest & { target: T }): Promise<Candidate[]>;
   delete(target: T, candidate: Candidate): Promise<void>;
+  deleteRelease(target: T, scope: PublishScope): Promise<string[]>;
+  /** Every release that left something at the target, found by its tags; for the janitor (targets that tag). */
+  listReleases?(target: T, targetName: string): Promise<PublishScope[]>;
 }
 
 export type { ReleasePlan };

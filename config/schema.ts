@@ -319,8 +319,15 @@ export const ReleaseDefinition = z
         retryInitial: duration('1h').default('5s'),
         retryMax: duration('1d').default('5m'),
         maxAttempts: z.number().int().min(0).default(10),
+        /**
+         * How long a publish may wait for the worker that holds its staged artifact (its own staging queue) to pick
+         * it up; past that the publish fails naming that worker instead of waiting forever for one that is gone.
+         */
+        stagingWait: duration('7d').default('30m'),
       })
       .prefault({}),
+    /** Fetched artifacts on the workers: deleted when the release ends unless `keep` (to publish again by hand). */
+    staging: z.strictObject({ keep: z.boolean().default(false) }).prefault({}),
   })
   .superRefine((def, ctx) => {
     const arches = Object.keys(def.architectures);

@@ -17,6 +17,7 @@ import { createLibvirtTarget, type LibvirtTargetDeps } from '../activities/libvi
 import { createNotifyActivities, type NotifyDeps } from '../activities/notify/activities';
 import { createOpenstackTarget, type OpenstackTargetDeps } from '../activities/openstack/target';
 import { createFetchActivities, type FetchDeps } from '../activities/staging/fetch-artifacts';
+import { createStagingCleanup } from '../activities/staging/cleanup';
 import { createStaticProvider } from '../activities/static/provider';
 import type { RegistryOptions } from '../activities/source/registry';
 import type { ReleaseHistory } from '../activities/source/trigger';
@@ -31,7 +32,7 @@ export function releaseStateFrom(client: Client): ActivityDeps['releases'] {
     async state(releaseId) {
       try {
         const { status } = await client.workflow.getHandle(releaseId).describe();
-        return status.name === 'RUNNING' ? 'open' : 'closed';
+        return status.name === 'RUNNING' ? 'open' : status.name === 'CANCELLED' ? 'cancelled' : 'closed';
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) return 'unknown';
         throw err;
@@ -128,6 +129,7 @@ export function createActivityDeps(
       prepareContainerImage: builder.prepareContainerImage,
       runImageBuild: builder.runImageBuild,
       fetchArtifacts: fetch.fetchArtifacts,
+      ...createStagingCleanup({ stagingDir: settings.stagingDir }),
     },
     // Sinks' addresses and tokens are named by variable in the definition and looked up in the worker's environment.
     notify: createNotifyActivities({ env: process.env, uiAddress: settings.uiUrl, namespace: settings.namespace, ...overrides.notify }),

@@ -43,6 +43,21 @@ export async function builderJanitor(input: JanitorInput = {}): Promise<JanitorR
       report.failed.push({ kind, id, error: (err as Error).message });
     }
   }
+  // What cancelled releases published and could not delete themselves (their cleanup's worker was lost).
+  for (const { target, scope } of await acts.findCancelledPublishes()) {
+    const id = `${scope.targetName}/${scope.arch}`;
+    const reason = `release ${scope.releaseId} was cancelled`;
+    if (input.dryRun) {
+      report.deleted.push({ kind: 'published', id, releaseId: scope.releaseId, reason });
+      continue;
+    }
+    try {
+      await acts.deletePublished({ target, scope });
+      report.deleted.push({ kind: 'published', id, releaseId: scope.releaseId, reason });
+    } catch (err) {
+      report.failed.push({ kind: 'published', id, error: (err as Error).message });
+    }
+  }
   log.info('janitor finished', { deleted: report.deleted.length, kept: kept.length, failed: report.failed.length });
   return report;
 }

@@ -7,6 +7,7 @@ import {
   condition,
   executeChild,
   isCancellation,
+  log,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
@@ -33,6 +34,7 @@ import { releaseNotifier } from './notify';
 import { recordReleaseEnd } from './release-metrics';
 import { activationOptions, activityOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
+import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -53,6 +55,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   let plan: ReleasePlan | undefined;
   const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
   let publishing = 0;
+  const ledger = new PublishLedger();
 
   const notifier = releaseNotifier(() => plan, status);
   const setStage = (stage: ReleaseStage) => {
@@ -93,26 +96,20 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return;
     }
     publishing++;
+    let artifact = artifacts[0]!;
     try {
-      for (const artifact of artifacts) {
-        const acts = proxyActivities<ReleaseActivities>(
-          activityOptions(p.definition.timeouts, { startToCloseTimeout: '12h', taskQueue: artifact.stagingQueue }),
-        );
+      for (artifact of artifacts) {
         const suffix = artifacts.length > 1 ? `-${artifact.type}` : '';
-        const found = await acts.publishArtifact({
-          releaseId,
-          arch,
-          targetName,
-          target,
-          artifact,
-          imageName: `${p.definition.name}-${arch}-${p.stamp}${suffix}`,
-        });
+        const imageName = `${p.definition.name}-${arch}-${p.stamp}${suffix}`;
+        ledger.record({ arch, targetName, target, imageName, stagingQueue: artifact.stagingQueue });
+        const acts = stagingActivities(p.definition.timeouts, artifact.stagingQueue);
+        const found = await ledger.track(acts.publishArtifact({ releaseId, arch, targetName, target, artifact, imageName }));
         status.candidates.push(...found);
         upsertMemo({ candidates: status.candidates });
       }
     } catch (err) {
       if (isCancellation(err)) throw err;
-      status.publishFailures.push({ arch, target: targetName, error: describe(err) });
+      status.publishFailures.push({ arch, target: targetName, error: describePublishFailure(err, artifact, p.definition.timeouts) });
     } finally {
       publishing--;
     }
@@ -206,9 +203,16 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   } catch (err) {
     const cancelled = isCancellation(err);
     status.error = cancelled ? undefined : describe(err);
+    // A cancelled release keeps nothing it published, finished or half-made.
+    const left = cancelled && plan ? await ledger.cleanUp(releaseId, plan.definition.timeouts) : [];
+    if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
     await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
     throw err;
   } finally {
+    if (plan && !plan.definition.staging.keep) {
+      const left = await deleteStaged(releaseId, plan.definition.timeouts, Object.values(staged).flat());
+      if (left.length) log.warn('staged artifacts left on workers', { left });
+    }
     recordReleaseEnd(plan?.definition.name, status.stage);
     await CancellationScope.nonCancellable(() => notifier.settled());
   }

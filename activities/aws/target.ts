@@ -6,7 +6,7 @@ import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
-import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
+import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
 import { activitySignal, heartbeat, previousProgress } from './activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
@@ -14,6 +14,7 @@ import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
 import { classifyAwsError, isNotFound } from './errors';
 import { copyImage, deleteImage, registerImage, shareImage, type PublishedImage } from './register-image';
 import { importViaS3, type S3ImportProgress } from './s3-import';
+import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep';
 import { waitSnapshotCompleted } from './snapshots';
 import { AWS_TAGS, type TagMap } from './tags';
 
@@ -90,7 +91,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
             file: req.artifact.path,
             sha256: req.artifact.sha256,
             bucket: t.bucket!,
-            key: `bootc-release/${req.releaseId}/${req.imageName}.raw`,
+            key: `${importPrefix(req.releaseId)}${req.imageName}.raw`,
             tags: snapshotTags,
             description,
             clientToken: token(req.releaseId, req.arch, req.targetName, req.imageName, 'import'),
@@ -216,5 +217,21 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     }
   }
 
-  return { check, publish, delete: remove };
+  async function deleteRelease(t: AwsTarget, scope: PublishScope): Promise<string[]> {
+    try {
+      return await sweepAwsRelease(awsClients(t.region, t.credentials, deps), t, scope);
+    } catch (err) {
+      throw classifyAwsError(err, `deleting what release ${scope.releaseId} made at target ${scope.targetName}`, `targets.${scope.targetName}.credentials`);
+    }
+  }
+
+  async function listReleases(t: AwsTarget, targetName: string): Promise<PublishScope[]> {
+    try {
+      return await listAwsReleases(awsClients(t.region, t.credentials, deps), t, targetName);
+    } catch (err) {
+      throw classifyAwsError(err, `listing what releases left at target ${targetName}`, `targets.${targetName}.credentials`);
+    }
+  }
+
+  return { check, publish, delete: remove, deleteRelease, listReleases };
 }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, Source } from '../../config/schema';
 import type { BuilderHost } from '../types';
-import { shellCommand, shellQuote, SshCommandError, type SshSession } from '../ssh/connection';
+import { shellCommand, shellQuote, type SshSession } from '../ssh/connection';
 import type { ImageBuilderConfig } from './bib-runs';
 import { archiveFailedAttempt, driveDetached, parseFields } from './detached';
 import { releaseWorkDir } from './image-build';
@@ -140,6 +140,12 @@ export async function prepareContainerImage(
     return await link.run((ssh) => archiveFailedAttempt(ssh, dir, 30));
   }
 
+  /**
+   * Fetches the ref into dir as a detached job in workDir/checkout: a long clone heartbeats through the polls, and
+   * a retry (another worker, a dropped link) re-attaches to the running clone under the job's lock instead of
+   * starting a second git into the same directory. A finished checkout is read and put aside, so the next call
+   * fetches again and sees a new commit.
+   */
   async function checkout(dir: string, src: Extract<Source, { git: string }>): Promise<string> {
     const d = shellQuote(dir);
     const url = shellQuote(src.git);
@@ -154,29 +160,36 @@ export async function prepareContainerImage(
       `else git fetch -q ${url} '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*' && git checkout -q -f ${ref}; fi`,
       'echo "commit=$(git rev-parse HEAD)"',
     ].join('\n');
-    const result = await link
-      .run((ssh: SshSession) => ssh.exec(script, { signal: opts.signal }))
-      .catch((err: unknown) => {
-        if (err instanceof SshCommandError) {
-          const why = lastLines(err.result.stderr, 4);
-          if (err.result.code === 3)
-            throw ApplicationFailure.nonRetryable(
-              `${where}: ${why}; install git in the builder image`,
-              'ConfigError',
-            );
-          if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
-            throw ApplicationFailure.nonRetryable(
-              `${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`,
-              'ConfigError',
-            );
-          throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
-        }
-        throw err;
-      });
-    const commit = parseFields(result.stdout).commit;
+    const jobDir = path.posix.join(workDir, 'checkout');
+    const code = await driveDetached(link, jobDir, ['sh', '-c', script], {
+      signal: opts.signal,
+      pollIntervalMs: opts.pollIntervalMs ?? 5_000,
+      onPoll: (_fields, state) => {
+        if (state.state === 'running')
+          opts.onProgress?.({ phase: 'cloning', message: `fetching ${src.ref} of ${src.git}` });
+      },
+    });
+    const j = shellQuote(jobDir);
+    const output = await link.run((ssh: SshSession) =>
+      code === 0
+        ? ssh.exec(`tail -n 30 ${j}/build.log; rm -f ${j}/exit-code ${j}/pid`, { signal: opts.signal }).then((r) => r.stdout)
+        : archiveFailedAttempt(ssh, jobDir, 30),
+    );
+    if (code !== 0) {
+      const why = lastLines(output, 4);
+      if (code === 3)
+        throw ApplicationFailure.nonRetryable(`${where}: ${why}; install git in the builder image`, 'ConfigError');
+      if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
+        throw ApplicationFailure.nonRetryable(
+          `${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`,
+          'ConfigError',
+        );
+      throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
+    }
+    const commit = parseFields(output).commit;
     if (!/^[0-9a-f]{40,64}$/.test(commit ?? ''))
       throw new Error(`${where}: could not read the checked-out commit`);
-    return commit;
+    return commit!;
   }
 
   async function inspect(ref: string): Promise<{ digest: string; imageId: string }> {

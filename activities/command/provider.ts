@@ -57,10 +57,14 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     activityContext()?.heartbeat(state);
   }
 
-  /** Runs argv on the worker; the last non-empty stdout line is the answer. */
-  async function run(argv: string[], ctx: StepContext, field: string, passEnv: readonly string[]): Promise<string> {
+  /**
+   * Runs argv on the worker; the last non-empty stdout line is the answer. Each heartbeat repeats `resume` (the
+   * state saved so far): the server keeps only the latest details, and an empty beat during ticket-wait would erase
+   * the ticket, so a retry elsewhere would take a second one and never close the first.
+   */
+  async function run(argv: string[], ctx: StepContext, field: string, passEnv: readonly string[], resume?: HandleState): Promise<string> {
     const activity = activityContext();
-    const beat = activity ? setInterval(() => activity.heartbeat(), deps.heartbeatMs ?? 10_000) : undefined;
+    const beat = activity ? setInterval(() => activity.heartbeat(resume), deps.heartbeatMs ?? 10_000) : undefined;
     try {
       return await new Promise<string>((resolve, reject) => {
         execFile(
@@ -134,7 +138,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       }
       let address = saved?.address;
       if (!address) {
-        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait', builder.passEnv) : handle;
+        address = builder.wait ? await run([...builder.wait, handle], ctx, 'wait', builder.passEnv, { handle }) : handle;
         if (!ADDRESS.test(address))
           throw new Error(
             `${ctx.arch}: handle ${handle} gave no usable address (got "${address.slice(0, 80)}")`,
@@ -166,7 +170,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     async release(builder, ctx, host) {
       // No host id: the acquire was cancelled or failed after taking a ticket; the state file still names it.
       const handle = host.id || (await loadState(ctx))?.handle;
-      if (handle) await run([...builder.release, handle], ctx, 'release', builder.passEnv);
+      if (handle) await run([...builder.release, handle], ctx, 'release', builder.passEnv, { handle });
       await rm(stateFile(ctx), { force: true });
     },
   };

@@ -2,7 +2,7 @@
 // keep a copy of every artifact next to the cloud uploads. Holes stay holes (cp --sparse=always).
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -83,6 +83,14 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
     async delete(_target, candidate) {
       await rm(candidate.imageId, { force: true });
       await rm(`${candidate.imageId}.sha256`, { force: true });
+    },
+
+    /** The image file, its sidecar and any partial copy: every file named `<imageName>.*`. */
+    async deleteRelease(target, scope) {
+      const entries = await readdir(target.path).catch(() => [] as string[]);
+      const ours = entries.filter((e) => scope.imageNames.some((n) => e.startsWith(`${n}.`)));
+      for (const e of ours) await rm(path.join(target.path, e), { force: true });
+      return ours.map((e) => `file ${path.join(target.path, e)}`);
     },
   };
 }

@@ -7,6 +7,7 @@ import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCos
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
 import { currentProgress, type Progress } from '../progress';
 import { ensureImage, vpcImageName } from './vpc-image';
+import { sweepPrefix } from '../s3/sweep';
 
 export type { IbmCloudTarget };
 
@@ -97,6 +98,29 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
         }
         progress.log(`Deleted COS object ${r.id}.`);
       }
+    },
+
+    /** VPC images by name in every region (a pending import too), then the COS objects and unfinished uploads. */
+    async deleteRelease(target, scope) {
+      const field = fieldOf(scope.targetName);
+      const signal = currentProgress().signal;
+      const removed: string[] = [];
+      for (const region of target.regions) {
+        const vpc = vpcFor(target, region, field);
+        for (const imageName of scope.imageNames) {
+          const name = vpcImageName(imageName);
+          for (const image of (await vpc.listImages(name, signal)).filter((i) => i.name === name && i.status !== 'deleting'))
+            if (await vpc.deleteImage(image.id, signal)) removed.push(`VPC image ${image.id} (${name}) in ${region}`);
+        }
+      }
+      const s3 = cosClient(target, field, d.env);
+      try {
+        for (const imageName of scope.imageNames)
+          removed.push(...(await sweepPrefix(s3, target.cosBucket, `${scope.releaseId}/${imageName}.`)));
+      } finally {
+        s3.destroy();
+      }
+      return removed;
     },
   };
 }

@@ -31,7 +31,7 @@ export interface KeptBuilder {
 /** What the janitor asks Temporal (worker/wiring.ts answers from the workflow of the same id). */
 export interface ReleaseLookup {
   /** 'open' while the release workflow runs; 'unknown' when Temporal has no workflow of that id. */
-  state(releaseId: string): Promise<'open' | 'closed' | 'unknown'>;
+  state(releaseId: string): Promise<'open' | 'closed' | 'cancelled' | 'unknown'>;
   /** Ids of every workflow (open or closed) whose id starts with prefix. */
   idsStartingWith(prefix: string): Promise<string[]>;
 }
@@ -101,7 +101,7 @@ export async function findStaleBuilders(
       const state = await deps.releases.state(releaseId);
       const age = resource.createdAt ? Date.parse(input.now) - Date.parse(resource.createdAt) : undefined;
       const reason =
-        state === 'closed'
+        state === 'closed' || state === 'cancelled'
           ? `release ${releaseId} is closed`
           : state === 'unknown'
             ? `release ${releaseId} is unknown to Temporal`

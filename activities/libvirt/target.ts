@@ -134,10 +134,25 @@ export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTarget
 
     async delete(target, candidate): Promise<void> {
       const { host, pool, name } = parseImageId(candidate.imageId);
-      await withHost(host, target, candidate.target, async (runner) => {
-        const res = await runner.virsh(['vol-delete', '--pool', pool, name], { allowFailure: true });
-        if (res.code !== 0 && !isNotFound(res)) throw new Error(`${host}: virsh vol-delete ${pool}/${name} failed: ${firstLine(res.stderr)}`);
-      });
+      await withHost(host, target, candidate.target, (runner) => deleteVolume(runner, host, pool, name));
+    },
+
+    /** The release's volumes are named by its image names on every host; a half-uploaded one goes too. */
+    async deleteRelease(target, scope): Promise<string[]> {
+      const removed: string[] = [];
+      for (const host of target.hosts)
+        await withHost(host, target, scope.targetName, async (runner) => {
+          for (const name of scope.imageNames)
+            if (await deleteVolume(runner, host, target.pool, name)) removed.push(`volume ${host}:${target.pool}/${name}`);
+        });
+      return removed;
     },
   };
+
+  /** True when there was a volume to delete. */
+  async function deleteVolume(runner: HypervisorRunner, host: string, pool: string, name: string): Promise<boolean> {
+    const res = await runner.virsh(['vol-delete', '--pool', pool, name], { allowFailure: true });
+    if (res.code !== 0 && !isNotFound(res)) throw new Error(`${host}: virsh vol-delete ${pool}/${name} failed: ${firstLine(res.stderr)}`);
+    return res.code === 0;
+  }
 }

@@ -82,6 +82,21 @@ export class GlanceClient {
     return ((await res.json()) as { images: GlanceImage[] }).images;
   }
 
+  /** Every image with this tag visible to the caller, all pages (Glance filters by tag; `next` links the pages). */
+  async listTagged(tag: string, signal?: AbortSignal): Promise<GlanceImage[]> {
+    const q = new URLSearchParams({ tag, limit: '100' });
+    if (this.auth.projectId) q.set('owner', this.auth.projectId);
+    const images: GlanceImage[] = [];
+    for (let next: string | undefined = `/v2/images?${q}`; next; ) {
+      const res = await this.request('GET', next, undefined, signal);
+      if (!res.ok) await this.fail(res, `listing images tagged ${tag}`);
+      const page = (await res.json()) as { images: GlanceImage[]; next?: string };
+      images.push(...page.images);
+      next = page.next;
+    }
+    return images;
+  }
+
   /** One page of the image list: what check() uses to prove the token and the endpoint work. */
   async probe(signal?: AbortSignal): Promise<void> {
     const res = await this.request('GET', '/v2/images?limit=1', undefined, signal);

@@ -3,7 +3,7 @@
 //   none → create; queued → upload; saving → wait; active with our data → reuse; killed/other data → replace.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
+import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
 import { prepareImage, type DiskFormat, type PreparedImage } from '../libvirt/convert';
 import { resolveAuth, type OpenstackTarget } from './auth';
 import { GlanceClient, type GlanceImage } from './glance';
@@ -157,6 +157,36 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
     async delete(target, candidate): Promise<void> {
       const auth = await resolveAuth(target, candidate.target, undefined, deps.env);
       await new GlanceClient(auth, `targets.${candidate.target}`).delete(candidate.imageId);
+    },
+
+    /** Releases with images here, from the `bootc-release` tag and the release and arch properties. */
+    async listReleases(target, targetName): Promise<PublishScope[]> {
+      const signal = currentProgress().signal;
+      const glance = new GlanceClient(await resolveAuth(target, targetName, signal, deps.env), `targets.${targetName}`);
+      const scopes = new Map<string, PublishScope>();
+      for (const img of await glance.listTagged(TAG, signal)) {
+        const releaseId = img[PROPS.releaseId];
+        const arch = img[PROPS.arch];
+        if (typeof releaseId !== 'string' || typeof arch !== 'string') continue;
+        const scope = scopes.get(`${releaseId}/${arch}`) ?? { releaseId, arch: arch as PublishScope['arch'], targetName, imageNames: [] };
+        if (!scope.imageNames.includes(img.name)) scope.imageNames.push(img.name);
+        scopes.set(`${releaseId}/${arch}`, scope);
+      }
+      return [...scopes.values()];
+    },
+
+    /** By name, and only images that carry this release's id: another release may use the same name. */
+    async deleteRelease(target, scope): Promise<string[]> {
+      const signal = currentProgress().signal;
+      const glance = new GlanceClient(await resolveAuth(target, scope.targetName, signal, deps.env), `targets.${scope.targetName}`);
+      const removed: string[] = [];
+      for (const name of scope.imageNames)
+        for (const img of await glance.findByName(name, signal)) {
+          if (img[PROPS.releaseId] !== scope.releaseId) continue;
+          await glance.delete(img.id, signal);
+          removed.push(`glance image ${img.id} (${name}, ${img.status})`);
+        }
+      return removed;
     },
   };
 }

@@ -11,18 +11,19 @@ import { testDir } from './builder-fixtures';
  * Test fixture: a tiny resalloc-like allocator. `ticket` opens a numbered ticket, `ticket-wait ID` prints the
  * address of the host behind it, `ticket-close ID` closes it. Every call is logged for the assertions.
  */
-function fakeResalloc(dir: string, address: string): string {
+function fakeResalloc(dir: string, address: string, waitSecondsFile = ''): string {
   const script = path.join(dir, 'resalloc');
   writeFileSync(
     script,
     `#!/bin/sh
 set -e
+WAIT_SECONDS_FILE=${waitSecondsFile}
 d=${dir}/tickets
 mkdir -p "$d"
 echo "$* release=$BOOTC_RELEASE_ID arch=$BOOTC_RELEASE_ARCH" >> "$d/calls"
 case "$1" in
   ticket) n=$(( $(cat "$d/counter" 2>/dev/null || echo 0) + 1 )); echo $n > "$d/counter"; echo open > "$d/$n"; echo "Created ticket"; echo $n ;;
-  ticket-wait) [ "$(cat "$d/$2")" = open ] || { echo "ticket $2 is not open" >&2; exit 1; }; echo ${address} ;;
+  ticket-wait) [ -z "$WAIT_SECONDS_FILE" ] || sleep "$(cat "$WAIT_SECONDS_FILE")"; [ "$(cat "$d/$2")" = open ] || { echo "ticket $2 is not open" >&2; exit 1; }; echo ${address} ;;
   ticket-close) echo closed > "$d/$2" ;;
   *) echo "unknown command $1" >&2; exit 2 ;;
 esac
@@ -92,6 +93,38 @@ describe('command builder provider', () => {
     );
     expect(again).toEqual(host);
     expect(readFileSync(path.join(tickets(dir), 'counter'), 'utf8').trim()).toBe('1');
+  });
+
+  it('keeps the ticket in every heartbeat while ticket-wait runs, so a retry elsewhere waits on the same ticket', async () => {
+    const dir = testDir(rig, 'command-wait-heartbeat');
+    // ticket-wait takes long (the allocator has no free builder yet): the first attempt dies while it waits.
+    const waitFile = path.join(dir, 'wait-seconds');
+    writeFileSync(waitFile, '30');
+    const builder = builderFor(dir, fakeResalloc(dir, h.address, waitFile));
+    const ctx = { releaseId: 'r4', arch: 'x86_64' as const };
+    const beats: unknown[] = [];
+    const first = new MockActivityEnvironment();
+    first.on('heartbeat', (d: unknown) => {
+      beats.push(d);
+      // The worker dies after a few heartbeats of the wait: only what the server recorded last survives.
+      if (beats.length === 4) first.cancel();
+    });
+    await expect(
+      first.run(() =>
+        createCommandProvider({ stateDir: path.join(dir, 'worker-a'), heartbeatMs: 100 }).acquire(builder, ctx),
+      ),
+    ).rejects.toThrow();
+    expect(beats.at(-1)).toEqual({ handle: '1' });
+
+    writeFileSync(waitFile, '0');
+    const retry = new MockActivityEnvironment({ heartbeatDetails: beats.at(-1) });
+    const host = await retry.run(() =>
+      createCommandProvider({ stateDir: path.join(dir, 'worker-b'), heartbeatMs: 100 }).acquire(builder, ctx),
+    );
+    expect((host as { id: string }).id).toBe('1');
+    expect(readFileSync(path.join(tickets(dir), 'counter'), 'utf8').trim()).toBe('1');
+    const calls = readFileSync(path.join(tickets(dir), 'calls'), 'utf8').split('\n');
+    expect(calls.filter((c) => c.startsWith('ticket-wait 1 '))).toHaveLength(2);
   });
 
   it('fails non-retryably naming the field when the allocator is not installed, and check says so first', async () => {
