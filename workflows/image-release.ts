@@ -32,7 +32,7 @@ import {
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { releaseNotifier } from './notify';
 import { recordReleaseEnd } from './release-metrics';
-import { activationOptions, activityOptions } from './timeouts';
+import { activationOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
 import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
 
