@@ -80,7 +80,11 @@ process.stdout.on('error', () => undefined);
 process.on('SIGINT', () => undefined);
 process.on('SIGHUP', () => undefined);
 process.stdin.on('data', () => undefined);
-process.stdin.on('close', () => {
+// A pipe reports 'close' when the demo is gone; /dev/null (the run at start) reports 'end' and may never 'close'.
+let reaping = false;
+const onEnd = () => {
+  if (reaping) return;
+  reaping = true;
   reap().then(
     () => process.exit(0),
     (err) => {
@@ -88,5 +92,7 @@ process.stdin.on('close', () => {
       process.exit(1);
     },
   );
-});
+};
+process.stdin.on('end', onEnd);
+process.stdin.on('close', onEnd);
 process.stdin.resume();

@@ -55,8 +55,8 @@ async function startAndWait(): Promise<{ run: DemoRun; id: string }> {
   return { run, id };
 }
 
-/** Ctrl-C, then within 10 s: the demo has exited, its ports are free, none of its processes is left. */
-async function interruptAndCheck(run: DemoRun, extraPorts: { host: string; port: number }[]) {
+/** Ctrl-C (or another way to end it), then within 10 s: the demo has exited, its ports are free, none of its processes is left. */
+async function interruptAndCheck(run: DemoRun, extraPorts: { host: string; port: number }[], interrupt = () => run.interrupt()) {
   const tree = run.tree();
   const listened = [
     { host: '127.0.0.1', port: ports.temporal },
@@ -67,7 +67,7 @@ async function interruptAndCheck(run: DemoRun, extraPorts: { host: string; port:
   ];
   for (const l of listened) expect(await canListen(l.host, l.port), `${l.host}:${l.port} in use while the demo runs`).toBe(false);
   const t0 = Date.now();
-  run.interrupt();
+  interrupt();
   const code = await Promise.race([run.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 10_000))]);
   expect(code, run.output.slice(-3000)).not.toBe('hung');
   const stillBusy = async () => (await Promise.all(listened.map(async (l) => ((await canListen(l.host, l.port)) ? [] : [`${l.host}:${l.port}`])))).flat();
@@ -168,6 +168,18 @@ describe('npm run demo', () => {
     const t = demoTargets();
     await interruptAndCheck(second.run, [new URL(t.moto), new URL(t.glance)].map((u) => ({ host: u.hostname, port: Number(u.port) })));
   }, 480_000);
+
+  it('a demo killed outright (as tsx does when its event loop is slow to answer Ctrl-C) still leaves nothing behind', async () => {
+    const run = new DemoRun(portEnv(ports));
+    runs.push(run);
+    await run.waitFor(/release \S+ started/, 300_000);
+    const demo = run.tree().find((p) => p.comm === 'node' && readFileSync(`/proc/${p.pid}/cmdline`, 'utf8').includes('scripts/demo.ts'))!;
+    const t = demoTargets();
+    await interruptAndCheck(run, [new URL(t.moto), new URL(t.glance)].map((u) => ({ host: u.hostname, port: Number(u.port) })), () =>
+      process.kill(demo.pid, 'SIGKILL'),
+    );
+    expect(run.output).toContain('process(es) the demo left running');
+  }, 360_000);
 
   it('a port already taken stops the demo before it starts anything, with a message naming the port', async () => {
     const squatter = net.createServer();
