@@ -44,6 +44,12 @@ function stopAndExit(code: number): Promise<never> {
 async function main() {
   // A second Ctrl-C (or tsx relaying the first) must not kill the demo mid-stop: the handlers stay installed.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAndExit(0));
+  // Clients torn down while stopping may still throw from their timers: the demo is exiting, that is no news.
+  process.on('uncaughtException', (err) => {
+    if (stopping) return;
+    console.error(`[demo] ${err.stack ?? err.message}`);
+    void stopAndExit(1);
+  });
   // The demo stops its worker itself, in its own order: the SDK must not react to the signals on its own. Its INFO
   // logs would bury the demo's lines (`npm run -s cli -- dev` shows them).
   // Once stopping, the worker's complaints about its servers going away are noise: they are dropped.
@@ -102,7 +108,8 @@ async function main() {
   stopper.add('worker', async () => {
     workers.shutdown();
     await running.catch(() => undefined);
-    await client.connection.close();
+    // The client's connection stays open: a status query may be retrying on it, and closing it under the query
+    // throws from a timer. process.exit ends it.
     await connection.close();
   }, { first: true });
   say(`worker demo-worker on task queue ${settings.taskQueue}`);
@@ -114,7 +121,7 @@ async function main() {
 
   let status: ReleaseStatus | undefined;
   let lastLine = '';
-  for (;;) {
+  while (!stopping) {
     status = await releases.status(id).catch(() => status);
     const line = status ? `${status.stage}: ${Object.entries(status.arches).map(([a, s]) => `${a} ${s!.stage}`).join(', ')}` : 'starting';
     if (line !== lastLine) say(line);
@@ -122,6 +129,7 @@ async function main() {
     if (status && (status.stage === 'awaiting-approval' || FINAL_STAGES.includes(status.stage))) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
+  if (stopping) return;
   if (status!.stage !== 'awaiting-approval') throw new Error(`release ${id} ended ${status!.stage}: ${status!.error ?? ''}`);
   console.log(
     awaitingApprovalText(id, status!, {
