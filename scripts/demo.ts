@@ -123,7 +123,8 @@ async function main() {
   let lastLine = '';
   while (!stopping) {
     status = await releases.status(id).catch(() => status);
-    const line = status ? `${status.stage}: ${Object.entries(status.arches).map(([a, s]) => `${a} ${s!.stage}`).join(', ')}` : 'starting';
+    const arches = Object.entries(status?.arches ?? {}).map(([a, s]) => `${a} ${s!.stage}`);
+    const line = status ? [status.stage, ...(arches.length ? [arches.join(', ')] : [])].join(': ') : 'starting';
     if (line !== lastLine) say(line);
     lastLine = line;
     if (status && (status.stage === 'awaiting-approval' || FINAL_STAGES.includes(status.stage))) break;
