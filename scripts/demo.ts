@@ -1,128 +1,162 @@
-// `npm run demo`: a Temporal dev server with its Web UI, the local rig (two SSH "builder VMs", a registry, the
-// bootc-image-builder stand-in), a worker, and a 2-architecture release of examples/demo.yaml left awaiting approval.
-// Ctrl-C stops everything it started. Safe to run again: it starts from a clean .demo/.
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+// `npm run demo`: a Temporal dev server with its Web UI, the local rig (two SSH "builder VMs", a hypervisor, a
+// registry, the bootc-image-builder stand-in, moto, libvirtd, glance-api), a worker, and a 2-architecture release of
+// examples/demo.yaml left awaiting approval. Ctrl-C stops everything it started within a few seconds. Safe to run
+// again: it clears what an earlier run left and starts from a clean .demo/.
+// Knobs (environment): BOOTC_RELEASE_DEMO_{TEMPORAL,UI,SSH,REGISTRY}_PORT move the fixed ports (see demo-ports.ts);
+// BOOTC_RELEASE_DEMO_BUILD_SECONDS, _DISK_SIZE and _DATA_MIB shape the stand-in build (defaults 6, 2G, 32).
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { readFileSync } from 'node:fs';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ReleaseClient, connectClient } from '../client/release-client';
-import { candidatesTable } from '../client/format';
 import { connectWorker, createWorkers } from '../worker/run';
 import { workerSettings } from '../worker/settings';
 import { createActivityDeps } from '../worker/wiring';
 import { FINAL_STAGES, type ReleaseStatus } from '../workflows/messages';
-import { clientKeys, SshServer } from '../test/rig/sshd';
-import { pushSourceImage, startRegistry, startTemporal, type Service } from '../test/rig/services';
-import { ensureBibStandinImage, standinEngine } from '../test/standins/bootc-image-builder/image';
-import { portOr } from './dev-stack';
+import { LIBVIRT_URI } from '../test/rig/libvirtd';
+import { checkPortsFree, demoPorts } from './demo-ports';
+import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack } from './demo-stack';
+import { Stopper } from './demo-stop';
+import { awaitingApprovalText } from './demo-text';
 
 const repo = path.resolve(__dirname, '..');
 const demoDir = path.join(repo, '.demo');
-const builders = '/var/tmp/bootc-release-demo';
 const say = (line: string) => console.log(`[demo] ${line}`);
+/** Every stop gets this long; then whatever is left is SIGKILLed (the whole stop stays well under 10 s). */
+const GRACE_MS = 5_000;
 
-async function main() {
-  const stops: (() => Promise<void>)[] = [];
-  const stopAll = async () => {
-    for (const stop of stops.reverse()) await stop().catch(() => undefined);
-  };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
-    process.once(signal, () => {
-      say('stopping everything the demo started…');
-      void stopAll().then(() => process.exit(0));
-    });
-  // The demo's own lines tell the story; the worker's INFO logs would bury them (`npm run dev` shows them).
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  try {
-    rmSync(demoDir, { recursive: true, force: true });
-    rmSync(builders, { recursive: true, force: true });
-    mkdirSync(demoDir, { recursive: true });
+const stopper = new Stopper(path.join(demoDir, 'reaper.json'));
+let stopping: Promise<never> | undefined;
 
-    const port = await portOr(7233);
-    const temporal = await startTemporal(demoDir, { port, uiPort: port + 1000, headless: false });
-    stops.push(temporal.stop);
-    say(`Temporal dev server ${temporal.address}, Web UI ${temporal.uiAddress}`);
-
-    const keys = clientKeys(path.join(demoDir, 'keys'));
-    for (const address of ['127.0.0.31', '127.0.0.32']) {
-      const host = await SshServer.start(path.join(demoDir, 'hosts'), address, keys, { port: 2222 });
-      stops.push(() => host.stop());
-      say(`builder VM ${address}:2222 (OpenSSH)`);
-    }
-    const registry: Service = await startRegistry(path.join(demoDir, 'registry'), { address: '127.0.0.30', port: 5000 });
-    stops.push(registry.stop);
-    const source = pushSourceImage(registry.address, 'bootc-release-demo/builder:latest', `demo-${Date.now()}`);
-    say(`source image ${source} pushed to the registry`);
-    standinEngine(path.join(builders, 'engine'), { seconds: 6, diskSize: '10G', dataMiB: 64 }, [registry.address]);
-    execFileSync('podman', ['tag', ensureBibStandinImage(), 'localhost/bootc-release/bib-standin:demo']);
-    say('bootc-image-builder stand-in image ready');
-
-    const env = {
-      ...process.env,
-      TEMPORAL_ADDRESS: temporal.address,
-      BOOTC_RELEASE_DEFINITIONS: path.join(repo, 'examples'),
-      BOOTC_RELEASE_STAGING: path.join(demoDir, 'staging'),
-      BOOTC_RELEASE_STATE: path.join(demoDir, 'state'),
-      BOOTC_RELEASE_SSH_KEY: keys.privateKeyPath,
-      BOOTC_RELEASE_WORKER_ID: 'demo-worker',
-    };
-    Object.assign(process.env, env);
-    const settings = workerSettings(env);
-    const connection = await connectWorker(settings);
-    const client = await connectClient(settings);
-    const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client)));
-    const running = workers.run();
-    stops.push(async () => {
-      workers.shutdown();
-      await running;
-      await connection.close();
-    });
-    say(`worker demo-worker on task queue ${settings.taskQueue}`);
-
-    const releases = new ReleaseClient(client, settings.taskQueue);
-    const definition = parseYaml(readFileSync(path.join(repo, 'examples/demo.yaml'), 'utf8'));
-    const id = await releases.startFromDefinition(definition, { reason: 'npm run demo', requestedBy: 'demo' });
-    say(`release ${id} started; follow it in the Web UI: ${temporal.uiAddress}/namespaces/default/workflows/${id}`);
-
-    let status: ReleaseStatus | undefined;
-    let lastLine = '';
-    for (;;) {
-      status = await releases.status(id).catch(() => status);
-      const line = status ? `${status.stage}: ${Object.entries(status.arches).map(([a, s]) => `${a} ${s!.stage}`).join(', ')}` : 'starting';
-      if (line !== lastLine) say(line);
-      lastLine = line;
-      if (status && (status.stage === 'awaiting-approval' || FINAL_STAGES.includes(status.stage))) break;
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    if (status!.stage !== 'awaiting-approval') throw new Error(`release ${id} ended ${status!.stage}: ${status!.error ?? ''}`);
-    const envPrefix = temporal.address === '127.0.0.1:7233' ? '' : `TEMPORAL_ADDRESS=${temporal.address} `;
-    console.log(`
-Release ${id} is awaiting approval.
-Temporal Web UI: ${temporal.uiAddress}/namespaces/default/workflows/${id}
-
-Candidate images (use or ignore):
-${candidatesTable(status!.candidates)}
-
-Approve (in another terminal):
-  ${envPrefix}npm run -s cli -- release approve ${id} --by demo-admin
-or reject:
-  ${envPrefix}npm run -s cli -- release reject ${id} --by demo-admin --reason "not today"
-or, in the Web UI, send the signal "approve" with {"by": "demo-admin"}.
-The image map is written to .demo/image-map.yaml on approval. Ctrl-C stops everything.
-`);
-    const result = await client.workflow.getHandle(id).result().catch((err: Error) => ({ stage: `failed: ${err.message}` }));
-    say(`release ${id} ended: ${(result as { stage: string }).stage}`);
-    if ((result as { stage: string }).stage === 'activated') say(`image map:\n${readFileSync(path.join(demoDir, 'image-map.yaml'), 'utf8')}`);
-    say('the stack keeps running for the Web UI; Ctrl-C to stop');
-    await new Promise(() => undefined);
-  } catch (err) {
-    console.error(`[demo] ${(err as Error).message}`);
-    await stopAll();
-    process.exit(1);
-  }
+function stopAndExit(code: number): Promise<never> {
+  stopping ??= (async () => {
+    say('stopping everything the demo started…');
+    // The last resort, should a stop wedge the event loop itself.
+    setTimeout(() => process.exit(code), GRACE_MS + 3_000).unref();
+    const late = await stopper.stopAll(GRACE_MS);
+    say(late.length ? `stopped (killed what did not stop in time: ${late.join(', ')})` : 'stopped');
+    process.exit(code);
+  })();
+  return stopping;
 }
 
-void main();
+async function main() {
+  // A second Ctrl-C (or tsx relaying the first) must not kill the demo mid-stop: the handlers stay installed.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAndExit(0));
+  // Clients torn down while stopping may still throw from their timers: the demo is exiting, that is no news.
+  process.on('uncaughtException', (err) => {
+    if (stopping) return;
+    console.error(`[demo] ${err.stack ?? err.message}`);
+    void stopAndExit(1);
+  });
+  // The demo stops its worker itself, in its own order: the SDK must not react to the signals on its own. Its INFO
+  // logs would bury the demo's lines (`npm run -s cli -- dev` shows them).
+  // Once stopping, the worker's complaints about its servers going away are noise: they are dropped.
+  Runtime.install({
+    logger: new DefaultLogger('WARN', (entry) => {
+      // The staging queue's worker runs activities only, by design: its "no workflows registered" is no news.
+      if (stopping || entry.message.startsWith('No workflows registered')) return;
+      console.error(`${entry.level} ${entry.message}`, entry.meta?.error ?? '');
+    }),
+    telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
+    shutdownSignals: [],
+  });
+  process.chdir(repo);
+
+  stopper.clearLeftovers();
+  const ports = demoPorts();
+  await checkPortsFree(ports);
+  rmSync(demoDir, { recursive: true, force: true });
+  rmSync(BUILDERS_DIR, { recursive: true, force: true });
+  mkdirSync(demoDir, { recursive: true });
+  stopper.startReaper();
+
+  const build = {
+    seconds: Number(process.env.BOOTC_RELEASE_DEMO_BUILD_SECONDS ?? 6),
+    // bib's disks are 10 GiB; 2 GiB keeps the demo's copies and checksums of the holes short.
+    diskSize: process.env.BOOTC_RELEASE_DEMO_DISK_SIZE ?? '2G',
+    dataMiB: Number(process.env.BOOTC_RELEASE_DEMO_DATA_MIB ?? 32),
+  };
+  const stack = await startDemoStack({ demoDir, examplesFile: path.join(repo, 'examples/demo.yaml'), ports, build, stopper, say });
+
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TEMPORAL_ADDRESS: stack.temporal.address,
+    BOOTC_RELEASE_DEFINITIONS: path.dirname(stack.definitionFile),
+    BOOTC_RELEASE_STAGING: path.join(demoDir, 'staging'),
+    BOOTC_RELEASE_STATE: path.join(demoDir, 'state'),
+    BOOTC_RELEASE_SSH_KEY: stack.keys.privateKeyPath,
+    BOOTC_RELEASE_WORKER_ID: 'demo-worker',
+    // moto's keys, for the aws target's default credential chain: the worker's environment, never the definition.
+    AWS_ACCESS_KEY_ID: 'testing',
+    AWS_SECRET_ACCESS_KEY: 'testing',
+  };
+  delete env.AWS_PROFILE;
+  delete env.AWS_SESSION_TOKEN;
+  Object.assign(process.env, env);
+  delete process.env.AWS_PROFILE;
+  delete process.env.AWS_SESSION_TOKEN;
+  const settings = workerSettings(env);
+  const connection = await connectWorker(settings);
+  const client = await connectClient(settings);
+  const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client)), {
+    // Running activities get a second to notice the cancellation, then the worker lets go of them.
+    extra: { shutdownGraceTime: '1s', shutdownForceTime: '3s' },
+  });
+  const running = workers.run();
+  stopper.add('worker', async () => {
+    workers.shutdown();
+    await running.catch(() => undefined);
+    // The client's connection stays open: a status query may be retrying on it, and closing it under the query
+    // throws from a timer. process.exit ends it.
+    await connection.close();
+  }, { first: true });
+  say(`worker demo-worker on task queue ${settings.taskQueue}`);
+
+  const releases = new ReleaseClient(client, settings.taskQueue);
+  const definition = parseYaml(readFileSync(stack.definitionFile, 'utf8'));
+  const id = await releases.startFromDefinition(definition, { reason: 'npm run demo', requestedBy: 'demo' });
+  say(`release ${id} started; follow it in the Web UI: ${stack.temporal.uiAddress}/namespaces/default/workflows/${id}`);
+
+  let status: ReleaseStatus | undefined;
+  let lastLine = '';
+  while (!stopping) {
+    status = await releases.status(id).catch(() => status);
+    const arches = Object.entries(status?.arches ?? {}).map(([a, s]) => `${a} ${s!.stage}`);
+    const line = status ? [status.stage, ...(arches.length ? [arches.join(', ')] : [])].join(': ') : 'starting';
+    if (line !== lastLine) say(line);
+    lastLine = line;
+    if (status && (status.stage === 'awaiting-approval' || FINAL_STAGES.includes(status.stage))) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  if (stopping) return;
+  if (status!.stage !== 'awaiting-approval') throw new Error(`release ${id} ended ${status!.stage}: ${status!.error ?? ''}`);
+  console.log(
+    awaitingApprovalText(id, status!, {
+      temporalAddress: stack.temporal.address,
+      uiAddress: stack.temporal.uiAddress!,
+      motoEndpoint: stack.motoEndpoint,
+      glanceAddress: stack.glance.address,
+      glanceProject: GLANCE_PROJECT,
+      libvirtUri: LIBVIRT_URI,
+      pool: stack.pool.name,
+      region: definition.targets['aws-local'].region,
+    }),
+  );
+  const result = await client.workflow
+    .getHandle(id)
+    .result()
+    .catch((err: Error) => ({ stage: `failed: ${err.message}` }));
+  const stage = (result as { stage: string }).stage;
+  if (stopping) return;
+  say(`release ${id} ended: ${stage}`);
+  if (stage === 'activated') say(`image map:\n${readFileSync(path.join(demoDir, 'image-map.yaml'), 'utf8')}`);
+  say('the stack keeps running for the Web UI; Ctrl-C to stop');
+}
+
+main().catch(async (err: Error) => {
+  if (stopping) return;
+  console.error(err.message.split("\n").map((l) => `[demo] ${l}`).join("\n"));
+  await stopAndExit(1);
+});

@@ -113,7 +113,8 @@ export class SshServer {
 
   /** Kill the listener and every session it forked (a dropped connection, as a network fault would). */
   async stop(): Promise<void> {
-    if (!this.proc || this.proc.exitCode !== null) return;
+    // Gone already: exited, or killed by a signal (a terminal's Ctrl-C reaches the whole process group).
+    if (!this.proc || this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     const exited = new Promise((r) => this.proc!.once('exit', r));
     this.proc.kill('SIGTERM');
     await exited;

@@ -10,7 +10,12 @@
 #   `org.osbuild.<stage>: <id> {` header per stage, `⏱  Duration: Ns`), then the outputs at their contract paths:
 #   qcow2/disk.qcow2, image/disk.raw (ami, raw), vmdk/disk.vmdk, vpc/disk.vhd, gce/image.tar.gz, bootiso/install.iso;
 # - the raw disk is sparse (BIB_STANDIN_DISK_SIZE, default 10G, like bib) with BIB_STANDIN_DATA_MIB MiB of data
-#   scattered over it, derived from the source image id: the same image gives the same sha256.
+#   scattered over it, derived from the source image id and the target architecture: the same image for the same
+#   architecture gives the same sha256, and each architecture's disk differs;
+# - the disk starts with the marker `BIB-STANDIN-ARCH=<arch>;`, so a test can tell which architecture's bytes a
+#   published image holds. The target architecture is bib's: `--target-arch` when given, else the machine's. All rig
+#   builders are one machine, so "the machine's" is read from where the builder put /output: the production command
+#   mounts `<workDir>/<releaseId>/<arch>/<run>/output` (activities/builder/bib-runs.ts); failing that, `uname -m`.
 # Knobs (environment; the rig sets them through CONTAINERS_CONF `env`, so the command line stays the production one):
 #   BIB_STANDIN_SECONDS   duration of the whole build (default 2)
 #   BIB_STANDIN_FAIL      `enospc` (osbuild's "No space left on device" in /var/tmp, exit 1) or `exit:N`
@@ -24,6 +29,7 @@ export PATH
 types=""
 rootfs=""
 image=""
+target_arch=""
 while [ $# -gt 0 ]; do
   case "$1" in
     build) shift ;;
@@ -31,8 +37,10 @@ while [ $# -gt 0 ]; do
     --type=*) types="$types ${1#--type=}"; shift ;;
     --rootfs) rootfs=$2; shift 2 ;;
     --rootfs=*) rootfs=${1#--rootfs=}; shift ;;
-    --progress|--target-arch|--chown|--log-level|--use-librepo|--tls-verify|--config|--output) shift 2 ;;
-    --progress=*|--target-arch=*|--chown=*|--log-level=*|--use-librepo=*|--tls-verify=*|--config=*|--output=*) shift ;;
+    --target-arch) target_arch=$2; shift 2 ;;
+    --target-arch=*) target_arch=${1#--target-arch=}; shift ;;
+    --progress|--chown|--log-level|--use-librepo|--tls-verify|--config|--output) shift 2 ;;
+    --progress=*|--chown=*|--log-level=*|--use-librepo=*|--tls-verify=*|--config=*|--output=*) shift ;;
     -v|--verbose) shift ;;
     -*) echo "error: unknown flag: $1" >&2; exit 2 ;;
     *)
@@ -71,8 +79,17 @@ if [ -z "$seed" ]; then
   exit 1
 fi
 
+is_arch() { case "$1" in x86_64|aarch64|ppc64le|s390x) return 0 ;; esac; return 1; }
+arch=$target_arch
+if [ -z "$arch" ]; then
+  arch=$(awk '$5 == "/output" { print $4 }' /proc/self/mountinfo 2>/dev/null | awk -F/ '{ print $(NF-2) }' | head -n 1)
+  is_arch "$arch" || arch=$(uname -m)
+fi
+is_arch "$arch" || { echo "error: unsupported target architecture: $arch" >&2; exit 2; }
+echo "Target architecture: $arch"
+
 list=$(echo $types | tr ' ' '-')
-hex() { printf '%s' "$seed $1" | sha256sum | cut -c1-64; }
+hex() { printf '%s' "$seed $arch $1" | sha256sum | cut -c1-64; }
 stages_of() {
   case "$1" in
     build) echo org.osbuild.container-deploy org.osbuild.selinux ;;
@@ -139,6 +156,7 @@ while [ "$i" -lt "$data_mib" ]; do
     | head -c 1048576 | dd of="$raw" bs=65536 seek=$(( i * size_mib / data_mib * 16 )) conv=notrunc 2>/dev/null
   i=$((i + 1))
 done
+printf 'BIB-STANDIN-ARCH=%s;' "$arch" | dd of="$raw" conv=notrunc 2>/dev/null
 convert() { mkdir -p "/output/$2"; qemu-img convert -f raw -O "$1" $3 "$raw" "/output/$2/$4"; }
 has qcow2 && convert qcow2 qcow2 "" disk.qcow2
 has vmdk && convert vmdk vmdk "" disk.vmdk

@@ -39,13 +39,14 @@ const APPLETS = [
   'stat',
   'tr',
   'truncate',
+  'uname',
   'wc',
 ];
 
 /** Builds the stand-in image once per content (tagged by its hash); returns its reference. */
 export function ensureBibStandinImage(): string {
   const script = readFileSync(SCRIPT);
-  const tag = `${BIB_STANDIN_REPO}:${createHash('sha256').update(script).update(BINARIES.join()).digest('hex').slice(0, 12)}`;
+  const tag = `${BIB_STANDIN_REPO}:${createHash('sha256').update(script).update(BINARIES.join()).update(APPLETS.join()).digest('hex').slice(0, 12)}`;
   try {
     execFileSync('podman', ['image', 'exists', tag]);
     return tag;
