@@ -42,18 +42,21 @@ export interface JanitorDeps {
   releases: ReleaseLookup;
 }
 
-async function knownBuilders(dir: string): Promise<{ definition: string; arch: string; builder: Builder }[]> {
-  const out: { definition: string; arch: string; builder: Builder }[] = [];
+async function knownBuilders(dir: string): Promise<{ builders: { definition: string; arch: string; builder: Builder }[]; unread: KeptBuilder[] }> {
+  const builders: { definition: string; arch: string; builder: Builder }[] = [];
+  const unread: KeptBuilder[] = [];
   for (const entry of (await readdir(dir).catch(() => [] as string[])).sort()) {
     if (!/\.ya?ml$/.test(entry)) continue;
     try {
       const def = parseDefinition(parseYaml(await readFile(path.join(dir, entry), 'utf8')), entry);
-      for (const [arch, spec] of Object.entries(def.architectures)) out.push({ definition: def.name, arch, builder: spec!.builder });
-    } catch {
-      // A broken definition cannot own builders we could find through it; `validate` reports it.
+      for (const [arch, spec] of Object.entries(def.architectures)) builders.push({ definition: def.name, arch, builder: spec!.builder });
+    } catch (err) {
+      // Its builders cannot be listed through it: say so, or a broken file would silently hide leaked VMs.
+      const problem = (err as Error).message.split('\n').slice(0, 3).join('; ');
+      unread.push({ kind: 'definition', id: path.join(dir, entry), reason: `not read, so its builders were not looked for: ${problem}` });
     }
   }
-  return out;
+  return { builders, unread };
 }
 
 /** Providers configured identically (same region/endpoint) are listed once. */
@@ -86,7 +89,9 @@ export async function findStaleBuilders(
     if (!listings.has(prefix)) listings.set(prefix, deps.releases.idsStartingWith(prefix));
     return listings.get(prefix)!;
   };
-  for (const { definition, arch, builder } of await knownBuilders(deps.definitionsDir)) {
+  const { builders, unread } = await knownBuilders(deps.definitionsDir);
+  kept.push(...unread);
+  for (const { definition, arch, builder } of builders) {
     const provider = deps.providers[builder.provider];
     if (!provider?.listOwned || seen.has(listingKey(builder))) continue;
     seen.add(listingKey(builder));

@@ -204,9 +204,9 @@ describe('commands that talk to Temporal', () => {
 
     const janitor = await piped(['janitor', 'run', '--dry-run', '--json']);
     expect(janitor.code, janitor.stderr).toBe(0);
-    expect(JSON.parse(janitor.stdout)).toEqual({ deleted: [], failed: [], dryRun: true });
+    expect(JSON.parse(janitor.stdout)).toEqual({ deleted: [], failed: [], kept: [], dryRun: true });
     const janitorText = await piped(['janitor', 'run', '--dry-run']);
-    expect(janitorText.stdout).toBe('would delete 0, failed 0\n');
+    expect(janitorText.stdout).toBe('would delete 0, failed 0, kept 0\n');
 
     // The janitor's schedule id is one per namespace: a namespace of this file's own keeps it from
     // test/e2e/janitor.test.ts, which creates and checks the same schedule in `default`.

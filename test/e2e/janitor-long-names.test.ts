@@ -62,7 +62,8 @@ beforeAll(async () => {
     stringify({
       name: definition,
       source: { image: 'quay.io/example/builder:latest' },
-      architectures: { s390x: { builder, types: ['qcow2'] }, x86_64: { builder, types: ['qcow2'] } },
+      architectures: { s390x: { builder, types: ['qcow2'], targets: ['local'] }, x86_64: { builder, types: ['qcow2'], targets: ['local'] } },
+      targets: { local: { kind: 'directory', path: '/var/tmp/bootc-release-janitor-long-names' } },
       approval: { approvers: ['copr-admin'] },
     }),
   );

@@ -44,7 +44,8 @@ describe('image map in a git repository', () => {
       definition: {
         name: 'copr-builder',
         source: { image: 'quay.io/x/y:1' },
-        architectures: { aarch64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'] } },
+        architectures: { aarch64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'], targets: ['aws'] } },
+        targets: { aws: { kind: 'aws', region: 'us-east-1' } },
         approval: { approvers: ['a'] },
         channels: { staging: { activation: [{ kind: 'image-map-git', repository: bare, file: 'inventory/group_vars/copr_aws' }] } },
       },

@@ -37,7 +37,8 @@ function input(releaseId: string, command: string[], timeout?: string) {
     definition: {
       name: 'copr-builder',
       source: { image: 'quay.io/x/y:1' },
-      architectures: { s390x: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['qcow2'] } },
+      architectures: { s390x: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['qcow2'], targets: ['ibm'] } },
+      targets: { ibm: { kind: 'ibmcloud', regions: ['us-east'], cosBucket: 'copr-images', resourceGroup: 'rg' } },
       approval: { approvers: ['a'] },
       channels: { staging: { activation: [{ kind: 'command', command, ...(timeout ? { timeout } : {}) }] } },
     },

@@ -47,7 +47,8 @@ function plan(releaseId: string, file: string, hostKey: string | undefined) {
     definition: {
       name: 'copr-builder',
       source: { image: 'quay.io/x/y:1' },
-      architectures: { aarch64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'] } },
+      architectures: { aarch64: { builder: { provider: 'static', hosts: [{ address: '127.0.0.1' }] }, types: ['ami'], targets: ['aws'] } },
+      targets: { aws: { kind: 'aws', region: 'us-east-1' } },
       approval: { approvers: ['a'] },
       channels: {
         staging: {

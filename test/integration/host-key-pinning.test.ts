@@ -69,8 +69,10 @@ const awsPlan = (name: string, ami: string) =>
         x86_64: {
           builder: { provider: 'aws', region, instanceType: 't3.micro', ami, credentials: { endpoint: rig.motoEndpoint }, ssh: { privateKeyPath: rig.privateKeyPath } },
           types: ['raw'],
+          targets: ['local'],
         },
       },
+      targets: { local: { kind: 'directory', path: '/var/tmp/bootc-release-host-key-test' } },
       approval: { approvers: ['copr-admin'] },
     },
     { releaseId: `${name}-${randomUUID().slice(0, 8)}`, startedAt: new Date() },

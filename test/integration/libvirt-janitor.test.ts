@@ -76,8 +76,16 @@ describe('the janitor on libvirt builders with hashed names', () => {
     mkdirSync(definitionsDir, { recursive: true });
     writeFileSync(
       path.join(definitionsDir, 'long.yaml'),
-      stringify({ name: definition, source: { image: 'quay.io/example/builder:latest' }, architectures: { x86_64: { builder, types: ['raw'] } }, approval: { approvers: ['copr-admin'] } }),
+      stringify({
+        name: definition,
+        source: { image: 'quay.io/example/builder:latest' },
+        architectures: { x86_64: { builder, types: ['raw'], targets: ['local'] } },
+        targets: { local: { kind: 'directory', path: path.join(dir, 'images') } },
+        approval: { approvers: ['copr-admin'] },
+      }),
     );
+    // A definition the janitor cannot read is reported, not silently skipped (its builders could be leaking).
+    writeFileSync(path.join(definitionsDir, 'broken.yaml'), stringify({ name: 'broken', architectures: {} }));
     const provider = createLibvirtBuilderProvider();
     const found: Awaited<ReturnType<typeof findStaleBuilders>> = await new MockActivityEnvironment().run(() =>
       findStaleBuilders({ definitionsDir, providers: { libvirt: provider }, releases: releaseStateFrom(conn.client) }, { ttlMs: 86400e3, now: new Date().toISOString() }),
@@ -91,6 +99,9 @@ describe('the janitor on libvirt builders with hashed names', () => {
       ['libvirt-domain', names.forgotten, forgotten, `release ${forgotten} is unknown to Temporal`],
       ['libvirt-volume', `${pool.name}/${names.forgotten}.qcow2`, forgotten, `release ${forgotten} is unknown to Temporal`],
     ]);
+    expect(found.kept).toContainEqual(
+      expect.objectContaining({ kind: 'definition', id: path.join(definitionsDir, 'broken.yaml'), reason: expect.stringMatching(/^not read, so its builders were not looked for: /) }),
+    );
     const keptIds = kept.filter((k) => k.releaseId === undefined).map((k) => k.id).sort();
     expect(keptIds).toEqual([names.forged, `${pool.name}/${names.forged}.qcow2`, `${pool.name}/${names.orphan}.qcow2`].sort());
 
