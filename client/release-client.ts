@@ -26,11 +26,16 @@ import {
 } from '../workflows/messages';
 import type { SignedFields } from '../workflows/approval-signature';
 import type { TemporalSettings } from '../worker/settings';
+import { releaseNameKey, releaseTriggerKey } from '../workflows/search-attributes';
 
 export async function connectClient(s: TemporalSettings): Promise<Client> {
   const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: '10s' });
   return new Client({ connection, namespace: s.namespace });
 }
+
+/** The one line the Web UI shows above a release: "copr-builder: x86_64, s390x, started by schedule nightly". */
+export const releaseSummary = (definition: string, arches: readonly string[] | undefined, by: string, reason?: string) =>
+  `${definition}: ${arches?.length ? arches.join(', ') : 'every architecture'}, started by ${by}${reason ? ` — ${reason}` : ''}`.slice(0, 400);
 
 /** An input problem the user can fix: the CLI exits 2 with this message. */
 export class InputError extends Error {
@@ -84,7 +89,11 @@ export class ReleaseClient {
       workflowId: releaseId,
       taskQueue: this.taskQueue,
       args: [{ plan }],
-      searchAttributes: { BootcReleaseName: [plan.definition.name] },
+      typedSearchAttributes: [
+        { key: releaseNameKey, value: plan.definition.name },
+        { key: releaseTriggerKey, value: `manual:${plan.requestedBy ?? 'cli'}` },
+      ],
+      staticSummary: releaseSummary(plan.definition.name, plan.arches, `${plan.requestedBy ?? 'cli'} (bootc-release release start)`, plan.reason),
     });
     return releaseId;
   }
@@ -96,6 +105,11 @@ export class ReleaseClient {
       workflowId: releaseId,
       taskQueue: this.taskQueue,
       args: [{ definition, arches: opts.arches, reason: opts.reason }],
+      typedSearchAttributes: [
+        { key: releaseNameKey, value: definition },
+        { key: releaseTriggerKey, value: `manual:${process.env.USER ?? 'cli'}` },
+      ],
+      staticSummary: releaseSummary(definition, opts.arches, `${process.env.USER ?? 'cli'} (bootc-release release start --name)`, opts.reason),
     });
     return releaseId;
   }

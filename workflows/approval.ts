@@ -97,8 +97,12 @@ export function approvalGate(o: { status: ReleaseStatus; plan: () => ReleasePlan
     }
     take(kind, m);
   };
-  setHandler(approveSignal, fromSignal('approve'));
-  setHandler(rejectSignal, fromSignal('reject'));
+  setHandler(approveSignal, fromSignal('approve'), {
+    description: 'Approve the candidates: {"by": "your name"} for all, or {"by": "...", "images": ["ami-..."]} for some. Counts only from an approver, and unsigned only where the definition allows it; see Current Details.',
+  });
+  setHandler(rejectSignal, fromSignal('reject'), {
+    description: 'Reject the candidates: {"by": "your name", "reason": "why"}. Counts only from an approver, and unsigned only where the definition allows it.',
+  });
 
   // From the CLI: refused with the reason by the validator, answered once the release has reached its outcome.
   const untilSettled = () => condition(() => FINAL_STAGES.includes(status.stage));
@@ -118,8 +122,14 @@ export function approvalGate(o: { status: ReleaseStatus; plan: () => ReleasePlan
   });
   const approve = fromUpdate('approve');
   const reject = fromUpdate('reject');
-  setHandler(approveUpdate, approve.handler, { validator: approve.validator });
-  setHandler(rejectUpdate, reject.handler, { validator: reject.validator });
+  setHandler(approveUpdate, approve.handler, {
+    validator: approve.validator,
+    description: 'Approve, validated and signed (what `bootc-release release approve --key` sends); answers once the release is activated.',
+  });
+  setHandler(rejectUpdate, reject.handler, {
+    validator: reject.validator,
+    description: 'Reject, validated and signed (what `bootc-release release reject --key` sends).',
+  });
 
   return {
     get decision(): Decision | undefined {

@@ -8,6 +8,7 @@ import {
   isCancellation,
   log,
   proxyActivities,
+  type ActivityOptions,
 } from '@temporalio/workflow';
 import type { ReleaseActivities } from '../activities';
 import type { BuilderHost } from '../activities/types';
@@ -28,18 +29,14 @@ export async function archBuild({ plan, arch, parentId }: ArchBuildInput): Promi
     }
   };
 
-  const quick = proxyActivities<ReleaseActivities>(activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue }));
-  const long = proxyActivities<ReleaseActivities>(
-    activityOptions(t, { startToCloseTimeout: plan.definition.imageBuilder.timeout, taskQueue: builderQueue }),
-  );
+  // Each step carries a one-line summary that the Web UI shows beside the activity: what it does, and where.
+  const step = (options: ActivityOptions, summary: string) => proxyActivities<ReleaseActivities>({ ...options, summary });
+  const quick = activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue });
+  const long = activityOptions(t, { startToCloseTimeout: plan.definition.imageBuilder.timeout, taskQueue: builderQueue });
   // Teardown must outlive every transient fault: it retries until it succeeds.
-  const teardown = proxyActivities<ReleaseActivities>(
-    activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, maximumAttempts: 0 }),
-  );
-
-  const acquire = proxyActivities<ReleaseActivities>(
-    activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, waitForCancellation: true }),
-  );
+  const teardown = activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, maximumAttempts: 0 });
+  const acquire = activityOptions(t, { startToCloseTimeout: '30m', taskQueue: builderQueue, waitForCancellation: true });
+  const types = spec.types.join('+');
 
   let host: BuilderHost | undefined;
   let acquiring = false;
@@ -48,23 +45,23 @@ export async function archBuild({ plan, arch, parentId }: ArchBuildInput): Promi
   try {
     await report({ stage: 'provisioning' });
     acquiring = true;
-    host = await acquire.acquireBuilder({ plan, arch });
+    host = await step(acquire, `provision the ${arch} builder (${spec.builder.provider})`).acquireBuilder({ plan, arch });
     await report({ builder: { provider: host.provider, id: host.id, address: host.address } });
 
     if (spec.builder.dataVolume) {
       await report({ stage: 'preparing-volume' });
-      await quick.prepareDataVolume({ plan, arch, host });
+      await step(quick, `prepare the data volume on ${arch} builder ${host.id}`).prepareDataVolume({ plan, arch, host });
     }
 
     await report({ stage: 'preparing-image' });
-    const image = await long.prepareContainerImage({ plan, arch, host });
+    const image = await step(long, `get the container image on ${arch} builder ${host.id}`).prepareContainerImage({ plan, arch, host });
     await report({ imageDigest: image.digest });
 
     await report({ stage: 'building-image' });
-    const built = await long.runImageBuild({ plan, arch, host, imageRef: image.imageRef });
+    const built = await step(long, `build ${arch} ${types} on ${host.id}`).runImageBuild({ plan, arch, host, imageRef: image.imageRef });
 
     await report({ stage: 'fetching' });
-    const artifacts = await long.fetchArtifacts({ plan, arch, host, artifacts: built.artifacts });
+    const artifacts = await step(long, `fetch ${arch} ${types} from ${host.id}`).fetchArtifacts({ plan, arch, host, artifacts: built.artifacts });
     await report({
       artifacts: artifacts.map(({ type, size, dataBytes, sha256 }) => ({ type, size, dataBytes, sha256 })),
     });
@@ -87,7 +84,7 @@ export async function archBuild({ plan, arch, parentId }: ArchBuildInput): Promi
           return;
         }
         await report({ stage: 'tearing-down' });
-        await teardown.releaseBuilder({ plan, arch, host });
+        await step(teardown, `tear down the ${arch} builder ${host?.id ?? '(found by its release tag)'}`).releaseBuilder({ plan, arch, host });
         if (failed) await report({ stage: cancelled ? 'cancelled' : 'failed' });
       });
     }

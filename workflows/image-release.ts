@@ -11,6 +11,7 @@ import {
   ParentClosePolicy,
   proxyActivities,
   setHandler,
+  setCurrentDetails,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
@@ -31,6 +32,7 @@ import {
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { releaseNotifier } from './notify';
+import { releaseDetails } from './release-details';
 import { recordReleaseEnd } from './release-metrics';
 import { activationOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
@@ -58,17 +60,27 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   const ledger = new PublishLedger();
 
   const notifier = releaseNotifier(() => plan, status);
+  // The Web UI's "Current Details": rendered again on every change a person would want to see.
+  const refresh = () => setCurrentDetails(releaseDetails(status, plan));
   const setStage = (stage: ReleaseStage) => {
     status.stage = stage;
     upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
+    refresh();
     notifier.stageChanged(stage);
   };
   const gate = approvalGate({ status, plan: () => plan, setStage });
 
-  setHandler(statusQuery, () => status);
-  setHandler(archProgressSignal, ({ arch, status: s }) => {
-    status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
+  setHandler(statusQuery, () => status, {
+    description: 'Everything about the release: stage, each architecture, the candidate images, the decision, the activation.',
   });
+  setHandler(
+    archProgressSignal,
+    ({ arch, status: s }) => {
+      status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
+      refresh();
+    },
+    { description: 'Internal: progress reports of the archBuild child workflows. Not for people; sending it changes nothing useful.' },
+  );
   setHandler(
     retryPublishUpdate,
     async (req) => {
@@ -78,6 +90,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return status;
     },
     {
+      description: 'Publish again to a target that failed ({"target": "name", "arch"?: "x86_64"}); used by `bootc-release release retry`.',
       validator: (req: RetryRequest) => {
         if (!['awaiting-approval', 'building'].includes(status.stage))
           throw new Error(`release is ${status.stage}: only a release that is building or awaiting approval can retry a target`);
@@ -102,10 +115,11 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
         const suffix = artifacts.length > 1 ? `-${artifact.type}` : '';
         const imageName = `${p.definition.name}-${arch}-${p.stamp}${suffix}`;
         ledger.record({ arch, targetName, target, imageName, stagingQueue: artifact.stagingQueue });
-        const acts = stagingActivities(p.definition.timeouts, artifact.stagingQueue);
+        const acts = stagingActivities(p.definition.timeouts, artifact.stagingQueue, `publish ${arch} ${artifact.type} to ${targetName} (${target.kind}) as ${imageName}`);
         const found = await ledger.track(acts.publishArtifact({ releaseId, arch, targetName, target, artifact, imageName }));
         status.candidates.push(...found);
         upsertMemo({ candidates: status.candidates });
+        refresh();
       }
     } catch (err) {
       if (isCancellation(err)) throw err;

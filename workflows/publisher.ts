@@ -25,9 +25,10 @@ export const stagingWorkerOf = (queue: string) => (queue.includes('@') ? queue.s
  * within `timeouts.stagingWait` means the worker is gone: Temporal fails it (schedule-to-start is never retried)
  * instead of leaving it queued forever. A cancelled publish is waited for, so nothing is created after cleanup.
  */
-export function stagingActivities(t: Timeouts, stagingQueue: string) {
+export function stagingActivities(t: Timeouts, stagingQueue: string, summary?: string) {
   return proxyActivities<ReleaseActivities>({
     ...activityOptions(t, { startToCloseTimeout: '12h', taskQueue: stagingQueue }),
+    summary,
     scheduleToStartTimeout: t.stagingWait,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });

@@ -37,6 +37,7 @@ export async function releaseTrigger(input: TriggerInput): Promise<TriggerResult
       await startChild(imageRelease, {
         workflowId: decision.releaseId,
         args: [{ definition: input.definition, reason: `${input.by ?? mode}: ${decision.reason}`.slice(0, 500), requestedBy: input.by }],
+        staticSummary: `${input.definition}: ${decision.arches.join(', ')}, started by ${input.by ?? mode} (${mode}) — ${decision.reason}`.slice(0, 400),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         // A failed release of a change may be tried again by the next check; any other outcome stands.
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,

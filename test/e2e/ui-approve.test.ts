@@ -1,11 +1,13 @@
-// The Temporal Web UI in a real browser (Debian's chromium driven by playwright-core), as an operator uses it: open a
-// release awaiting approval, send the `approve` signal through the UI's own "Send a Signal" dialog with the JSON the
-// demo prints, and see the release activated.
+// The Temporal Web UI in a real browser (Debian's chromium driven by playwright-core), as an operator uses it: find a
+// release awaiting approval in the list by its stage, read its summary, architectures and the approve JSON in its
+// Current Details, send that JSON through the UI's own "Send a Signal" dialog, and see the release activated.
+// Screenshots of the list, the release, the dialog and a schedule are saved in <rig dir>/screenshots/.
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { ScheduleClient } from '../../client/schedules';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
@@ -36,6 +38,16 @@ afterAll(async () => {
   await conn?.close();
 });
 
+/** The frame (the page or one of its iframes) that shows `text`, waited for up to 30 s. */
+async function frameWith(page: Page, text: string): Promise<Frame> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    for (const frame of page.frames()) if ((await frame.getByText(text).count().catch(() => 0)) > 0) return frame;
+    if (Date.now() > deadline) throw new Error(`no frame of the page shows "${text}"`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 describe('the Temporal Web UI', () => {
   it("approves a release through the UI's Send-a-Signal dialog, and the release is activated", async () => {
     const def = rigDefinition(rig, {
@@ -51,22 +63,53 @@ describe('the Temporal Web UI', () => {
     const ready = await waitForStage(conn.releases, id, ['awaiting-approval', 'failed']);
     expect(ready.stage).toBe('awaiting-approval');
 
-    const page = await browser.newPage();
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const shots = path.join(rig.dir, 'screenshots');
     try {
+      // The workflow list: the release, its summary line, filterable by the release's search attributes.
+      await page.goto(`${rig.temporalUi}/namespaces/default/workflows?query=${encodeURIComponent("BootcReleaseStage = 'awaiting-approval'")}`, { waitUntil: 'load' });
+      await page.getByText(id).filter({ visible: true }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await page.screenshot({ path: path.join(shots, 'workflow-list.png') });
+
       await page.goto(`${rig.temporalUi}/namespaces/default/workflows/${id}`, { waitUntil: 'load' });
+      // Summary and Current Details: the story of the release, its architectures and the JSON to approve it with.
+      await page.getByText('ui-approve: x86_64, started by').filter({ visible: true }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await page.getByRole('tab', { name: /user metadata/i }).click();
+      // The UI renders the Markdown of Current Details in a sandboxed frame of its own.
+      const details = await frameWith(page, 'Waiting for a decision');
+      await details.getByRole('cell', { name: 'x86_64' }).first().waitFor({ state: 'visible', timeout: 10_000 });
+      const approveJson = (await details.locator('code', { hasText: '{"by":"copr-admin"}' }).first().innerText()).trim();
+      expect(JSON.parse(approveJson)).toEqual({ by: 'copr-admin' });
+      await page.screenshot({ path: path.join(shots, 'release-awaiting-approval.png'), fullPage: true });
+
       await page.getByRole('button', { name: /more actions/i }).click({ timeout: 30_000 });
       await page.getByRole('menuitem', { name: /send a signal/i }).click();
       const dialog = page.getByTestId('signal-confirmation-modal');
       await dialog.getByTestId('signal-select-button').filter({ visible: true }).first().click();
-      await page.getByRole('option', { name: 'approve', exact: true }).filter({ visible: true }).first().click();
+      await page.screenshot({ path: path.join(shots, 'signal-dialog.png') });
+      await page.getByRole('option', { name: /^approve\b/ }).filter({ visible: true }).first().click();
       const editor = dialog.locator('.cm-content').filter({ visible: true }).first();
       await editor.click();
       await page.keyboard.press('Control+A');
-      await page.keyboard.insertText(JSON.stringify({ by: 'copr-admin' }));
+      await page.keyboard.insertText(approveJson);
       await dialog.getByRole('button', { name: /^submit$/i }).filter({ visible: true }).first().click();
       const done = await waitForStage(conn.releases, id, ['activated', 'failed', 'rejected']);
       expect(done.stage).toBe('activated');
       expect(done.approval).toMatchObject({ decision: 'approved', by: 'copr-admin' });
+      await page.reload({ waitUntil: 'load' });
+      await (await frameWith(page, 'Activated on channel')).getByText('Decision: approved by copr-admin').first().waitFor({ timeout: 10_000 });
+      await page.screenshot({ path: path.join(shots, 'release-activated.png'), fullPage: true });
+
+      // A schedule as the Web UI lists it, with the summary of what its runs do.
+      const schedules = new ScheduleClient(conn.client, taskQueue);
+      await schedules.create({ name: 'ui-nightly', definition: 'ui-approve', cron: '0 3 * * *', onlyIfChanged: true, note: 'nightly when the source changed' });
+      try {
+        await page.goto(`${rig.temporalUi}/namespaces/default/schedules/bootc-release-ui-nightly`, { waitUntil: 'load' });
+        await page.getByText('bootc-release-ui-nightly').filter({ visible: true }).first().waitFor({ timeout: 30_000 });
+        await page.screenshot({ path: path.join(shots, 'schedule.png'), fullPage: true });
+      } finally {
+        await schedules.delete('ui-nightly');
+      }
     } catch (err) {
       await page.screenshot({ path: path.join(base, 'ui-approve-failure.png') }).catch(() => undefined);
       throw err;
