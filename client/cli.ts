@@ -9,7 +9,7 @@ import { temporalSettings } from '../worker/settings';
 import { FINAL_STAGES } from '../workflows/messages';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
-import { connectClient, InputError, ReleaseClient, releasePlanOf } from './release-client';
+import { connectClient, InputError, ReleaseClient, releasePlanOf, releaseQuery } from './release-client';
 import { addScheduleCommands } from './schedule-commands';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
@@ -113,10 +113,18 @@ release
 
 release
   .command('list')
-  .description('recent releases')
+  .description('recent releases, newest first; the same query filters the Web UI (shown with --query)')
+  .option('--stage <stage>', 'only releases in this stage, e.g. awaiting-approval')
+  .option('--name <definition>', 'only releases of this definition')
+  .option('--limit <n>', 'at most this many', '50')
+  .option('--query', 'print the visibility query instead, to paste into the Web UI')
   .addOption(json())
-  .action(async (o: { json?: boolean }) => {
-    const rows = await (await releases()).list();
+  .action(async (o: { stage?: string; name?: string; limit: string; query?: boolean; json?: boolean }) => {
+    const filter = { stage: o.stage, name: o.name };
+    if (o.query) return printer(!!o.json).result({ query: releaseQuery(filter) }, () => releaseQuery(filter));
+    const limit = Number(o.limit);
+    if (!Number.isInteger(limit) || limit < 1) throw new InputError(`--limit: "${o.limit}" is not a positive whole number`);
+    const rows = await (await releases()).list(limit, filter);
     printer(!!o.json).result(rows, (style) => listTable(rows, style));
   });
 

@@ -26,11 +26,28 @@ import {
 } from '../workflows/messages';
 import type { SignedFields } from '../workflows/approval-signature';
 import type { TemporalSettings } from '../worker/settings';
-import { releaseNameKey, releaseTriggerKey } from '../workflows/search-attributes';
+import { releaseNameKey, releaseStageKey, releaseTriggerKey } from '../workflows/search-attributes';
 
 export async function connectClient(s: TemporalSettings): Promise<Client> {
   const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: '10s' });
   return new Client({ connection, namespace: s.namespace });
+}
+
+/**
+ * The visibility query of `release list`: the same text works in the Web UI's workflow filter, e.g.
+ * WorkflowType = 'imageRelease' AND BootcReleaseStage = 'awaiting-approval'.
+ */
+export function releaseQuery(filter: { stage?: string; name?: string } = {}): string {
+  const clauses = [`WorkflowType = '${WORKFLOW_TYPES.release}'`];
+  for (const [key, value, flag] of [
+    [releaseStageKey.name, filter.stage, '--stage'],
+    [releaseNameKey.name, filter.name, '--name'],
+  ] as const) {
+    if (value === undefined) continue;
+    if (!/^[a-z0-9][a-z0-9._-]*$/.test(value)) throw new InputError(`${flag}: "${value}" is not a stage or definition name`);
+    clauses.push(`${key} = '${value}'`);
+  }
+  return clauses.join(' AND ');
 }
 
 /** The one line the Web UI shows above a release: "copr-builder: x86_64, s390x, started by schedule nightly". */
@@ -122,9 +139,9 @@ export class ReleaseClient {
     return await this.handle(releaseId).query(statusQuery);
   }
 
-  async list(limit = 50): Promise<ReleaseSummary[]> {
+  async list(limit = 50, filter: { stage?: string; name?: string } = {}): Promise<ReleaseSummary[]> {
     const out: ReleaseSummary[] = [];
-    for await (const wf of this.client.workflow.list({ query: `WorkflowType = '${WORKFLOW_TYPES.release}'` })) {
+    for await (const wf of this.client.workflow.list({ query: releaseQuery(filter) })) {
       const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
       out.push({
         releaseId: wf.workflowId,
