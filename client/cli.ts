@@ -9,6 +9,7 @@ import { temporalSettings } from '../worker/settings';
 import { FINAL_STAGES } from '../workflows/messages';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
+import { archProgress, progressLines } from './progress';
 import { connectClient, InputError, ReleaseClient, releasePlanOf, releaseQuery } from './release-client';
 import { addScheduleCommands } from './schedule-commands';
 
@@ -101,7 +102,9 @@ release
         p.result(s, (style) => statusText(s, style));
         return;
       }
-      const text = statusText(s, p.out);
+      // Per-architecture progress (stage, percent, bytes, elapsed) from the running steps' heartbeats.
+      const progress = s.stage === 'building' ? progressLines(await archProgress(r.client, s), p.out) : '';
+      const text = progress ? `${statusText(s, p.out)}\nProgress:\n${progress}` : statusText(s, p.out);
       // A terminal is redrawn in place; a pipe gets each new state once, with no cursor codes in it.
       if (p.out.mode === 'table') process.stdout.write(`\x1b[2J\x1b[H${text}\n`);
       else if (text !== shown) process.stdout.write(`${shown ? '\n' : ''}${text}\n`);
