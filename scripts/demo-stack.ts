@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { startGlance, type Glance } from '../test/rig/glance';
@@ -15,8 +16,12 @@ import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../test
 import { ADDRESSES, type DemoPorts } from './demo-ports';
 import { descendants, type Stopper } from './demo-stop';
 
-/** Where examples/demo.yaml points the builders' work and the engine config (fixed there, so kept here). */
-export const BUILDERS_DIR = '/var/tmp/bootc-release-demo';
+/**
+ * Where the builders' work and the engine config go: one directory per clone, so the demos (or demo tests) of two
+ * clones on one machine never write each other's registries.conf. examples/demo.yaml names
+ * /var/tmp/bootc-release-demo; the definition the worker gets names this one.
+ */
+export const BUILDERS_DIR = `/var/tmp/bootc-release-demo-${createHash('sha256').update(path.resolve(__dirname, '..')).digest('hex').slice(0, 8)}`;
 export const BIB_IMAGE = 'localhost/bootc-release/bib-standin:demo';
 export const GLANCE_PROJECT = 'demo';
 
@@ -115,6 +120,9 @@ export async function startDemoStack(opts: {
   doc.setIn(['targets', 'hypervisor', 'ssh', 'port'], ports.ssh);
   doc.setIn(['targets', 'hypervisor', 'pool'], pool.name);
   doc.setIn(['targets', 'glance-local', 'imageUrl'], glance.address);
+  const engine = doc.getIn(['imageBuilder', 'engine']) as { items: { value: string }[] };
+  engine.items.forEach((item, i) => doc.setIn(['imageBuilder', 'engine', i], item.value.replace('/var/tmp/bootc-release-demo/', `${BUILDERS_DIR}/`)));
+  for (const arch of ['x86_64', 'aarch64'] as const) doc.setIn(['architectures', arch, 'builder', 'workDir'], path.join(BUILDERS_DIR, arch));
   doc.commentBefore = ` Written by npm run demo from examples/demo.yaml, with the addresses of the servers it started.\n${doc.commentBefore ?? ''}`;
   writeFileSync(definitionFile, doc.toString());
   return { temporal, keys, motoEndpoint: moto.address, glance, pool, definitionFile };

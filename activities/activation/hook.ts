@@ -47,7 +47,7 @@ function wrapper(dir: string): string {
   return [
     `[ -e ${f('exit')} ] && exit 0`, // finished under an earlier holder of the lock
     `echo "$PPID" > ${f('pgid')}`, // flock's pid: the group leader (spawned detached)
-    `date +%s > ${f('started')}`,
+    `date +%s > ${f('started.tmp')} && mv ${f('started.tmp')} ${f('started')}`,
     `"$@" < ${f('input.json')}`,
     `echo $? > ${f('exit.tmp')} && mv ${f('exit.tmp')} ${f('exit')}`,
   ].join('\n');
@@ -63,7 +63,12 @@ async function lockHeld(dir: string): Promise<boolean> {
   }
 }
 
-const readNumber = (file: string) => readFile(file, 'utf8').then((t) => Number(t.trim()), () => undefined);
+/** A number a file holds, or undefined: missing, or empty because the shell's `>` has truncated it and not yet written. */
+export const readNumber = (file: string) =>
+  readFile(file, 'utf8').then(
+    (t) => (/^\d+$/.test(t.trim()) ? Number(t.trim()) : undefined),
+    () => undefined,
+  );
 
 interface Started {
   pid?: number;

@@ -10,6 +10,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
 import type { Candidate } from '../../activities/types';
+import { readNumber } from '../../activities/activation/hook';
 import { parsePlan } from '../../config/load';
 import { createActivityDeps } from '../../worker/wiring';
 import { waitUntil } from '../rig/release-harness';
@@ -166,5 +167,16 @@ describe('activation hook', () => {
       /channels\.staging\.activation\.0: sh ran longer than its timeout and was killed.*raise channels\.staging\.activation\.0\.timeout/,
     );
     expect(alive(Number(readFileSync(pidFile, 'utf8')))).toBe(false);
+  });
+});
+
+describe('activation hook state files', () => {
+  it('reads a file the shell has truncated but not yet written as no number, never as 0 (which once killed a running hook as overdue)', async () => {
+    const dir = mkdtempSync(path.join(rig.dir, 'hook-state-'));
+    writeFileSync(path.join(dir, 'started'), '');
+    expect(await readNumber(path.join(dir, 'started'))).toBeUndefined();
+    writeFileSync(path.join(dir, 'started'), '1764446400\n');
+    expect(await readNumber(path.join(dir, 'started'))).toBe(1764446400);
+    expect(await readNumber(path.join(dir, 'missing'))).toBeUndefined();
   });
 });
