@@ -5,8 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 import { freePort } from '../rig/tools';
 
 const rig = inject('rig') as RigInfo;
@@ -43,14 +42,9 @@ afterAll(async () => {
 
 describe('release notifications', () => {
   it('are sent when the release awaits approval and when it is activated, while a sink that is down holds nothing up', async () => {
-    const def = rigDefinition(rig, {
+    const def = standinDefinition(rig, base, {
       name: 'notify',
       arches: [{ arch: 'aarch64', host: rig.sshHosts[3]!, types: ['qcow2'] }],
-      builderDir: path.join(base, 'builders'),
-      imagesDir: path.join(base, 'images'),
-      imageMapPath: path.join(base, 'image-map.yaml'),
-      engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '64M', dataMiB: 2 }, [rig.registry]),
-      bibImage: ensureBibStandinImage(),
     });
     const hook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`;
     (def as any).notifications = [

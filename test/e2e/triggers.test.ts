@@ -1,13 +1,14 @@
 // Releases that start themselves when their source changes, on the real dev server: a local git repository whose
 // build context is image/, a base image in the rig's real registry, real podman builds on the rig's builders.
 import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 import { pushSourceImage } from '../rig/services';
 import { WORKFLOW_TYPES, type TriggerInput, type TriggerResult } from '../../workflows/messages';
 
@@ -28,7 +29,18 @@ const commit = (file: string, text: string, message: string) => {
   git('commit', '-q', '-m', message);
 };
 
+const heard: string[] = [];
+const hook = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    heard.push((JSON.parse(body) as { text: string }).text);
+    res.writeHead(204).end();
+  });
+});
+
 beforeAll(async () => {
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
   const dirs = workerDirs(path.join(base, 'worker'));
   pushSourceImage(rig.registry, 'bootc-release-rig/trigger-base:latest', 'trigger base 1');
   mkdirSync(repo, { recursive: true });
@@ -37,16 +49,13 @@ beforeAll(async () => {
   commit('image/motd', 'first\n', 'motd');
   commit('notes/README.md', 'the builder image\n', 'docs');
   const def = {
-    ...rigDefinition(rig, {
+    ...standinDefinition(rig, base, {
       name: 'triggered',
       arches: [{ arch: 'x86_64', host: rig.sshHosts[2]!, types: ['qcow2'] }],
-      builderDir: path.join(base, 'builders'),
-      imagesDir: path.join(base, 'images'),
-      imageMapPath: path.join(base, 'image-map.yaml'),
-      engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '64M', dataMiB: 2 }, [rig.registry]),
-      bibImage: ensureBibStandinImage(),
     }),
     source: { git: `file://${repo}`, ref: 'main', containerfile: 'image/Containerfile', context: 'image' },
+    // The farm's chat hears when a trigger starts or skips a release.
+    notifications: [{ kind: 'webhook', url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/chat`, format: 'slack', events: ['trigger-started', 'trigger-skipped'] }],
   };
   writeFileSync(path.join(dirs.definitionsDir, 'triggered.yaml'), stringify(def));
   worker = await startInProcessWorker(rig, { taskQueue, dirs, overrides: { registry: { plainHttp: [rig.registry] } } });
@@ -54,6 +63,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await new Promise((r) => hook.close(r));
   await worker?.stop();
   await conn?.close();
 });
@@ -119,6 +129,10 @@ describe('the source-change trigger', () => {
     await activate(rebased.started!);
 
     expect(await releasesOf('triggered')).toEqual([first.started, started[0], rebased.started].sort());
+    // Every check told the chat what it did: started (3 releases) or skipped, with the reason.
+    expect(heard.filter((t) => /^triggered release triggered-src-\S+ \(x86_64\) started: /.test(t))).toHaveLength(3);
+    expect(heard.some((t) => /triggered: no release started: source unchanged since /.test(t))).toBe(true);
+    expect(heard.some((t) => /still running/.test(t))).toBe(true);
   });
 
   it('starts a release after inactivity only when the last activated one is older than rebuildAfter', async () => {

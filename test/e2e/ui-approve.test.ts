@@ -8,8 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ScheduleClient } from '../../client/schedules';
-import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-ui');
@@ -38,6 +37,23 @@ afterAll(async () => {
   await conn?.close();
 });
 
+/**
+ * Opens a Web UI page and waits for `text` on it. Under load the UI's server sometimes answers a page with its
+ * "500 Internal Error" screen; a person presses "Try a refresh", and so does this, three times at most.
+ */
+async function openUi(page: Page, url: string, text: string): Promise<void> {
+  await page.goto(url, { waitUntil: 'load' });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.getByText(text).filter({ visible: true }).first().waitFor({ state: 'visible', timeout: 20_000 });
+      return;
+    } catch (err) {
+      if (attempt >= 3 || !(await page.getByText('Internal Error').count())) throw err;
+      await page.reload({ waitUntil: 'load' });
+    }
+  }
+}
+
 /** The frame (the page or one of its iframes) that shows `text`, waited for up to 30 s. */
 async function frameWith(page: Page, text: string): Promise<Frame> {
   const deadline = Date.now() + 30_000;
@@ -50,14 +66,9 @@ async function frameWith(page: Page, text: string): Promise<Frame> {
 
 describe('the Temporal Web UI', () => {
   it("approves a release through the UI's Send-a-Signal dialog, and the release is activated", async () => {
-    const def = rigDefinition(rig, {
+    const def = standinDefinition(rig, base, {
       name: 'ui-approve',
       arches: [{ arch: 'x86_64', host: rig.sshHosts[2]!, types: ['qcow2'] }],
-      builderDir: path.join(base, 'builders'),
-      imagesDir: path.join(base, 'images'),
-      imageMapPath: path.join(base, 'image-map.yaml'),
-      engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '64M', dataMiB: 2 }, [rig.registry]),
-      bibImage: ensureBibStandinImage(),
     });
     const id = await conn.releases.startFromDefinition(def, { reason: 'e2e ui approve' });
     const ready = await waitForStage(conn.releases, id, ['awaiting-approval', 'failed']);
@@ -67,13 +78,11 @@ describe('the Temporal Web UI', () => {
     const shots = path.join(rig.dir, 'screenshots');
     try {
       // The workflow list: the release, its summary line, filterable by the release's search attributes.
-      await page.goto(`${rig.temporalUi}/namespaces/default/workflows?query=${encodeURIComponent("BootcReleaseStage = 'awaiting-approval'")}`, { waitUntil: 'load' });
-      await page.getByText(id).filter({ visible: true }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await openUi(page, `${rig.temporalUi}/namespaces/default/workflows?query=${encodeURIComponent("BootcReleaseStage = 'awaiting-approval'")}`, id);
       await page.screenshot({ path: path.join(shots, 'workflow-list.png') });
 
-      await page.goto(`${rig.temporalUi}/namespaces/default/workflows/${id}`, { waitUntil: 'load' });
       // Summary and Current Details: the story of the release, its architectures and the JSON to approve it with.
-      await page.getByText('ui-approve: x86_64, started by').filter({ visible: true }).first().waitFor({ state: 'visible', timeout: 30_000 });
+      await openUi(page, `${rig.temporalUi}/namespaces/default/workflows/${id}`, 'ui-approve: x86_64, started by');
       await page.getByRole('tab', { name: /user metadata/i }).click();
       // The UI renders the Markdown of Current Details in a sandboxed frame of its own.
       const details = await frameWith(page, 'Waiting for a decision');
@@ -96,7 +105,8 @@ describe('the Temporal Web UI', () => {
       const done = await waitForStage(conn.releases, id, ['activated', 'failed', 'rejected']);
       expect(done.stage).toBe('activated');
       expect(done.approval).toMatchObject({ decision: 'approved', by: 'copr-admin' });
-      await page.reload({ waitUntil: 'load' });
+      await openUi(page, `${rig.temporalUi}/namespaces/default/workflows/${id}`, 'ui-approve: x86_64, started by');
+      await page.getByRole('tab', { name: /user metadata/i }).click();
       await (await frameWith(page, 'Activated on channel')).getByText('Decision: approved by copr-admin').first().waitFor({ timeout: 10_000 });
       await page.screenshot({ path: path.join(shots, 'release-activated.png'), fullPage: true });
 
@@ -104,8 +114,7 @@ describe('the Temporal Web UI', () => {
       const schedules = new ScheduleClient(conn.client, taskQueue);
       await schedules.create({ name: 'ui-nightly', definition: 'ui-approve', cron: '0 3 * * *', onlyIfChanged: true, note: 'nightly when the source changed' });
       try {
-        await page.goto(`${rig.temporalUi}/namespaces/default/schedules/bootc-release-ui-nightly`, { waitUntil: 'load' });
-        await page.getByText('bootc-release-ui-nightly').filter({ visible: true }).first().waitFor({ timeout: 30_000 });
+        await openUi(page, `${rig.temporalUi}/namespaces/default/schedules/bootc-release-ui-nightly`, 'bootc-release-ui-nightly');
         await page.screenshot({ path: path.join(shots, 'schedule.png'), fullPage: true });
       } finally {
         await schedules.delete('ui-nightly');

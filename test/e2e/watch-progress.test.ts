@@ -5,8 +5,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archProgress } from '../../client/progress';
-import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const repo = path.resolve(__dirname, '../..');
 const rig = inject('rig') as RigInfo;
@@ -26,14 +25,10 @@ afterAll(async () => {
 
 describe('release status --watch', () => {
   it('shows how far each architecture is, from the heartbeats of its running step, until the release awaits approval', async () => {
-    const def = rigDefinition(rig, {
+    const def = standinDefinition(rig, base, {
       name: 'watched',
       arches: [{ arch: 'ppc64le', host: rig.sshHosts[1]!, types: ['qcow2'] }],
-      builderDir: path.join(base, 'builders'),
-      imagesDir: path.join(base, 'images'),
-      imageMapPath: path.join(base, 'image-map.yaml'),
-      engine: standinEngine(path.join(base, 'engine'), { seconds: 8, diskSize: '64M', dataMiB: 2 }, [rig.registry]),
-      bibImage: ensureBibStandinImage(),
+      build: { seconds: 8, diskSize: '64M', dataMiB: 2 },
       // The server keeps a heartbeat at most every 0.8 × the heartbeat timeout: short, so an 8 s build shows steps.
       heartbeat: '2s',
     });

@@ -6,8 +6,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { connectRig, rigDefinition, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { connectRig, standinDefinition, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 import { stopProcess } from '../rig/services';
 import { freePort, waitForPort } from '../rig/tools';
 
@@ -20,14 +19,10 @@ let conn: Awaited<ReturnType<typeof connectRig>>;
 
 beforeAll(async () => {
   const dirs = workerDirs(path.join(base, 'worker'));
-  const def = rigDefinition(rig, {
+  const def = standinDefinition(rig, base, {
     name: 'metrics',
     arches: [{ arch: 'x86_64', host: rig.sshHosts[3]!, types: ['qcow2'] }],
-    builderDir: path.join(base, 'builders'),
-    imagesDir: path.join(base, 'images'),
-    imageMapPath: path.join(base, 'image-map.yaml'),
-    engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '64M', dataMiB: 3 }, [rig.registry]),
-    bibImage: ensureBibStandinImage(),
+    build: { seconds: 1, diskSize: '64M', dataMiB: 3 },
   });
   mkdirSync(dirs.definitionsDir, { recursive: true });
   writeFileSync(path.join(dirs.definitionsDir, 'metrics.yaml'), stringify(def));

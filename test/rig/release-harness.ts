@@ -14,6 +14,7 @@ import { createWorkers } from '../../worker/run';
 import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import type { SshHost } from './sshd';
+import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
 
 export interface RigInfo {
   temporalAddress: string;
@@ -250,4 +251,24 @@ export function rigDefinition(rig: RigInfo, o: RigDefinitionOptions): ReleaseDef
     channels: { staging: { activation: [{ kind: 'image-map-file', path: o.imageMapPath }] } },
     timeouts: { heartbeat: o.heartbeat ?? '15s', retryInitial: '1s', retryMax: '5s' },
   } as ReleaseDefinitionInput;
+}
+
+/**
+ * rigDefinition with everything under one test directory `base` (builders, images, image map, the stand-in's engine
+ * config) and the stand-in bootc-image-builder building for `build` seconds with a small disk: what most e2e files need.
+ */
+export function standinDefinition(
+  rig: RigInfo,
+  base: string,
+  o: Omit<RigDefinitionOptions, 'builderDir' | 'imagesDir' | 'imageMapPath' | 'engine' | 'bibImage'> & { build?: StandinKnobs },
+): ReleaseDefinitionInput {
+  const { build, ...rest } = o;
+  return rigDefinition(rig, {
+    ...rest,
+    builderDir: path.join(base, 'builders'),
+    imagesDir: path.join(base, 'images'),
+    imageMapPath: path.join(base, 'image-map.yaml'),
+    engine: standinEngine(path.join(base, 'engine'), { seconds: 1, diskSize: '64M', dataMiB: 2, ...build }, [rig.registry]),
+    bibImage: ensureBibStandinImage(),
+  });
 }
