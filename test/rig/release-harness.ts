@@ -83,6 +83,8 @@ export async function startInProcessWorker(
     createActivities(
       createActivityDeps(settings, client, {
         builder: { pollIntervalMs: 500 },
+        // The rig's registry speaks plain HTTP, as the builders' registries.conf says too.
+        registry: { plainHttp: [rig.registry] },
         ...opts.overrides,
       }),
     ),
