@@ -1,6 +1,7 @@
 // The text `npm run demo` leaves on the screen once the release awaits approval: where to watch it, the candidates,
 // how to look at each of them on its local server, and the three ways to approve (CLI, reject, the Web UI's dialog).
 import { candidatesTable } from '../client/format';
+import { outputStyle } from '../client/output';
 import type { Candidate } from '../activities/types';
 import type { ReleaseStatus } from '../workflows/messages';
 
@@ -47,7 +48,7 @@ Release ${id} is awaiting approval.
 Temporal Web UI: ${e.uiAddress}/namespaces/default/workflows/${id}
 
 Candidate images (use or ignore):
-${candidatesTable(status.candidates)}
+${candidatesTable(status.candidates, outputStyle({ isTTY: process.stdout.isTTY }))}
 ${failures.length ? `${failures.join('\n')}\n` : ''}
 Look at them on the local servers:
 ${lookCommands(status, e).join('\n')}

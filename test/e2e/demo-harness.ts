@@ -104,12 +104,12 @@ export class DemoRun {
   }
 }
 
-/** Rows of the candidate table: arch, target, region/host, image id, name, type, size, sha256. */
+/** Rows of the candidate table as the demo prints it into a pipe (plain columns, `-` for empty): arch, target, region/host, image id, name, type, size, sha256. */
 export function candidateRows(output: string): string[][] {
   const table = output.slice(output.indexOf('Candidate images (use or ignore):'), output.indexOf('Look at them'));
   return table
     .split('\n')
-    .filter((l) => l.startsWith('│'))
-    .map((l) => l.split('│').slice(1, -1).map((c) => c.trim()))
-    .filter((cells) => cells[0] !== 'arch');
+    .slice(1)
+    .filter((l) => l.trim() && !/^arch\s/.test(l))
+    .map((l) => l.trim().split(/\s{2,}/).map((c) => (c === '-' ? '' : c)));
 }
