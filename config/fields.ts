@@ -1,6 +1,7 @@
 // The field types the release definition is made of. Each refuses, with the reason, a value that would reach a
 // shell unquoted, hang a workflow, or carry a credential into the workflow's history.
 import { z } from 'zod';
+import { DURATION, durationMs } from './duration';
 
 /** Anything that ends up in a resource name, a tag or a remote shell command. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -18,15 +19,7 @@ export const absPath = () =>
 /** Environment variable names: credentials are referenced by name and resolved on the worker. */
 export const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 
-const DURATION = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** Milliseconds of a duration the schema accepted ("90s", "7d"). */
-export function durationMs(value: string): number {
-  const m = DURATION.exec(value);
-  if (!m) throw new Error(`not a duration: ${value}`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
+export { durationMs };
 
 /**
  * Durations as Temporal and the `ms` package read them: 90s, 30m, 6h, 7d. Each field has an upper bound: a timer or

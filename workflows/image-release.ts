@@ -37,6 +37,7 @@ import { recordReleaseEnd } from './release-metrics';
 import { activationOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
 import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
+import { durationMs } from '../config/duration';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -180,7 +181,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     }
 
     setStage('awaiting-approval');
-    const deadline = Date.now() + msOf(plan.definition.approval.timeout);
+    const deadline = Date.now() + durationMs(plan.definition.approval.timeout);
     status.approvalDeadline = new Date(deadline).toISOString();
     const decided = await condition(() => gate.decision !== undefined, plan.definition.approval.timeout);
     // A publish retried before the decision still finishes (its image exists), but joins no approval made earlier.
@@ -245,7 +246,3 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
   }
 }
 
-function msOf(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d)!;
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']!;
-}

@@ -13,6 +13,7 @@ import {
 } from '@temporalio/workflow';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import type { ReleaseActivities } from '../activities';
+import { durationMs } from '../config/duration';
 import type { NotifyEvent } from '../config/notifications';
 import { imageRelease } from './image-release';
 import type { TriggerInput, TriggerResult } from './messages';
@@ -74,8 +75,11 @@ export async function releaseTrigger(input: TriggerInput): Promise<TriggerResult
   return result;
 }
 
+/** rebuildAfter as typed into a start input: a bad one fails this check, never the workflow task (retried forever). */
 function msOf(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  if (!m) throw ApplicationFailure.nonRetryable(`rebuildAfter: "${d}" is not a duration like 14d or 12h`, 'ConfigError');
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']!;
+  try {
+    return durationMs(d);
+  } catch {
+    throw ApplicationFailure.nonRetryable(`rebuildAfter: "${d}" is not a duration like 14d or 12h`, 'ConfigError');
+  }
 }

@@ -2,6 +2,7 @@
 // activity is retried elsewhere, so they are configurable (`timeouts.heartbeat` in the definition).
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
+import { durationMs } from '../config/duration';
 
 type Timeouts = ReleaseDefinition['timeouts'];
 
@@ -31,12 +32,8 @@ export function activityOptions(
  * the hook), long enough for every hook to reach its own timeout, and a cancel waits until the hook is killed.
  */
 export function activationOptions(d: Pick<ReleaseDefinition, 'timeouts' | 'channels'>, channel: string): ActivityOptions {
-  const hooks = (d.channels[channel]?.activation ?? []).map((a) => (a.kind === 'command' ? msOf(a.timeout) : 0));
+  const hooks = (d.channels[channel]?.activation ?? []).map((a) => (a.kind === 'command' ? durationMs(a.timeout) : 0));
   const ms = hooks.reduce((sum, t) => sum + t, 30 * 60_000);
   return activityOptions(d.timeouts, { startToCloseTimeout: `${ms}ms`, waitForCancellation: true });
 }
 
-function msOf(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d)!;
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']!;
-}

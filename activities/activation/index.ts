@@ -20,6 +20,7 @@ import { buildImageMap, imageMapEntries, type MapEntry, type ReplacedEntry } fro
 import { localStore, mergeIntoFile, sftpStore } from './map-file';
 import { remoteMapPath } from './remote-path';
 import { ssmWrites, writeSsmParameters, type SsmWrite } from './ssm';
+import { durationMs } from '../../config/duration';
 
 const git = promisify(execFile);
 
@@ -108,7 +109,7 @@ export function createActivationActivities(deps: ActivationDeps) {
               a,
               {
                 dir: path.join(deps.stateDir, 'activation', releaseId, `${channel}-${i}`),
-                timeoutMs: msOf(a.timeout),
+                timeoutMs: durationMs(a.timeout),
                 input: { releaseId, channel, approvedBy: input.approvedBy, imageMap: buildImageMap(input.candidates, plan), replaced: done },
                 // An explicit environment, not the worker's: a hook sees no credentials the worker holds.
                 env: commandEnv(a.passEnv, { BOOTC_RELEASE_ID: releaseId }),
@@ -144,7 +145,3 @@ export function createActivationActivities(deps: ActivationDeps) {
   return { activate };
 }
 
-function msOf(d: string): number {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d)!;
-  return Number(m[1]) * { ms: 1, s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 'ms']!;
-}
