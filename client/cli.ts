@@ -82,7 +82,7 @@ release
     const r = await releases();
     const releaseId = plan
       ? await r.startPlan(plan)
-      : await r.startByName(o.name!, { arches, reason: o.reason, releaseId: o.id });
+      : await r.startByName(o.name!, { arches, reason: o.reason, releaseId: o.id, requestedBy: process.env.USER });
     printer(!!o.json).result({ releaseId }, () => releaseId);
   });
 

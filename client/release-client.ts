@@ -116,17 +116,21 @@ export class ReleaseClient {
   }
 
   /** Start by the name of a definition the worker knows: what a person types into the Temporal UI. */
-  async startByName(definition: string, opts: { arches?: Arch[]; reason?: string; releaseId?: string } = {}): Promise<string> {
+  async startByName(
+    definition: string,
+    opts: { arches?: Arch[]; reason?: string; releaseId?: string; requestedBy?: string } = {},
+  ): Promise<string> {
+    const by = opts.requestedBy ?? 'cli';
     const releaseId = opts.releaseId ?? releaseIdFor(definition, new Date());
     await this.client.workflow.start(WORKFLOW_TYPES.release, {
       workflowId: releaseId,
       taskQueue: this.taskQueue,
-      args: [{ definition, arches: opts.arches, reason: opts.reason }],
+      args: [{ definition, arches: opts.arches, reason: opts.reason, requestedBy: opts.requestedBy }],
       typedSearchAttributes: [
         { key: releaseNameKey, value: definition },
-        { key: releaseTriggerKey, value: `manual:${process.env.USER ?? 'cli'}` },
+        { key: releaseTriggerKey, value: `manual:${by}` },
       ],
-      staticSummary: releaseSummary(definition, opts.arches, `${process.env.USER ?? 'cli'} (bootc-release release start --name)`, opts.reason),
+      staticSummary: releaseSummary(definition, opts.arches, `${by} (bootc-release release start --name)`, opts.reason),
     });
     return releaseId;
   }

@@ -26,6 +26,8 @@ export interface WorkerSettings extends TemporalSettings {
   stagingDir: string;
   stateDir: string;
   workflowBundle?: string;
+  /** host:port of registries the source trigger reads digests from over plain HTTP (a local registry). */
+  plainHttpRegistries: string[];
   /** host:port for the Prometheus endpoint (/metrics); none when unset. */
   metricsAddress?: string;
   /** The Temporal Web UI's address, for links in notifications. */
@@ -50,6 +52,7 @@ export const ENV = {
   sshKey: 'BOOTC_RELEASE_SSH_KEY',
   uiUrl: 'BOOTC_RELEASE_UI_URL',
   metrics: 'BOOTC_RELEASE_METRICS',
+  plainHttpRegistries: 'BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES',
 } as const;
 
 export const DEFAULT_TASK_QUEUE = 'bootc-release';
@@ -91,6 +94,7 @@ export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSett
     workflowBundle: env[ENV.workflowBundle],
     uiUrl: env[ENV.uiUrl],
     metricsAddress: env[ENV.metrics],
+    plainHttpRegistries: (env[ENV.plainHttpRegistries] ?? '').split(',').map((r) => r.trim()).filter(Boolean),
   };
 }
 

@@ -88,7 +88,7 @@ export interface WiringOverrides {
 
 export function createActivityDeps(
   settings: Pick<WorkerSettings, 'definitionsDir' | 'stagingDir' | 'stateDir' | 'stagingQueue'> &
-    Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl' | 'allowInlineDefinitions'>>,
+    Partial<Pick<WorkerSettings, 'namespace' | 'uiUrl' | 'allowInlineDefinitions' | 'plainHttpRegistries'>>,
   /**
    * The Temporal client the activities ask about releases (is one still running, which was activated last, ids by
    * prefix for the janitor), or only the janitor's lookup (tests that need no more).
@@ -136,7 +136,7 @@ export function createActivityDeps(
     trigger: {
       cacheDir: path.join(settings.stateDir, 'sources'),
       history: client ? releaseHistoryFrom(client) : undefined,
-      registry: overrides.registry ?? { plainHttp: process.env.BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES?.split(',').filter(Boolean) },
+      registry: overrides.registry ?? { plainHttp: settings.plainHttpRegistries ?? [] },
     },
     activation: { stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation },
     releases,
