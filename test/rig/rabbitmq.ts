@@ -1,7 +1,8 @@
 // A real RabbitMQ (Debian's rabbitmq-server, AMQP 0-9-1 as Fedora's message bus speaks it) on loopback, in a
 // directory of its own. Debian's wrapper drops to the `rabbitmq` user, so the directory is handed to that user.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { freePort, tool, waitForPort } from './tools';
 
@@ -11,8 +12,16 @@ export interface RabbitMq {
   stop(): Promise<void>;
 }
 
-export async function startRabbitMq(dir: string): Promise<RabbitMq> {
-  mkdirSync(dir, { recursive: true });
+/**
+ * `logDir` is where a link to its files is left for reading after a run. The files themselves live in a directory of
+ * their own under the system's temp directory: Debian's wrapper runs the node as the `rabbitmq` user, who cannot
+ * enter a clone that lives under a 0700 directory (a `mktemp -d`), as CI's may.
+ */
+export async function startRabbitMq(logDir: string): Promise<RabbitMq> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bootc-rig-rabbitmq-'));
+  mkdirSync(path.dirname(logDir), { recursive: true });
+  rmSync(logDir, { recursive: true, force: true });
+  symlinkSync(dir, logDir);
   const [port, dist, epmdPort] = [await freePort(), await freePort(), await freePort()];
   const node = `rig${port}@localhost`;
   const plugins = path.join(dir, 'enabled_plugins');
@@ -61,6 +70,8 @@ export async function startRabbitMq(dir: string): Promise<RabbitMq> {
       } catch {
         // none running
       }
+      // The database is the bulk of it; the logs stay for reading after the run (linked from logDir).
+      rmSync(env.RABBITMQ_MNESIA_BASE, { recursive: true, force: true });
     },
   };
 }
