@@ -2,16 +2,16 @@
 // ReleaseActivities; worker/wiring.ts builds the real dependencies and tests build the same with the rig's peers.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
-import type { BuilderActivities } from './builder';
-import type { createFetchActivities } from './staging/fetch-artifacts';
-import { activityContext, pinFirstHostKey } from './builder/host-key';
+import type { BuilderActivities } from './build';
+import type { createFetchActivities } from './fetch/activities';
+import { activityContext, pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
 import { createActivationActivities, type ActivationDeps } from './activation';
-import { withHeartbeats } from './heartbeat';
+import { withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
 import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
-import type { createStagingCleanup } from './staging/cleanup';
+import type { createStagingCleanup } from './fetch/staged-cleanup';
 import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
@@ -26,7 +26,7 @@ import type {
   StagedArtifact,
 } from './types';
 
-/** What happens on a builder once it is up: activities/builder and the fetch in activities/staging. */
+/** What happens on a builder once it is up: activities/build and the fetch in activities/fetch. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
   Pick<ReturnType<typeof createFetchActivities>, 'fetchArtifacts'> &
   ReturnType<typeof createStagingCleanup>;

@@ -29,7 +29,7 @@ const decode = (p: unknown) => {
 };
 const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
 
-/** What a step's heartbeat details say of its progress (the shapes of activities/builder and activities/staging). */
+/** What a step's heartbeat details say of its progress (the shapes of activities/build and activities/fetch). */
 export function progressOf(activityType: string, d: Record<string, unknown> | undefined): Pick<ArchProgress, 'fraction' | 'bytesDone' | 'bytesTotal' | 'note'> {
   if (!d) return {};
   if (activityType === 'fetchArtifacts') {

@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activation } from '../../config/schema';
 import { shellQuote } from '../ssh/connection';
-import { activityContext } from '../builder/host-key';
+import { activityContext } from '../ssh/host-key-pinning';
 
 const run = promisify(execFile);
 

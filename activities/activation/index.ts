@@ -1,7 +1,7 @@
 // Activation: make the approved images the ones builders boot from, changing only what the release owns. Every step
 // of the channel is planned (and its configuration checked) before the first one writes anything; then the image maps
 // (a file on the worker or on a host over SSH, a git repository), the SSM parameters and the hook run in order.
-import { commandEnv } from '../command/env';
+import { commandEnv } from '../runtime/command-env';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,15 +11,15 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Activation, ReleasePlan } from '../../config/schema';
 import type { ActivationRecord } from '../../workflows/messages';
 import type { AwsClientDeps } from '../aws/clients';
-import { activityContext } from '../builder/host-key';
-import { withHeartbeats } from '../heartbeat';
+import { activityContext } from '../ssh/host-key-pinning';
+import { withHeartbeats } from '../runtime/heartbeat';
 import { withSsh } from '../ssh/connection';
 import type { Candidate } from '../types';
 import { runHook, type HookDeps } from './hook';
 import { buildImageMap, imageMapEntries, type MapEntry, type ReplacedEntry } from './image-map';
 import { localStore, mergeIntoFile, sftpStore } from './map-file';
 import { remoteMapPath } from './remote-path';
-import { ssmWrites, writeSsmParameters, type SsmWrite } from './ssm';
+import { ssmWrites, writeSsmParameters, type SsmWrite } from '../aws/ssm-parameters';
 import { durationMs } from '../../config/duration';
 
 const git = promisify(execFile);

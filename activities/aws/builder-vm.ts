@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, OwnedResource, StepContext } from '../types';
 import { resourceName, TAGS } from '../types';
-import { activitySignal, waitFor } from './activity';
+import { activitySignal, waitFor } from '../runtime/aws-activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { consoleHostKey } from './console-host-keys';
@@ -165,7 +165,7 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
         address,
         port: mapped?.port ?? b.ssh.port,
         user: b.ssh.user,
-        // Without one here, the activity pins the first key the builder presents (activities/builder/host-key.ts).
+        // Without one here, the activity pins the first key the builder presents (activities/ssh/host-key-pinning.ts).
         hostKey: mapped?.hostKey ?? b.ssh.hostKey ?? (await consoleHostKey(ec2, id)),
         resources,
       };

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import type { Sends } from './clients';
-import { waitFor } from './activity';
+import { waitFor } from '../runtime/aws-activity';
 import { tagFilters, toTags, type TagMap } from './tags';
 
 export type DataVolumeEc2 = Sends<DescribeVolumesCommand | CreateVolumeCommand | AttachVolumeCommand | ModifyInstanceAttributeCommand>;

@@ -6,7 +6,7 @@ import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Sends } from './clients';
-import { blocksOf } from './sparse-blocks';
+import { blocksOf } from '../artifacts/sparse-blocks';
 import { describeSnapshot, findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
 import { toTags, type TagMap } from './tags';
 

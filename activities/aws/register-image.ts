@@ -13,7 +13,7 @@ import {
   type Image,
 } from '@aws-sdk/client-ec2';
 import type { Arch } from '../../config/schema';
-import { waitFor } from './activity';
+import { waitFor } from '../runtime/aws-activity';
 import type { Sends } from './clients';
 import { awsErrorCode, isNotFound } from './errors';
 import { toTags, type TagMap } from './tags';

@@ -5,7 +5,7 @@ import { CreateTagsCommand, DescribeImportSnapshotTasksCommand, ImportSnapshotCo
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { uploadResumable, type MultipartResumeState, type ResumableS3Command } from '../s3/resumable-upload';
-import { waitFor } from './activity';
+import { waitFor } from '../runtime/aws-activity';
 import type { Sends } from './clients';
 import { findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
 import { AWS_TAGS, fromTags, toTags, type TagMap } from './tags';

@@ -2,7 +2,7 @@
 // got, so a retry after a lost heartbeat knows whether to resume, complete, or reuse the snapshot.
 import { CreateTagsCommand, DescribeSnapshotsCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import type { Sends } from './clients';
-import { waitFor } from './activity';
+import { waitFor } from '../runtime/aws-activity';
 import { AWS_TAGS, fromTags, tagFilters, toTags, type TagMap } from './tags';
 import { isNotFound } from './errors';
 

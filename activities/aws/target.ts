@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
-import { activitySignal, heartbeat, previousProgress } from './activity';
+import { activitySignal, heartbeat, previousProgress } from '../runtime/aws-activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';

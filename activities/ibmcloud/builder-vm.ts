@@ -6,7 +6,7 @@ import type { Builder } from '../../config/schema';
 import { NAME_PREFIX, ownerOfName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
-import { currentProgress, pollUntil, type Progress } from '../progress';
+import { currentProgress, pollUntil, type Progress } from '../runtime/progress';
 import type { VpcClient, VpcFloatingIp, VpcInstance } from './vpc-client';
 
 export type IbmCloudBuilder = Extract<Builder, { provider: 'ibmcloud' }>;

@@ -7,7 +7,7 @@ import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import { partSizeFor, uploadResumable, type MultipartResumeState } from '../s3/resumable-upload';
-import type { Progress } from '../progress';
+import type { Progress } from '../runtime/progress';
 
 export type IbmCloudTarget = Extract<Target, { kind: 'ibmcloud' }>;
 

@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Candidate, CheckResult, PublishTargetDriver } from '../types';
 import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCosHref, previousCosUpload, uploadToCos, type IbmCloudTarget } from './cos-upload';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
-import { currentProgress, type Progress } from '../progress';
+import { currentProgress, type Progress } from '../runtime/progress';
 import { ensureImage, vpcImageName } from './vpc-image';
 import { sweepPrefix } from '../s3/sweep';
 

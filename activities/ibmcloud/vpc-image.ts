@@ -2,7 +2,7 @@
 // resource_group}, then pending → available (or failed, with status_reasons). Images are regional and their names
 // unique per region, so the name is the idempotency key: look it up first, create only when it is missing.
 import { ApplicationFailure } from '@temporalio/common';
-import { pollUntil, type Progress } from '../progress';
+import { pollUntil, type Progress } from '../runtime/progress';
 import type { VpcClient, VpcImage } from './vpc-client';
 
 // Its name comes from vpcImageName (activities/naming.ts): unique per (definition, arch, release) however long.

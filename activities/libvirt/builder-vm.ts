@@ -10,7 +10,7 @@ import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult,
 import { domainXml, releaseInMetadata } from './domain-xml';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
-import { currentProgress, sleep } from '../progress';
+import { currentProgress, sleep } from '../runtime/progress';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
 

@@ -4,11 +4,11 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
-import { prepareImage } from './convert';
+import { prepareImage } from '../artifacts/convert';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
-import { cachedScanExtents, type ExtentMap, type ScanOptions } from './extents';
-import { currentProgress } from '../progress';
+import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifacts/extents';
+import { currentProgress } from '../runtime/progress';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
 

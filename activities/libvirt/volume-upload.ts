@@ -3,8 +3,8 @@
 // on the hypervisor. Re-runnable at any point: a complete volume is reused, a partial one resumed or replaced.
 import { createReadStream } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
-import type { PreparedImage } from './convert';
-import { wholeFile, type ExtentMap } from './extents';
+import type { PreparedImage } from '../artifacts/convert';
+import { wholeFile, type ExtentMap } from '../artifacts/extents';
 import { FILE_POOL_TYPES, firstLine, isNotFound, poolType, parsePoolInfo, parseVolInfo, unusableHypervisor, type HypervisorRunner } from './virsh';
 
 /** Resume state per host, carried in heartbeat details (small: counts, never paths or logs). */

@@ -4,10 +4,10 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
-import { prepareImage, type DiskFormat, type PreparedImage } from '../libvirt/convert';
+import { prepareImage, type DiskFormat, type PreparedImage } from '../artifacts/convert';
 import { resolveAuth, type OpenstackTarget } from './auth';
 import { GlanceClient, type GlanceImage } from './glance';
-import { currentProgress, sleep, type Progress } from '../progress';
+import { currentProgress, sleep, type Progress } from '../runtime/progress';
 
 export type { OpenstackTarget };
 

@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { open, stat } from 'node:fs/promises';
 import { checksumsOf, Layout, MAX_PARTS, partSizeFor, verified } from './part-layout';
-import { toRuns } from '../number-runs';
+import { toRuns } from '../runtime/number-runs';
 import { holdsFile, isNoSuchUpload, listParts, listUploads, type ResumableS3 } from './server-state';
 
 export { MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-layout';

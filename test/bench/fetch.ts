@@ -22,8 +22,8 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
-import { fetchFile, type FetchFileOptions } from '../../activities/ssh/fetch-file';
-import { buildDigestCommand, parseDigests, type RemoteDigests } from '../../activities/ssh/remote-file';
+import { fetchFile, type FetchFileOptions } from '../../activities/fetch/fetch-file';
+import { buildDigestCommand, parseDigests, type RemoteDigests } from '../../activities/fetch/remote-file';
 import { clientKeys, SshServer } from '../rig/sshd';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import type { BenchSuite } from './suite';

@@ -421,7 +421,7 @@ describe('an aws release cancelled at each stage', () => {
 
 /**
  * STAND-IN for resalloc's client (the documented `resalloc ticket` / `ticket-wait ID` / `ticket-close ID`, as
- * activities/command/provider.ts runs them): a ticket prints its id, ticket-wait prints the address of the host
+ * activities/hosts/command.ts runs them): a ticket prints its id, ticket-wait prints the address of the host
  * behind it (address only; the port is builder.ssh.port), ticket-close records the close.
  */
 function fakeResalloc(dir: string, address: string): { script: string; tickets: string; closes: string } {

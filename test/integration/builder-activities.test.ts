@@ -7,7 +7,7 @@ import {
   type BuildProgress,
   type ImageBuildResult,
   type RunImageBuildInput,
-} from '../../activities/builder';
+} from '../../activities/build';
 import {
   containersMounting,
   hostOf,

@@ -3,8 +3,8 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { builtImageTag, prepareContainerImage } from '../../activities/builder/container-image';
-import { runImageBuild } from '../../activities/builder/image-build';
+import { builtImageTag, prepareContainerImage } from '../../activities/build/container-image';
+import { runImageBuild } from '../../activities/build/image-build';
 import { freePort, tool, waitForPort } from '../rig/tools';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {

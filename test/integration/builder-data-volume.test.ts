@@ -3,8 +3,8 @@ import { readFileSync, rmSync, truncateSync, writeFileSync, existsSync, mkdirSyn
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { DATA_VOLUME_RESOURCE, prepareDataVolume } from '../../activities/builder/data-volume';
-import { runImageBuild } from '../../activities/builder/image-build';
+import { DATA_VOLUME_RESOURCE, prepareDataVolume } from '../../activities/build/data-volume';
+import { runImageBuild } from '../../activities/build/image-build';
 import {
   hostOf,
   makeSourceImage,

@@ -6,7 +6,7 @@ import {
   builtImageTag,
   prepareContainerImage,
   type ContainerImageProgress,
-} from '../../activities/builder/container-image';
+} from '../../activities/build/container-image';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import { freePort, waitForPort } from '../rig/tools';
 import { ensureBibStandinImage } from '../standins/bootc-image-builder/image';

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { runImageBuild, type BuildProgress } from '../../activities/builder/image-build';
+import { runImageBuild, type BuildProgress } from '../../activities/build/image-build';
 import { standinEngine } from '../standins/bootc-image-builder/image';
 import {
   containersMounting,
@@ -141,7 +141,7 @@ describe('image build on a builder', () => {
     const script = path.join(dir, 'worker.ts');
     writeFileSync(
       script,
-      `import { runImageBuild } from ${JSON.stringify(path.resolve(__dirname, '../../activities/builder/image-build'))};\n` +
+      `import { runImageBuild } from ${JSON.stringify(path.resolve(__dirname, '../../activities/build/image-build'))};\n` +
         `runImageBuild(JSON.parse(process.env.INPUT!), { stagingDir: ${JSON.stringify(path.join(dir, 'staging'))}, pollIntervalMs: 200 });\n`,
     );
     const worker = spawn(path.resolve(__dirname, '../../node_modules/.bin/tsx'), [script], {

@@ -6,12 +6,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, inject, it } from 'vitest';
 import { Builder } from '../../config/schema';
-import { decodeIndexes } from '../../activities/ssh/fetch-plan';
+import { decodeIndexes } from '../../activities/fetch/fetch-plan';
 import {
   createFetchActivities,
   type FetchArtifactsInput,
   type FetchHeartbeat,
-} from '../../activities/staging/fetch-artifacts';
+} from '../../activities/fetch/activities';
 import type { BuiltArtifact, StagedArtifact } from '../../activities/types';
 import { hostOf } from './builder-fixtures';
 import { makeSparseFile, MiB, sha256Of, spreadExtents, testDir } from './fetch-helpers';

@@ -12,16 +12,16 @@ import {
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, inject, it } from 'vitest';
-import { fetchFile, Sha256MismatchError, type FetchProgress } from '../../activities/ssh/fetch-file';
-import { decodeIndexes, planFetch } from '../../activities/ssh/fetch-plan';
+import { fetchFile, Sha256MismatchError, type FetchProgress } from '../../activities/fetch/fetch-file';
+import { decodeIndexes, planFetch } from '../../activities/fetch/fetch-plan';
 import {
   buildDigestCommand,
   parseDigests,
   sparseHeader,
   type RemoteDigests,
-} from '../../activities/ssh/remote-file';
+} from '../../activities/fetch/remote-file';
 import type { SshSession } from '../../activities/ssh/connection';
-import { MIN_WINDOW } from '../../activities/ssh/range-stream';
+import { MIN_WINDOW } from '../../activities/fetch/range-stream';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import { connect, makeSparseFile, MiB, sha256Of, spreadExtents, tcpRelay, testDir } from './fetch-helpers';
 

@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, inject, it } from 'vitest';
 import { Builder } from '../../config/schema';
-import { createCommandProvider, type CommandBuilder } from '../../activities/command/provider';
+import { createCommandProvider, type CommandBuilder } from '../../activities/hosts/command';
 import { testDir } from './builder-fixtures';
 
 /**

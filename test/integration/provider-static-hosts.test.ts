@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, inject, it } from 'vitest';
 import { Builder } from '../../config/schema';
-import { createStaticProvider, type StaticBuilder } from '../../activities/static/provider';
+import { createStaticProvider, type StaticBuilder } from '../../activities/hosts/static';
 import { freePort } from '../rig/tools';
 import { testDir } from './builder-fixtures';
 

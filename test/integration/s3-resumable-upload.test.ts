@@ -23,7 +23,7 @@ import type { AwsClientDeps } from '../../activities/aws/clients';
 import { createAwsTarget, type AwsPublishProgress, type AwsTarget } from '../../activities/aws/target';
 import type { CosUploadBeat } from '../../activities/ibmcloud/cos-upload';
 import { createIbmCloudTarget, type IbmCloudTarget } from '../../activities/ibmcloud/target';
-import { fromRuns, toRuns } from '../../activities/number-runs';
+import { fromRuns, toRuns } from '../../activities/runtime/number-runs';
 import {
   uploadResumable,
   type MultipartResumeState,

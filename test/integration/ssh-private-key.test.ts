@@ -7,7 +7,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { createBuilderActivities, type BuildProgress, type RunImageBuildInput } from '../../activities/builder';
+import { createBuilderActivities, type BuildProgress, type RunImageBuildInput } from '../../activities/build';
 import { SshSession } from '../../activities/ssh/connection';
 import { ImageBuilder } from '../../config/schema';
 import { hostOf, staticBuilder, testDir } from './builder-fixtures';

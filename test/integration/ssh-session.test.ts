@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { SshSession, shellQuote } from '../../activities/ssh/connection';
-import { MAX_WINDOW, topUpWindow } from '../../activities/ssh/range-stream';
+import { MAX_WINDOW, topUpWindow } from '../../activities/fetch/range-stream';
 import { tcpRelay } from './fetch-helpers';
 
 describe('ssh session', () => {

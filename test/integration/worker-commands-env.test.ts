@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { createActivationActivities } from '../../activities/activation';
-import { createCommandProvider, type CommandBuilder } from '../../activities/command/provider';
+import { createCommandProvider, type CommandBuilder } from '../../activities/hosts/command';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
 import { Builder } from '../../config/schema';

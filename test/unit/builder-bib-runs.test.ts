@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { bibRuns, OUTPUT_PATHS } from '../../activities/builder/bib-runs';
-import { countManifestStages, noSpaceLine, progressMessage } from '../../activities/builder/progress';
+import { bibRuns, OUTPUT_PATHS } from '../../activities/build/bib-runs';
+import { countManifestStages, noSpaceLine, progressMessage } from '../../activities/build/progress';
 import { ImageBuilder } from '../../config/schema';
 
 describe('bootc-image-builder command lines', () => {

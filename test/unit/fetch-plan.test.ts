@@ -2,10 +2,10 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, fstatSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/ssh/range-stream';
-import { decodeIndexes, encodeIndexes, planFetch } from '../../activities/ssh/fetch-plan';
-import { ExtentWriter } from '../../activities/ssh/extent-writer';
-import { headerEnd, parseFilefrag, parseHeader, type Extent } from '../../activities/ssh/remote-file';
+import { MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/fetch/range-stream';
+import { decodeIndexes, encodeIndexes, planFetch } from '../../activities/fetch/fetch-plan';
+import { ExtentWriter } from '../../activities/fetch/extent-writer';
+import { headerEnd, parseFilefrag, parseHeader, type Extent } from '../../activities/fetch/remote-file';
 
 const MiB = 1024 * 1024;
 

@@ -1,7 +1,7 @@
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { Context } from '@temporalio/activity';
 import { describe, expect, it } from 'vitest';
-import { withHeartbeats } from '../../activities/heartbeat';
+import { withHeartbeats } from '../../activities/runtime/heartbeat';
 
 describe('withHeartbeats', () => {
   it('repeats the last details the activity reported while it waits, so resume state is never replaced', async () => {

@@ -15,7 +15,7 @@
 # - the disk starts with the marker `BIB-STANDIN-ARCH=<arch>;`, so a test can tell which architecture's bytes a
 #   published image holds. The target architecture is bib's: `--target-arch` when given, else the machine's. All rig
 #   builders are one machine, so "the machine's" is read from where the builder put /output: the production command
-#   mounts `<workDir>/<releaseId>/<arch>/<run>/output` (activities/builder/bib-runs.ts); failing that, `uname -m`.
+#   mounts `<workDir>/<releaseId>/<arch>/<run>/output` (activities/build/bib-runs.ts); failing that, `uname -m`.
 # Knobs (environment; the rig sets them through CONTAINERS_CONF `env`, so the command line stays the production one):
 #   BIB_STANDIN_SECONDS   duration of the whole build (default 2)
 #   BIB_STANDIN_FAIL      `enospc` (osbuild's "No space left on device" in /var/tmp, exit 1) or `exit:N`

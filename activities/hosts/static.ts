@@ -9,8 +9,8 @@ import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, OwnedResource, StepContext } from '../types';
 import { credentialsOf } from '../ssh/builder-session';
 import { shellQuote, withSsh, type SshEndpoint } from '../ssh/connection';
-import { parseFields } from '../builder/detached';
-import { learnHostKey, shortKey } from '../builder/host-key';
+import { parseFields } from '../ssh/detached';
+import { learnHostKey, shortKey } from '../ssh/host-key-pinning';
 
 export type StaticBuilder = Extract<Builder, { provider: 'static' }>;
 

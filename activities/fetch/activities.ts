@@ -1,5 +1,5 @@
 // The fetch activity: every artifact of one architecture, from its builder into this worker's staging directory
-// (`<stagingDir>/<releaseId>/<arch>/<type>/<basename>`), through activities/ssh/fetch-file.ts: data extents only,
+// (`<stagingDir>/<releaseId>/<arch>/<type>/<basename>`), through activities/fetch/fetch-file.ts: data extents only,
 // sha256 checked against the builder's. Heartbeats carry small resume state, so an attempt after a worker restart
 // continues with the artifact and the pieces where the last one stopped; cancellation closes the channels.
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -9,7 +9,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { connectBuilder } from '../ssh/builder-session';
 import type { SshSession } from '../ssh/connection';
-import { fetchFile, StagingSpaceError, type FetchProgress } from '../ssh/fetch-file';
+import { fetchFile, StagingSpaceError, type FetchProgress } from './fetch-file';
 import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
 
 export interface FetchArtifactsInput {

@@ -7,8 +7,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import type { BuilderHost } from '../types';
 import { SshCommandError, shellQuote, type SshSession } from '../ssh/connection';
-import { parseFields } from './detached';
-import { BuilderLink } from './link';
+import { parseFields } from '../ssh/detached';
+import { BuilderLink } from '../ssh/link';
 
 export interface PrepareDataVolumeInput {
   releaseId: string;

@@ -3,8 +3,8 @@
 // BuilderHost and enforced from then on (TOFU).
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { currentProgress, sleep } from '../progress';
-import { hostKeyMismatch, SshSession, type SshCredentials, type SshEndpoint } from '../ssh/connection';
+import { currentProgress, sleep } from '../runtime/progress';
+import { hostKeyMismatch, SshSession, type SshCredentials, type SshEndpoint } from './connection';
 import type { BuilderHost } from '../types';
 
 /** Connects once; returns the key the host presented (equal to endpoint.hostKey when that was set). */

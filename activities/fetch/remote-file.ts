@@ -2,7 +2,7 @@
 // (SEEK_DATA/SEEK_HOLE, so the holes of a 10 GiB raw image never travel), and the commands that stream given byte
 // ranges of it and hash it there. Builders are Fedora/CentOS bootc hosts: python3 is preferred; without it,
 // `filefrag -v` (e2fsprogs) maps the extents and dd/sha256sum do the rest.
-import { shellQuote } from './connection';
+import { shellQuote } from '../ssh/connection';
 
 /** A run of data bytes in the remote file: [offset, offset + length). */
 export type Extent = [offset: number, length: number];

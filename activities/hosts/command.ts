@@ -13,8 +13,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, StepContext } from '../types';
 import { credentialsOf } from '../ssh/builder-session';
-import { activityContext, learnHostKey } from '../builder/host-key';
-import { commandEnv } from './env';
+import { activityContext, learnHostKey } from '../ssh/host-key-pinning';
+import { commandEnv } from '../runtime/command-env';
 
 export type CommandBuilder = Extract<Builder, { provider: 'command' }>;
 

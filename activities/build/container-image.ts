@@ -7,9 +7,9 @@ import type { Arch, Builder, Source } from '../../config/schema';
 import type { BuilderHost } from '../types';
 import { shellCommand, shellQuote, type SshSession } from '../ssh/connection';
 import type { ImageBuilderConfig } from './bib-runs';
-import { archiveFailedAttempt, driveDetached, parseFields } from './detached';
+import { archiveFailedAttempt, driveDetached, parseFields } from '../ssh/detached';
 import { releaseWorkDir } from './image-build';
-import { BuilderLink } from './link';
+import { BuilderLink } from '../ssh/link';
 import { lastLines } from './progress';
 
 export interface PrepareContainerImageInput {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { ClientChannel } from 'ssh2';
-import type { ExecChannel, SshSession } from './connection';
+import type { ExecChannel, SshSession } from '../ssh/connection';
 import type { ExtentWriter } from './extent-writer';
 import type { Piece } from './fetch-plan';
 import { headerEnd, parseHeader, type Compression, type RemoteFileInfo } from './remote-file';

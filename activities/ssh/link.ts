@@ -4,8 +4,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost } from '../types';
-import { connectBuilder } from '../ssh/builder-session';
-import { SshCommandError, type SshSession } from '../ssh/connection';
+import { connectBuilder } from './builder-session';
+import { SshCommandError, type SshSession } from './connection';
 
 export interface LinkOptions {
   signal?: AbortSignal;

@@ -2,7 +2,7 @@
 // (systemd-run where systemd is init, else setsid, else a job-control shell), writes its output to a log, its process
 // group leader's pid to `pid` and, when it ends, its status to `exit-code`. These files are the whole state, so any
 // later connection from any worker can re-attach: a live pid means "keep polling", an exit-code means "done".
-import { shellCommand, shellQuote, type SshSession } from '../ssh/connection';
+import { shellCommand, shellQuote, type SshSession } from './connection';
 import { sleep, type BuilderLink } from './link';
 
 export type DetachedState =

@@ -5,9 +5,9 @@ import { GetParameterHistoryCommand, PutParameterCommand, type ParameterHistory 
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activation } from '../../config/schema';
 import type { Candidate } from '../types';
-import { awsClients, type AwsClientDeps, type Sends } from '../aws/clients';
-import { classifyAwsError, isNotFound } from '../aws/errors';
-import type { ReplacedEntry } from './image-map';
+import { awsClients, type AwsClientDeps, type Sends } from './clients';
+import { classifyAwsError, isNotFound } from './errors';
+import type { ReplacedEntry } from '../activation/image-map';
 
 export type SsmActivation = Extract<Activation, { kind: 'ssm-parameter' }>;
 

@@ -4,7 +4,7 @@
 // Written to `<localPath>.part` and renamed once verified, so a file at localPath is always a complete one.
 import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { SshSession } from './connection';
+import type { SshSession } from '../ssh/connection';
 import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
 import {
   parseDigests,

@@ -3,7 +3,7 @@
 // pieces) and of hashing (pieces cover the file end to end, holes included, so they are hashed in order).
 import { createHash } from 'node:crypto';
 import type { Extent, RemoteFileInfo } from './remote-file';
-import { fromRuns, toRuns } from '../number-runs';
+import { fromRuns, toRuns } from '../runtime/number-runs';
 
 export interface Piece {
   index: number;

@@ -8,10 +8,10 @@ import type { Arch, Builder, ImageType } from '../../config/schema';
 import type { BuilderHost, BuiltArtifact } from '../types';
 import { SshCommandError, shellCommand, shellQuote, type SshSession } from '../ssh/connection';
 import { bibRuns, type BibRun, type ImageBuilderConfig } from './bib-runs';
-import { archiveFailedAttempt, DETACHED_FILES, driveDetached, killDetached, parseFields } from './detached';
-import { BuilderLink } from './link';
+import { archiveFailedAttempt, DETACHED_FILES, driveDetached, killDetached, parseFields } from '../ssh/detached';
+import { BuilderLink } from '../ssh/link';
 import { countManifestStages, lastLines, noSpaceLine, progressMessage, progressScript } from './progress';
-import { buildDigestCommand, parseDigests } from '../ssh/remote-file';
+import { buildDigestCommand, parseDigests } from '../fetch/remote-file';
 
 export interface RunImageBuildInput {
   releaseId: string;
