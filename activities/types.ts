@@ -133,6 +133,30 @@ export interface PublishTargetDriver<T extends Target = Target> {
 
 export type { ReleasePlan };
 
+/** An image map value: one image id, or ids by region (`us_east_1`) or image type. */
+export type ImageMapValue = string | Record<string, string>;
+
+/**
+ * One entry an activation changed: `path` is [target, arch] or [target, arch, region|type] in an image map, or
+ * [parameter name, region] for SSM. `previous` absent: the entry did not exist (a rollback deletes it).
+ */
+export interface ReplacedEntry {
+  path: string[];
+  previous?: ImageMapValue;
+  value: ImageMapValue;
+}
+
+export interface ActivationRecord {
+  channel: string;
+  /** The entries this release activated: target → arch → (region|type →) image id. Other entries were kept. */
+  imageMap: Record<string, unknown>;
+  /** Exactly what each activation target held before in the entries it changed (for rollback and the audit trail). */
+  replaced: { target: string; entries: ReplacedEntry[] }[];
+  writtenTo: string[];
+  at: string;
+}
+
+
 /** One thing that happened to a release, as notification sinks receive it (activities/notify). */
 export interface ReleaseEvent {
   event: NotifyEvent;

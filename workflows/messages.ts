@@ -2,7 +2,7 @@
 // Importable by the client without pulling in workflow internals.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
-import type { Candidate, StagedArtifact } from '../activities/types';
+import type { ActivationRecord, Candidate, StagedArtifact } from '../activities/types';
 
 export const WORKFLOW_TYPES = {
   release: 'imageRelease',
@@ -100,28 +100,7 @@ export interface Rejection extends Signed {
   reason?: string;
 }
 
-/** An image map value: one image id, or ids by region (`us_east_1`) or image type. */
-export type ImageMapValue = string | Record<string, string>;
-
-/**
- * One entry an activation changed: `path` is [target, arch] or [target, arch, region|type] in an image map, or
- * [parameter name, region] for SSM. `previous` absent: the entry did not exist (a rollback deletes it).
- */
-export interface ReplacedEntry {
-  path: string[];
-  previous?: ImageMapValue;
-  value: ImageMapValue;
-}
-
-export interface ActivationRecord {
-  channel: string;
-  /** The entries this release activated: target → arch → (region|type →) image id. Other entries were kept. */
-  imageMap: Record<string, unknown>;
-  /** Exactly what each activation target held before in the entries it changed (for rollback and the audit trail). */
-  replaced: { target: string; entries: ReplacedEntry[] }[];
-  writtenTo: string[];
-  at: string;
-}
+export type { ActivationRecord, ImageMapValue, ReplacedEntry } from '../activities/types';
 
 export interface ReleaseStatus {
   releaseId: string;

@@ -5,7 +5,7 @@
 import { TARGET_TYPES } from '../../config/constants';
 import type { ReleasePlan } from '../../config/schema';
 import type { Candidate } from '../types';
-import type { ImageMapValue, ReplacedEntry } from '../../workflows/messages';
+import type { ImageMapValue, ReplacedEntry } from '../types';
 
 export type { ImageMapValue, ReplacedEntry };
 export type ImageMap = Record<string, Record<string, ImageMapValue>>;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activation, ReleasePlan } from '../../config/schema';
-import type { ActivationRecord } from '../../workflows/messages';
+import type { ActivationRecord } from '../types';
 import type { AwsClientDeps } from '../aws/clients';
 import { activityContext } from '../ssh/host-key-pinning';
 import { withHeartbeats } from '../runtime/heartbeat';
