@@ -6,7 +6,7 @@ import type { BuilderActivities } from './build';
 import type { createFetchActivities } from './fetch/activities';
 import { activityContext, pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
-import { createActivationActivities, type ActivationDeps } from './activation';
+import { createActivationActivities } from './activation';
 import { withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
@@ -16,6 +16,7 @@ import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
+  ActivationDrivers,
   BuilderHost,
   BuilderProvider,
   BuiltArtifact,
@@ -44,8 +45,8 @@ export interface ActivityDeps {
   trigger: Omit<TriggerDeps, 'definitionsDir'>;
   /** Release states and ids from Temporal, for the janitor. */
   releases: ReleaseLookup;
-  /** Hook state (locks, exit codes, logs) and AWS client settings of the activation steps. */
-  activation: ActivationDeps;
+  /** One driver per activation kind (activities/activation): preflight checks them all, `activate` runs a channel's. */
+  activations: ActivationDrivers;
 }
 
 interface ArchStep {
@@ -115,7 +116,7 @@ export function createActivities(deps: ActivityDeps) {
     /** Runs on the staging queue of the worker that holds the files. */
     deleteStagedArtifacts: (i: { releaseId: string; artifacts: StagedArtifact[] }) => deps.steps.deleteStagedArtifacts(i),
 
-    activate: createActivationActivities(deps.activation).activate,
+    activate: createActivationActivities(deps.activations).activate,
     notifyRelease: deps.notify.notifyRelease,
     checkTrigger: (check: TriggerCheck) => checkTrigger({ ...deps.trigger, definitionsDir: deps.definitionsDir }, check),
 

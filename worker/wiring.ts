@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
-import type { ActivationDeps } from '../activities/activation';
+import { createActivationDrivers, type ActivationDeps } from '../activities/activation';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/build';
 import { createCommandProvider } from '../activities/hosts/command';
@@ -138,7 +138,7 @@ export function createActivityDeps(
       history: client ? releaseHistoryFrom(client) : undefined,
       registry: overrides.registry ?? { plainHttp: settings.plainHttpRegistries ?? [] },
     },
-    activation: { stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation },
+    activations: createActivationDrivers({ stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation }),
     releases,
   };
 }
