@@ -4,7 +4,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
-  condition,
   executeChild,
   isCancellation,
   log,
@@ -20,7 +19,7 @@ import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { ReleaseActivities } from '../activities';
 import type { Candidate, StagedArtifact } from '../activities/types';
 import { archBuild, describe } from './arch-build';
-import { approvalGate } from './approval';
+import { installApprovalGate } from './approval';
 import {
   archProgressSignal,
   retryPublishUpdate,
@@ -37,7 +36,6 @@ import { recordReleaseEnd } from './release-metrics';
 import { activationOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
 import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
-import { durationMs } from '../config/duration';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -69,7 +67,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     refresh();
     notifier.stageChanged(stage);
   };
-  const gate = approvalGate({ status, plan: () => plan, setStage });
+  const gate = installApprovalGate({ status, plan: () => plan, setStage });
 
   setHandler(statusQuery, () => status, {
     description: 'Everything about the release: stage, each architecture, the candidate images, the decision, the activation.',
@@ -180,37 +178,20 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       );
     }
 
-    setStage('awaiting-approval');
-    const deadline = Date.now() + durationMs(plan.definition.approval.timeout);
-    status.approvalDeadline = new Date(deadline).toISOString();
-    const decided = await condition(() => gate.decision !== undefined, plan.definition.approval.timeout);
-    // A publish retried before the decision still finishes (its image exists), but joins no approval made earlier.
-    if (decided) await condition(() => publishing === 0);
-    const decision = gate.decision;
-    const now = new Date().toISOString();
-
-    if (!decided || !decision) {
-      status.approval = { decision: 'timed-out', at: now };
+    const verdict = await gate.decide(plan.definition.approval.timeout, () => publishing === 0);
+    if (verdict.stage !== 'approved') {
       await cleanUpCandidates();
-      setStage('timed-out');
+      setStage(verdict.stage);
       return result();
     }
-    if (!decision.approved) {
-      status.approval = { decision: 'rejected', by: decision.by, at: now, reason: decision.reason, signed: decision.signed };
-      await cleanUpCandidates();
-      setStage('rejected');
-      return result();
-    }
-
-    const chosen = status.candidates.filter((c) => decision.images.includes(c.imageId));
-    status.approval = { decision: 'approved', by: decision.by, at: now, images: chosen.map((c) => c.imageId), signed: decision.signed };
+    const { chosen } = verdict;
     setStage('activating');
     const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
     status.activation = await proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
       plan,
       channel,
       candidates: chosen,
-      approvedBy: decision.by,
+      approvedBy: verdict.by,
     });
     upsertMemo({ activation: status.activation });
     setStage('activated');
