@@ -17,25 +17,22 @@ import {
 } from '@temporalio/workflow';
 import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { ReleaseActivities } from '../activities';
-import type { Candidate, StagedArtifact } from '../activities/types';
+import type { Candidate } from '../activities/types';
 import { archBuild, describe } from './arch-build';
 import { installApprovalGate } from './approval';
 import {
   archProgressSignal,
-  retryPublishUpdate,
   statusQuery,
   type ReleaseResult,
   type ReleaseStage,
   type ReleaseStatus,
-  type RetryRequest,
 } from './messages';
 import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
 import { releaseNotifier } from './notify';
 import { releaseDetails } from './release-details';
 import { recordReleaseEnd } from './release-metrics';
 import { activationOptions } from './timeouts';
-import { artifactsFor } from './release-rules';
-import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
+import { deleteStaged, installPublisher } from './publisher';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -54,9 +51,6 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     publishFailures: [],
   };
   let plan: ReleasePlan | undefined;
-  const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
-  let publishing = 0;
-  const ledger = new PublishLedger();
 
   const notifier = releaseNotifier(() => plan, status);
   // The Web UI's "Current Details": rendered again on every change a person would want to see.
@@ -68,6 +62,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     notifier.stageChanged(stage);
   };
   const gate = installApprovalGate({ status, plan: () => plan, setStage });
+  const publisher = installPublisher({ releaseId, status, plan: () => plan!, refresh });
 
   setHandler(statusQuery, () => status, {
     description: 'Everything about the release: stage, each architecture, the candidate images, the decision, the activation.',
@@ -80,53 +75,6 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     },
     { description: 'Internal: progress reports of the archBuild child workflows. Not for people; sending it changes nothing useful.' },
   );
-  setHandler(
-    retryPublishUpdate,
-    async (req) => {
-      const failures = status.publishFailures.filter((f) => f.target === req.target && (!req.arch || f.arch === req.arch));
-      status.publishFailures = status.publishFailures.filter((f) => !failures.includes(f));
-      await Promise.all(failures.map((f) => publishTo(f.arch, f.target)));
-      return status;
-    },
-    {
-      description: 'Publish again to a target that failed ({"target": "name", "arch"?: "x86_64"}); used by `bootc-release release retry`.',
-      validator: (req: RetryRequest) => {
-        if (!['awaiting-approval', 'building'].includes(status.stage))
-          throw new Error(`release is ${status.stage}: only a release that is building or awaiting approval can retry a target`);
-        if (!status.publishFailures.some((f) => f.target === req.target && (!req.arch || f.arch === req.arch)))
-          throw new Error(`target ${req.target}${req.arch ? ` (${req.arch})` : ''} has no failed publish to retry`);
-      },
-    },
-  );
-
-  async function publishTo(arch: Arch, targetName: string): Promise<void> {
-    const p = plan!;
-    const target = p.definition.targets[targetName]!;
-    const artifacts = artifactsFor(staged[arch] ?? [], target.kind);
-    if (artifacts.length === 0) {
-      status.publishFailures.push({ arch, target: targetName, error: `no ${target.kind} artifact was built for ${arch}` });
-      return;
-    }
-    publishing++;
-    let artifact = artifacts[0]!;
-    try {
-      for (artifact of artifacts) {
-        const suffix = artifacts.length > 1 ? `-${artifact.type}` : '';
-        const imageName = `${p.definition.name}-${arch}-${p.stamp}${suffix}`;
-        ledger.record({ arch, targetName, target, imageName, stagingQueue: artifact.stagingQueue });
-        const acts = stagingActivities(p.definition.timeouts, artifact.stagingQueue, `publish ${arch} ${artifact.type} to ${targetName} (${target.kind}) as ${imageName}`);
-        const found = await ledger.track(acts.publishArtifact({ releaseId, arch, targetName, target, artifact, imageName }));
-        status.candidates.push(...found);
-        upsertMemo({ candidates: status.candidates });
-        refresh();
-      }
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      status.publishFailures.push({ arch, target: targetName, error: describePublishFailure(err, artifact, p.definition.timeouts) });
-    } finally {
-      publishing--;
-    }
-  }
 
   async function buildAndPublish(arch: Arch): Promise<void> {
     const p = plan!;
@@ -140,11 +88,9 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
         searchAttributes: { BootcReleaseName: [p.definition.name] },
       });
-      staged[arch] = result.artifacts;
       status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
-      await Promise.all((p.definition.architectures[arch]?.targets ?? []).map((t) => publishTo(arch, t)));
-      const failedHere = status.publishFailures.some((f) => f.arch === arch);
-      status.arches[arch] = { ...status.arches[arch]!, stage: failedHere ? 'failed' : 'published' };
+      await publisher.publishArch(arch, result.artifacts);
+      status.arches[arch] = { ...status.arches[arch]!, stage: publisher.failed(arch) ? 'failed' : 'published' };
     } catch (err) {
       if (isCancellation(err)) throw err;
       status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
@@ -178,7 +124,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       );
     }
 
-    const verdict = await gate.decide(plan.definition.approval.timeout, () => publishing === 0);
+    const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
     if (verdict.stage !== 'approved') {
       await cleanUpCandidates();
       setStage(verdict.stage);
@@ -200,13 +146,13 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     const cancelled = isCancellation(err);
     status.error = cancelled ? undefined : describe(err);
     // A cancelled release keeps nothing it published, finished or half-made.
-    const left = cancelled && plan ? await ledger.cleanUp(releaseId, plan.definition.timeouts) : [];
+    const left = cancelled && plan ? await CancellationScope.nonCancellable(() => publisher.cleanUp()) : [];
     if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
     await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
     throw err;
   } finally {
     if (plan && !plan.definition.staging.keep) {
-      const left = await deleteStaged(releaseId, plan.definition.timeouts, Object.values(staged).flat());
+      const left = await deleteStaged(releaseId, plan.definition.timeouts, publisher.staged());
       if (left.length) log.warn('staged artifacts left on workers', { left });
     }
     recordReleaseEnd(plan?.definition.name, status.stage);
