@@ -1,5 +1,7 @@
-// One release: resolve the plan, preflight everything, build every architecture in parallel (child workflows),
-// publish each architecture's artifacts as soon as they are fetched, wait for a person, activate the chosen images.
+// One release, as its story: resolve the plan, preflight everything, build every architecture in parallel (child
+// workflows) and publish its artifacts as soon as they are fetched, wait for a person's decision, activate the
+// chosen images. Each step is a function below the story; what the release shows of itself is in
+// release-status.ts, its publishing in publisher.ts, its decision in approval.ts.
 import {
   ApplicationFailure,
   CancellationScope,
@@ -9,30 +11,20 @@ import {
   log,
   ParentClosePolicy,
   proxyActivities,
-  setHandler,
-  setCurrentDetails,
   upsertMemo,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { ReleaseActivities } from '../activities';
-import type { Candidate } from '../activities/types';
+import type { ActivationRecord, Candidate } from '../activities/types';
 import { archBuild, describe } from './arch-build';
 import { installApprovalGate } from './approval';
-import {
-  archProgressSignal,
-  statusQuery,
-  type ReleaseResult,
-  type ReleaseStage,
-  type ReleaseStatus,
-} from './messages';
-import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
-import { releaseNotifier } from './notify';
-import { releaseDetails } from './release-details';
+import type { ReleaseResult, ReleaseStatus } from './messages';
+import { deleteStaged, installPublisher, type ReleasePublisher } from './publisher';
 import { recordReleaseEnd } from './release-metrics';
+import { noCandidatesMessage } from './release-rules';
+import { trackRelease, type ReleaseTracker } from './release-status';
 import { activationOptions } from './timeouts';
-import { deleteStaged, installPublisher } from './publisher';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
@@ -40,136 +32,109 @@ const setup = proxyActivities<ReleaseActivities>({
 });
 
 export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> {
-  const info = workflowInfo();
-  const releaseId = info.workflowId;
-  const status: ReleaseStatus = {
-    releaseId,
-    stage: 'resolving',
-    startedAt: new Date(info.startTime).toISOString(),
-    arches: {},
-    candidates: [],
-    publishFailures: [],
-  };
-  let plan: ReleasePlan | undefined;
-
-  const notifier = releaseNotifier(() => plan, status);
-  // The Web UI's "Current Details": rendered again on every change a person would want to see.
-  const refresh = () => setCurrentDetails(releaseDetails(status, plan));
-  const setStage = (stage: ReleaseStage) => {
-    status.stage = stage;
-    upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
-    refresh();
-    notifier.stageChanged(stage);
-  };
-  const gate = installApprovalGate({ status, plan: () => plan, setStage });
-  const publisher = installPublisher({ releaseId, status, plan: () => plan!, refresh });
-
-  setHandler(statusQuery, () => status, {
-    description: 'Everything about the release: stage, each architecture, the candidate images, the decision, the activation.',
-  });
-  setHandler(
-    archProgressSignal,
-    ({ arch, status: s }) => {
-      status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
-      refresh();
-    },
-    { description: 'Internal: progress reports of the archBuild child workflows. Not for people; sending it changes nothing useful.' },
-  );
-
-  async function buildAndPublish(arch: Arch): Promise<void> {
-    const p = plan!;
-    status.arches[arch] = { stage: 'pending' };
-    try {
-      const result = await executeChild(archBuild, {
-        workflowId: `${releaseId}.build.${arch}`,
-        args: [{ plan: p, arch, parentId: releaseId }],
-        // A cancelled or terminated release still lets each build tear its builder down.
-        cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        searchAttributes: { BootcReleaseName: [p.definition.name] },
-      });
-      status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
-      await publisher.publishArch(arch, result.artifacts);
-      status.arches[arch] = { ...status.arches[arch]!, stage: publisher.failed(arch) ? 'failed' : 'published' };
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
-    }
-  }
-
+  const release = trackRelease(workflowInfo());
+  const { releaseId, status } = release;
+  const gate = installApprovalGate({ status, plan: () => release.plan, setStage: release.setStage });
+  const publisher = installPublisher({ releaseId, status, plan: () => release.plan!, refresh: release.refresh });
   try {
-    setStage('resolving');
-    plan = await setup.resolvePlan({ input, releaseId, startedAt: status.startedAt });
-    status.name = plan.definition.name;
-    status.reason = plan.reason;
-    status.approvers = plan.definition.approval.approvers;
-    upsertSearchAttributes([
-      { key: releaseNameKey, value: plan.definition.name },
-      { key: releaseArchesKey, value: plan.arches },
-    ]);
-    upsertMemo({ name: plan.definition.name, reason: plan.reason ?? '', arches: plan.arches });
-
-    setStage('preflight');
+    const plan = await resolve(release, input);
+    release.setStage('preflight');
     await setup.preflight({ plan });
 
-    setStage('building');
-    await Promise.all(plan.arches.map(buildAndPublish));
-    if (status.candidates.length === 0) {
-      throw ApplicationFailure.nonRetryable(
-        `no candidate images: ${Object.entries(status.arches)
-          .map(([a, s]) => (s?.error?.startsWith(`${a}:`) ? s.error : `${a}: ${s?.error ?? s?.stage}`))
-          .concat(status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`))
-          .join('; ')}`,
-        'NoCandidates',
-      );
-    }
+    release.setStage('building');
+    await Promise.all(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
+    if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), 'NoCandidates');
 
     const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
     if (verdict.stage !== 'approved') {
-      await cleanUpCandidates();
-      setStage(verdict.stage);
-      return result();
+      await cleanUpCandidates(plan, status.candidates);
+      release.setStage(verdict.stage);
+      return result(status);
     }
-    const { chosen } = verdict;
-    setStage('activating');
-    const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
-    status.activation = await proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
-      plan,
-      channel,
-      candidates: chosen,
-      approvedBy: verdict.by,
-    });
+    release.setStage('activating');
+    status.activation = await activateChosen(plan, verdict.chosen, verdict.by);
     upsertMemo({ activation: status.activation });
-    setStage('activated');
-    return result(chosen);
+    release.setStage('activated');
+    return result(status, verdict.chosen);
   } catch (err) {
-    const cancelled = isCancellation(err);
-    status.error = cancelled ? undefined : describe(err);
-    // A cancelled release keeps nothing it published, finished or half-made.
-    const left = cancelled && plan ? await CancellationScope.nonCancellable(() => publisher.cleanUp()) : [];
-    if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
-    await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
+    await releaseFailed(release, publisher, err);
     throw err;
   } finally {
-    if (plan && !plan.definition.staging.keep) {
-      const left = await deleteStaged(releaseId, plan.definition.timeouts, publisher.staged());
-      if (left.length) log.warn('staged artifacts left on workers', { left });
-    }
-    recordReleaseEnd(plan?.definition.name, status.stage);
-    await CancellationScope.nonCancellable(() => notifier.settled());
-  }
-
-  function result(chosen: Candidate[] = []): ReleaseResult {
-    return { releaseId, stage: status.stage, candidates: status.candidates, chosen, activation: status.activation };
-  }
-
-  async function cleanUpCandidates(): Promise<void> {
-    if (plan!.definition.approval.onReject !== 'delete') return;
-    await Promise.all(
-      status.candidates.map((candidate) =>
-        setup.deleteCandidate({ target: plan!.definition.targets[candidate.target]!, candidate }),
-      ),
-    );
+    await releaseEnded(release, publisher);
   }
 }
 
+/** The plan of the input (a definition's name, or a whole plan), checked by the worker that knows the definitions. */
+async function resolve(release: ReleaseTracker, input: ReleaseInput): Promise<ReleasePlan> {
+  release.setStage('resolving');
+  const plan = await setup.resolvePlan({ input, releaseId: release.releaseId, startedAt: release.status.startedAt });
+  release.resolved(plan);
+  return plan;
+}
+
+/** One architecture: its build (a child workflow), then its publishes. A failure fails the architecture, not the release. */
+async function buildAndPublish(release: ReleaseTracker, publisher: ReleasePublisher, arch: Arch): Promise<void> {
+  const { releaseId, status } = release;
+  const plan = release.plan!;
+  status.arches[arch] = { stage: 'pending' };
+  try {
+    const built = await executeChild(archBuild, {
+      workflowId: `${releaseId}.build.${arch}`,
+      args: [{ plan, arch, parentId: releaseId }],
+      // A cancelled or terminated release still lets each build tear its builder down.
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      searchAttributes: { BootcReleaseName: [plan.definition.name] },
+    });
+    status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
+    await publisher.publishArch(arch, built.artifacts);
+    status.arches[arch] = { ...status.arches[arch]!, stage: publisher.failed(arch) ? 'failed' : 'published' };
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
+  }
+}
+
+/** Rejected or timed out: the candidates go when the definition says so (approval.onReject: delete). */
+async function cleanUpCandidates(plan: ReleasePlan, candidates: Candidate[]): Promise<void> {
+  if (plan.definition.approval.onReject !== 'delete') return;
+  await Promise.all(
+    candidates.map((candidate) => setup.deleteCandidate({ target: plan.definition.targets[candidate.target]!, candidate })),
+  );
+}
+
+/** Approved: the chosen candidates become active through the activation steps of the approval channel. */
+function activateChosen(plan: ReleasePlan, chosen: Candidate[], approvedBy: string): Promise<ActivationRecord> {
+  const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
+  return proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
+    plan,
+    channel,
+    candidates: chosen,
+    approvedBy,
+  });
+}
+
+/** A failed release says why; a cancelled one keeps nothing it published, finished or half-made. */
+async function releaseFailed(release: ReleaseTracker, publisher: ReleasePublisher, err: unknown): Promise<void> {
+  const { status } = release;
+  const cancelled = isCancellation(err);
+  status.error = cancelled ? undefined : describe(err);
+  const left = cancelled && release.plan ? await CancellationScope.nonCancellable(() => publisher.cleanUp()) : [];
+  if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
+  await CancellationScope.nonCancellable(async () => release.setStage(cancelled ? 'cancelled' : 'failed'));
+}
+
+/** However the release ended: its staged artifacts go (unless staging.keep), its end is counted, its messages sent. */
+async function releaseEnded(release: ReleaseTracker, publisher: ReleasePublisher): Promise<void> {
+  const { plan } = release;
+  if (plan && !plan.definition.staging.keep) {
+    const left = await deleteStaged(release.releaseId, plan.definition.timeouts, publisher.staged());
+    if (left.length) log.warn('staged artifacts left on workers', { left });
+  }
+  recordReleaseEnd(plan?.definition.name, release.status.stage);
+  await CancellationScope.nonCancellable(() => release.settled());
+}
+
+function result(status: ReleaseStatus, chosen: Candidate[] = []): ReleaseResult {
+  return { releaseId: status.releaseId, stage: status.stage, candidates: status.candidates, chosen, activation: status.activation };
+}

@@ -8,6 +8,7 @@ import type { Candidate, PublishRequest, StagedArtifact } from '../../activities
 import type { Arch } from '../../config/schema';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import { ReleasePublisher, type PublishPlace } from '../../workflows/publisher';
+import { noCandidatesMessage } from '../../workflows/release-rules';
 
 const releaseId = 'farm-20261129-120000';
 const stamp = '20261129_120000';
@@ -122,6 +123,18 @@ describe('publishing an architecture', () => {
     await expect(publisher.publishArch('s390x', [artifact('s390x', 'qcow2')])).rejects.toBeInstanceOf(CancelledFailure);
     expect(status.publishFailures).toEqual([]);
     expect(publisher.idle()).toBe(true);
+  });
+
+  it('explains a release without candidates by each architecture and each failed publish', async () => {
+    const { publisher, status } = publisherOf(async () => {
+      throw new Error('disk full');
+    });
+    await publisher.publishArch('s390x', [artifact('s390x', 'qcow2')]);
+    status.arches = { s390x: { stage: 'failed' }, x86_64: { stage: 'failed', error: 'x86_64: builder i-0abc is gone' } };
+    expect(noCandidatesMessage(status)).toBe(
+      'no candidate images: s390x: failed; x86_64: builder i-0abc is gone; ' +
+        's390x → shelf: disk full; s390x → flaky: disk full',
+    );
   });
 });
 
