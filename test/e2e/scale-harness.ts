@@ -110,12 +110,12 @@ export function wideDefinition(
   return def;
 }
 
-/** A one-architecture release to a directory with a near-instant build: the lightest release there is. */
-export function smallDefinition(rig: RigInfo, base: string, name: string, hostIndex: number): ReleaseDefinitionInput {
+/** A one-architecture release to a directory, by default with a near-instant build: the lightest release there is. */
+export function smallDefinition(rig: RigInfo, base: string, name: string, hostIndex: number, buildSeconds = 0): ReleaseDefinitionInput {
   return standinDefinition(rig, base, {
     name,
     arches: [{ arch: 'x86_64', host: rig.sshHosts[hostIndex % rig.sshHosts.length]!, types: ['qcow2'] }],
-    build: { seconds: 0, diskSize: '16M', dataMiB: 1 },
+    build: { seconds: buildSeconds, diskSize: '16M', dataMiB: 1 },
   });
 }
 
