@@ -14,7 +14,7 @@ import { connectWorker, createWorkers } from '../worker/run';
 import { workerSettings } from '../worker/settings';
 import { createActivityDeps } from '../worker/wiring';
 import { FINAL_STAGES, type ReleaseStatus } from '../workflows/messages';
-import { LIBVIRT_URI } from '../test/rig/libvirtd';
+import { LIBVIRT_URI } from './servers/libvirtd';
 import { checkPortsFree, demoPorts } from './demo-ports';
 import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack } from './demo-stack';
 import { Stopper } from './demo-stop';

@@ -4,8 +4,8 @@
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startTemporal } from '../test/rig/services';
-import { freePort } from '../test/rig/tools';
+import { startTemporal } from './servers/temporal';
+import { freePort } from './servers/tools';
 import { runWorkerProgram } from '../client/worker-process';
 
 /** The conventional port when it is free (7233, UI on 8233), else any free one. */
