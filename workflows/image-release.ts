@@ -22,6 +22,7 @@ import type { Candidate, StagedArtifact } from '../activities/types';
 import { archBuild, describe } from './arch-build';
 import { approvalGate } from './approval';
 import {
+  archBuildId,
   archProgressSignal,
   retryPublishUpdate,
   statusQuery,
@@ -135,12 +136,12 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     status.arches[arch] = { stage: 'pending' };
     try {
       const result = await executeChild(archBuild, {
-        workflowId: `${releaseId}.build.${arch}`,
+        workflowId: archBuildId(releaseId, arch),
         args: [{ plan: p, arch, parentId: releaseId }],
         // A cancelled or terminated release still lets each build tear its builder down.
         cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
         parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        searchAttributes: { BootcReleaseName: [p.definition.name] },
+        searchAttributes: { [releaseNameKey.name]: [p.definition.name] },
       });
       staged[arch] = result.artifacts;
       status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
