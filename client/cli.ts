@@ -14,6 +14,9 @@ import { archProgress, progressLines } from './progress';
 import { connectClient, InputError, ReleaseClient, releasePlanOf, releaseQuery } from './release-client';
 import { addScheduleCommands } from './schedule-commands';
 import { runWorkerProgram } from './worker-process';
+// Imported up front, not with import(): the installed command (bin.cjs) registers tsx for require only, so a dynamic
+// import of a .ts file fails there; dev-stack loads no worker code (the worker runs in a process of its own).
+import { runDev } from '../scripts/dev-stack';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -225,7 +228,6 @@ program
   .description('a local Temporal dev server with its UI on :8233 plus a worker, for trying things out')
   .option('--definitions <dir>', 'definitions the worker knows', 'examples')
   .action(async (o: { definitions: string }) => {
-    const { runDev } = await import('../scripts/dev-stack');
     await runDev({ definitionsDir: o.definitions });
   });
 
