@@ -8,11 +8,13 @@ import net from 'node:net';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { startGlance, type Glance } from '../test/rig/glance';
-import { createPool, startLibvirtd, type RigPool } from '../test/rig/libvirtd';
-import { pushSourceImage, startMoto, startRegistry, startTemporal, type TemporalDevServer } from '../test/rig/services';
-import { clientKeys, SshServer, type RigKeys } from '../test/rig/sshd';
-import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../test/standins/bootc-image-builder/image';
+import { startGlance, type Glance } from './servers/glance';
+import { createPool, startLibvirtd, type RigPool } from './servers/libvirtd';
+import { startMoto } from './servers/moto';
+import { pushSourceImage, startRegistry } from './servers/registry';
+import { startTemporal, type TemporalDevServer } from './servers/temporal';
+import { clientKeys, SshServer, type RigKeys } from './servers/sshd';
+import { ensureBibStandinImage, standinEngine, type StandinKnobs } from './standins/bootc-image-builder/image';
 import { ADDRESSES, type DemoPorts } from './demo-ports';
 import { descendants, type Stopper } from './demo-stop';
 

@@ -19,7 +19,8 @@ import type { ReleaseActivities } from '../activities';
 import type { ActivationRecord, Candidate } from '../activities/types';
 import { archBuild, describe } from './arch-build';
 import { installApprovalGate } from './approval';
-import type { ReleaseResult, ReleaseStatus } from './messages';
+import { archBuildId, type ReleaseResult, type ReleaseStatus } from './messages';
+import { releaseNameKey } from './search-attributes';
 import { deleteStaged, installPublisher, type ReleasePublisher } from './publisher';
 import { recordReleaseEnd } from './release-metrics';
 import { noCandidatesMessage } from './release-rules';
@@ -79,12 +80,12 @@ async function buildAndPublish(release: ReleaseTracker, publisher: ReleasePublis
   status.arches[arch] = { stage: 'pending' };
   try {
     const built = await executeChild(archBuild, {
-      workflowId: `${releaseId}.build.${arch}`,
+      workflowId: archBuildId(releaseId, arch),
       args: [{ plan, arch, parentId: releaseId }],
       // A cancelled or terminated release still lets each build tear its builder down.
       cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
       parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-      searchAttributes: { BootcReleaseName: [plan.definition.name] },
+      searchAttributes: { [releaseNameKey.name]: [plan.definition.name] },
     });
     status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
     await publisher.publishArch(arch, built.artifacts);

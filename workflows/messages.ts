@@ -11,6 +11,9 @@ export const WORKFLOW_TYPES = {
   trigger: 'releaseTrigger',
 } as const;
 
+/** Workflow id of a release's build of one architecture (its archBuild child), which `status --watch` describes. */
+export const archBuildId = (releaseId: string, arch: Arch) => `${releaseId}.build.${arch}`;
+
 /** One check of a trigger: start a release of `definition` if `mode` says one is due. */
 export interface TriggerInput {
   definition: string;

@@ -28,7 +28,7 @@ import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/fetch/fetch-file';
 import { buildDigestCommand, parseDigests, type RemoteDigests } from '../../activities/fetch/remote-file';
-import { clientKeys, SshServer } from '../rig/sshd';
+import { clientKeys, SshServer } from '../../scripts/servers/sshd';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import { QUICK, type BenchSuite } from './suite';
 import { sha256Of } from '../integration/fetch-helpers';

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { awsClients, type AwsClientDeps } from '../../activities/aws/clients';
 import { EBS_BLOCK_SIZE, uploadEbsDirect } from '../../activities/aws/ebs-direct-upload';
 import { uploadToS3 } from '../../activities/aws/s3-import';
-import { startMoto } from '../rig/services';
+import { startMoto } from '../../scripts/servers/moto';
 import { QUICK, type BenchSuite } from './suite';
 
 const GiB = 1024 ** 3;

@@ -9,8 +9,8 @@ import type { Client } from '@temporalio/client';
 import type { ReleaseDefinitionInput } from '../../config/schema';
 import type { ReleaseClient } from '../../client/release-client';
 import type { WiringOverrides } from '../../worker/wiring';
-import { startGlance } from '../rig/glance';
-import { createPool, startLibvirtd } from '../rig/libvirtd';
+import { startGlance } from '../../scripts/servers/glance';
+import { createPool, startLibvirtd } from '../../scripts/servers/libvirtd';
 import { standinDefinition, type RigInfo } from '../rig/release-harness';
 import { IbmCloudStandin } from '../standins/ibm-cloud-api';
 

@@ -31,7 +31,7 @@ import {
   ensureBibStandinImage,
   standinEngine,
   type StandinKnobs,
-} from '../standins/bootc-image-builder/image';
+} from '../../scripts/standins/bootc-image-builder/image';
 import {
   killWorker,
   releaseAwsResources,
@@ -43,7 +43,7 @@ import {
   workerDirs,
   type RigInfo,
 } from '../rig/release-harness';
-import { freePort } from '../rig/tools';
+import { freePort } from '../../scripts/servers/tools';
 import { tcpRelay } from '../integration/fetch-helpers';
 
 const rig = inject('rig') as RigInfo;

@@ -5,12 +5,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Builder, ImageBuilder } from '../../config/schema';
 import type { BuilderHost } from '../../activities/types';
-import type { SshHost } from '../rig/sshd';
+import type { SshHost } from '../../scripts/servers/sshd';
 import {
   ensureBibStandinImage,
   standinEngine,
   type StandinKnobs,
-} from '../standins/bootc-image-builder/image';
+} from '../../scripts/standins/bootc-image-builder/image';
 
 export interface Rig {
   sshHosts: SshHost[];

@@ -13,8 +13,8 @@ import { ReleaseClient } from '../../client/release-client';
 import { createWorkers } from '../../worker/run';
 import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
-import type { SshHost } from './sshd';
-import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
+import type { SshHost } from '../../scripts/servers/sshd';
+import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../../scripts/standins/bootc-image-builder/image';
 
 export interface RigInfo {
   temporalAddress: string;
