@@ -14,7 +14,7 @@ import { startMoto } from './servers/moto';
 import { pushSourceImage, startRegistry } from './servers/registry';
 import { startTemporal, type TemporalDevServer } from './servers/temporal';
 import { clientKeys, SshServer, type RigKeys } from './servers/sshd';
-import { ensureBibStandinImage, standinEngine, type StandinKnobs } from './standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../test/standins/bootc-image-builder/image';
 import { ADDRESSES, type DemoPorts } from './demo-ports';
 import { descendants, type Stopper } from './demo-stop';
 

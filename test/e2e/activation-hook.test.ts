@@ -7,7 +7,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { approveSignal } from '../../workflows/messages';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
   alive,
   connectRig,

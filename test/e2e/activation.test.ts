@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import type { ReleaseResult } from '../../workflows/messages';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;

@@ -11,7 +11,7 @@ import { stringify } from 'yaml';
 import type { WorkflowHandle } from '@temporalio/client';
 import { signDecision } from '../../client/approval-signing';
 import { approveSignal, approveUpdate, rejectSignal, rejectUpdate, statusQuery, type Approval, type ReleaseResult, type ReleaseStatus } from '../../workflows/messages';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;

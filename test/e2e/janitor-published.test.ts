@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { WORKFLOW_TYPES } from '../../workflows/messages';
 import type { JanitorReport } from '../../workflows/builder-janitor';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 

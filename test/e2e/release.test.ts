@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse as parseYaml, stringify } from 'yaml';
 import { InputError } from '../../client/release-client';
 import { approveSignal, statusQuery, WORKFLOW_TYPES } from '../../workflows/messages';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { sha256File } from '../../activities/directory/target';
 import {
   connectRig,

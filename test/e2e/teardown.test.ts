@@ -31,7 +31,7 @@ import {
   ensureBibStandinImage,
   standinEngine,
   type StandinKnobs,
-} from '../../scripts/standins/bootc-image-builder/image';
+} from '../standins/bootc-image-builder/image';
 import {
   killWorker,
   releaseAwsResources,

@@ -12,7 +12,7 @@ import type { FetchHeartbeat } from '../../activities/fetch/activities';
 import { decodeIndexes } from '../../activities/fetch/fetch-plan';
 import { sha256Of, tcpRelay } from '../integration/fetch-helpers';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
   alive,
   killWorker,

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { builtImageTag, prepareContainerImage } from '../../activities/build/container-image';
 import { runImageBuild } from '../../activities/build/image-build';
 import { freePort, tool, waitForPort } from '../../scripts/servers/tools';
-import { ensureBibStandinImage, standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
   hostOf,
   makeSourceImage,

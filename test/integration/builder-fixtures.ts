@@ -10,7 +10,7 @@ import {
   ensureBibStandinImage,
   standinEngine,
   type StandinKnobs,
-} from '../../scripts/standins/bootc-image-builder/image';
+} from '../standins/bootc-image-builder/image';
 
 export interface Rig {
   sshHosts: SshHost[];

@@ -9,7 +9,7 @@ import {
 } from '../../activities/build/container-image';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import { freePort, waitForPort } from '../../scripts/servers/tools';
-import { ensureBibStandinImage } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage } from '../standins/bootc-image-builder/image';
 import { hostOf, removeImage, standinImageBuilder, staticBuilder, testDir } from './builder-fixtures';
 
 const git = (cwd: string, ...args: string[]) =>

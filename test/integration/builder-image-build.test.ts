@@ -6,7 +6,7 @@ import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runImageBuild, type BuildProgress } from '../../activities/build/image-build';
-import { standinEngine } from '../../scripts/standins/bootc-image-builder/image';
+import { standinEngine } from '../standins/bootc-image-builder/image';
 import {
   containersMounting,
   hostOf,

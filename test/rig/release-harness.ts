@@ -14,7 +14,7 @@ import { createWorkers } from '../../worker/run';
 import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import type { SshHost } from '../../scripts/servers/sshd';
-import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../../scripts/standins/bootc-image-builder/image';
+import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
 
 export interface RigInfo {
   temporalAddress: string;

@@ -16,6 +16,11 @@ const RULES: { from: string[]; to: string; why: string }[] = [
   { from: ['client'], to: 'worker', why: 'client/ must not import worker/' },
   { from: PRODUCTION, to: 'test', why: 'production code must not import test/' },
 ];
+/**
+ * The one allowed crossing: the demo runs on the local rig, whose builder image is the bootc-image-builder stand-in,
+ * and stand-ins live under test/standins/. The worker, the CLI and `bootc-release dev` never load it.
+ */
+const ALLOWED: { file: string; under: string }[] = [{ file: 'scripts/demo-stack.ts', under: 'test/standins/' }];
 const SOURCE = /\.(ts|mts|cts|js|mjs|cjs)$/;
 
 /** One line per import that breaks a rule: `file:line: imports 'spec' (target): why`. Paths are repo-relative. */
@@ -27,7 +32,7 @@ function importViolations(files: Record<string, string>): string[] {
       if (!spec.startsWith('.')) continue;
       const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec));
       const rule = RULES.find((r) => r.from.includes(top) && target.split('/')[0] === r.to);
-      if (!rule) continue;
+      if (!rule || ALLOWED.some((a) => a.file === file && target.startsWith(a.under))) continue;
       const line = text.slice(0, pos).split('\n').length;
       found.push(`${file}:${line}: imports '${spec}' (${target}): ${rule.why}`);
     }
