@@ -7,6 +7,7 @@ import type { createFetchActivities } from './fetch/activities';
 import { activityContext, pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
 import { createActivationActivities } from './activation';
+import { createChannelActivities, type ChannelGateway } from './channels-client';
 import { withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
@@ -47,6 +48,8 @@ export interface ActivityDeps {
   releases: ReleaseLookup;
   /** One driver per activation kind (activities/activation): preflight checks them all, `activate` runs a channel's. */
   activations: ActivationDrivers;
+  /** The channel workflows, through the worker's Temporal client (absent when wired without one). */
+  channels?: ChannelGateway;
 }
 
 interface ArchStep {
@@ -117,6 +120,7 @@ export function createActivities(deps: ActivityDeps) {
     deleteStagedArtifacts: (i: { releaseId: string; artifacts: StagedArtifact[] }) => deps.steps.deleteStagedArtifacts(i),
 
     activate: createActivationActivities(deps.activations).activate,
+    ...createChannelActivities({ definitionsDir: deps.definitionsDir, allowInlineDefinitions: deps.allowInlineDefinitions, gateway: deps.channels }),
     notifyRelease: deps.notify.notifyRelease,
     checkTrigger: (check: TriggerCheck) => checkTrigger({ ...deps.trigger, definitionsDir: deps.definitionsDir }, check),
 

@@ -2,6 +2,7 @@
 // secret-free: credentials are referenced by name, files by path on a worker.
 import type { NotifyEvent } from '../config/notifications';
 import type { Activation, Arch, Builder, ImageType, ReleasePlan, Target } from '../config/schema';
+import type { AssignmentKind } from './channels';
 
 /** What every step knows about where it is. Every created resource carries releaseId (tag or name). */
 export interface StepContext {
@@ -169,6 +170,8 @@ export interface ActivationStep {
   where: string;
   candidates: Candidate[];
   approvedBy: string;
+  /** The channel's assignment being activated (absent for releases activated before channels). */
+  assignment?: { seq: number; kind: AssignmentKind };
   /** What the steps before this one replaced, in order (the hook passes it on). */
   replaced: ActivationRecord['replaced'];
   /** target → arch → (region|type →) image: what the channel's first image map held in the release's entries before. */

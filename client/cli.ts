@@ -17,6 +17,7 @@ import { runWorkerProgram } from './worker-process';
 // Imported up front, not with import(): the installed command (bin.cjs) registers tsx for require only, so a dynamic
 // import of a .ts file fails there; dev-stack loads no worker code (the worker runs in a process of its own).
 import { runDev } from '../scripts/dev-stack';
+import { addChannelCommands } from './channel-commands';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -143,10 +144,11 @@ release
   .requiredOption('--by <name>', 'who approves (must be in approval.approvers)')
   .option('--image <id...>', 'image ids to use; the others are ignored')
   .option('--comment <text>')
+  .option('--channel <name>', "assign to this channel instead of the definition's default (one without requires)")
   .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; key?: string; json?: boolean }) => {
-    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment }, { key: o.key });
+  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; channel?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment, channel: o.channel }, { key: o.key });
     printer(!!o.json).result(s, (style) => statusText(s, style));
     if (s.stage !== 'activated') process.exitCode = 1;
   });
@@ -215,6 +217,7 @@ janitor
   });
 
 addScheduleCommands(program, json);
+addChannelCommands(program, json, keyOption);
 
 program
   .command('worker')

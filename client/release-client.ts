@@ -171,7 +171,8 @@ export class ReleaseClient {
     let message = approval;
     if (opts.key) {
       const images = approval.images?.length ? approval.images : (await this.status(releaseId)).candidates.map((c) => c.imageId);
-      message = { ...approval, images, ...(await this.sign(opts.key, { releaseId, decision: 'approve', by: approval.by, images, note: approval.comment })) };
+      const fields = { releaseId, decision: 'approve' as const, by: approval.by, images, note: approval.comment, channel: approval.channel };
+      message = { ...approval, images, ...(await this.sign(opts.key, fields)) };
     }
     return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(approveUpdate, { args: [message] }));
   }

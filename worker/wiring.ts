@@ -24,6 +24,7 @@ import type { ReleaseHistory } from '../activities/source/trigger';
 import { releaseVisibilityQuery } from '../config/temporal';
 import { releaseSourceDigestKey } from '../workflows/search-attributes';
 import { KnownHosts } from '../activities/ssh/known-hosts';
+import { channelGatewayFrom } from './channel-gateway';
 import type { WorkerSettings } from './settings';
 
 /** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
@@ -138,5 +139,6 @@ export function createActivityDeps(
     },
     activations: createActivationDrivers({ stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation }),
     releases,
+    channels: client ? channelGatewayFrom(client) : undefined,
   };
 }

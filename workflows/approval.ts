@@ -13,7 +13,8 @@ import { ApplicationFailure, condition, log, setHandler } from '@temporalio/work
 import type { ReleasePlan } from '../config/schema';
 import type { Candidate } from '../activities/types';
 import { durationMs } from '../config/duration';
-import { approvalText, signatureProblem, SIGNATURE_MAX_AGE_MS, SIGNATURE_MAX_SKEW_MS } from './approval-signature';
+import { approvalText, signedRequestProblem } from './approval-signature';
+import { approvalChannelProblem, channelApprovers, defaultChannel } from './channel-rules';
 import {
   approveSignal,
   approveUpdate,
@@ -30,11 +31,11 @@ export type DecisionKind = 'approve' | 'reject';
 
 /** A decision once taken: an approval carries the image ids it chose, fixed at that moment. */
 export type Decision =
-  | { approved: true; by: string; images: string[]; comment?: string; signed: boolean }
+  | { approved: true; by: string; images: string[]; comment?: string; signed: boolean; channel: string }
   | { approved: false; by: string; reason?: string; signed: boolean };
 
 /** What the release goes on with once the gate has closed: activate the chosen candidates, or end. */
-export type Verdict = { stage: 'approved'; chosen: Candidate[]; by: string } | { stage: 'rejected' | 'timed-out' };
+export type Verdict = { stage: 'approved'; chosen: Candidate[]; by: string; channel: string } | { stage: 'rejected' | 'timed-out' };
 
 /** The one thing approval and rejection name differently in what people read. */
 const NOUN: Record<DecisionKind, string> = { approve: 'approval', reject: 'rejection' };
@@ -55,6 +56,7 @@ export function decisionProblem(
   // The approver list is not echoed: whoever asks learns only that this name cannot decide.
   if (!plan.definition.approval.approvers.includes(m.by)) return `${m.by} is not an approver of this release`;
   let images: string[] = [];
+  let channel: string | undefined;
   if (kind === 'approve') {
     const a = m as Approval;
     if (a.images !== undefined && (!Array.isArray(a.images) || a.images.some((i) => typeof i !== 'string')))
@@ -62,20 +64,22 @@ export function decisionProblem(
     images = a.images ?? [];
     const unknown = images.filter((id) => !status.candidates.some((c) => c.imageId === id));
     if (unknown.length) return `unknown image id${unknown.length > 1 ? 's' : ''}: ${unknown.join(', ')}`;
+    if (a.channel !== undefined && typeof a.channel !== 'string') return 'channel: must be a channel name';
+    const problem = a.channel === undefined ? undefined : approvalChannelProblem(plan.definition, a.channel);
+    if (problem) return problem;
+    channel = a.channel;
+    const to = a.channel ?? defaultChannel(plan.definition);
+    if (!channelApprovers(plan.definition, to).includes(m.by)) return `${m.by} may not assign images to channel ${to}`;
   }
-  if (m.signature === undefined || m.signature === null || m.signature === '') {
-    if (plan.definition.approval.allowUnsigned) return undefined;
-    return `unsigned ${word}s are not accepted for this release (approval.allowUnsigned is off): sign it with the CLI, bootc-release release ${kind} --key <ssh key>`;
-  }
-  if (typeof m.signature !== 'string') return 'signature: must be the text of an SSH signature';
-  if (typeof m.signedAt !== 'string' || Number.isNaN(Date.parse(m.signedAt)))
-    return 'signedAt: required with a signature (the ISO time it was signed)';
-  const signedAt = Date.parse(m.signedAt);
-  if (signedAt < now - SIGNATURE_MAX_AGE_MS) return `signedAt: the signature is older than ${SIGNATURE_MAX_AGE_MS / 60_000} minutes; sign again`;
-  if (signedAt > now + SIGNATURE_MAX_SKEW_MS) return `signedAt: ${m.signedAt} is ahead of the release's clock; check the signer's clock`;
   const note = kind === 'approve' ? (m as Approval).comment : (m as Rejection).reason;
-  const text = approvalText({ releaseId: status.releaseId, decision: kind, by: m.by, images, note, signedAt: m.signedAt });
-  return signatureProblem(m.signature, text, plan.definition.approval.keys[m.by] ?? []);
+  return signedRequestProblem(m, {
+    text: (signedAt) => approvalText({ releaseId: status.releaseId, decision: kind, by: m.by, images, note, signedAt, channel }),
+    keys: plan.definition.approval.keys[m.by] ?? [],
+    allowUnsigned: plan.definition.approval.allowUnsigned,
+    now,
+    unsigned: `unsigned ${word}s are not accepted for this release (approval.allowUnsigned is off): sign it with the CLI, bootc-release release ${kind} --key <ssh key>`,
+    what: 'this decision (release id, decision, approver, images, channel, note and time are signed)',
+  });
 }
 
 /** What the gate uses of its release and of the workflow; a test passes its own clock, wait and log. */
@@ -154,8 +158,9 @@ export class ApprovalGate {
       return { stage: 'rejected' };
     }
     const chosen = status.candidates.filter((c) => decision.images.includes(c.imageId));
-    status.approval = { decision: 'approved', by: decision.by, at, images: chosen.map((c) => c.imageId), signed: decision.signed };
-    return { stage: 'approved', chosen, by: decision.by };
+    const { by, signed, comment, channel } = decision;
+    status.approval = { decision: 'approved', by, at, images: chosen.map((c) => c.imageId), signed, comment, channel };
+    return { stage: 'approved', chosen, by, channel };
   }
 
   private take(kind: DecisionKind, m: Approval | Rejection): void {
@@ -164,7 +169,8 @@ export class ApprovalGate {
     if (kind === 'approve') {
       const a = m as Approval;
       const images = a.images?.length ? [...a.images] : status.candidates.map((c) => c.imageId);
-      this.taken = { approved: true, by: a.by, images, comment: a.comment, signed };
+      const channel = a.channel ?? defaultChannel(this.deps.plan()!.definition);
+      this.taken = { approved: true, by: a.by, images, comment: a.comment, signed, channel };
     } else {
       this.taken = { approved: false, by: m.by, reason: (m as Rejection).reason, signed };
     }

@@ -10,6 +10,7 @@ import {
   isCancellation,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   upsertMemo,
   workflowInfo,
@@ -53,7 +54,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return result(status);
     }
     release.setStage('activating');
-    status.activation = await activateChosen(plan, verdict.chosen, verdict.by);
+    status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
     upsertMemo({ activation: status.activation });
     release.setStage('activated');
     return result(status, verdict.chosen);
@@ -104,8 +105,18 @@ async function cleanUpCandidates(plan: ReleasePlan, candidates: Candidate[]): Pr
   );
 }
 
-/** Approved: the chosen candidates become active through the activation steps of the approval channel. */
-function activateChosen(plan: ReleasePlan, chosen: Candidate[], approvedBy: string): Promise<ActivationRecord> {
+/**
+ * Approved: the chosen candidates are assigned to the channel the approval names, whose workflow (channel.ts) activates
+ * them and keeps the assignment. Releases whose history predates channels (no `channels` marker) activate directly.
+ */
+function activateChosen(plan: ReleasePlan, chosen: Candidate[], approvedBy: string, approvedFor: string): Promise<ActivationRecord> {
+  if (patched('channels')) {
+    // Waits for the channel's activation, which may queue behind another there: attempts re-attach, unbounded.
+    const options = activationOptions(plan.definition, approvedFor);
+    options.retry = { ...options.retry, maximumAttempts: Number.POSITIVE_INFINITY, nonRetryableErrorTypes: ['ConfigError', 'ChannelRequestRefused', 'ActivationFailed'] };
+    const { releaseId, definition } = plan;
+    return proxyActivities<ReleaseActivities>(options).assignToChannel({ releaseId, channel: approvedFor, definition, taskQueue: workflowInfo().taskQueue });
+  }
   const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
   return proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
     plan,

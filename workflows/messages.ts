@@ -9,6 +9,7 @@ export const WORKFLOW_TYPES = {
   archBuild: 'archBuild',
   janitor: 'builderJanitor',
   trigger: 'releaseTrigger',
+  channel: 'imageChannel',
 } as const;
 
 /** Workflow id of a release's build of one architecture (its archBuild child), which `status --watch` describes. */
@@ -96,6 +97,8 @@ export interface Approval extends Signed {
   /** Image ids to use; the others are ignored. The candidates listed at that moment when omitted or empty. */
   images?: string[];
   comment?: string;
+  /** The channel to assign the images to, instead of the definition's default (one without `requires`). */
+  channel?: string;
 }
 
 export interface Rejection extends Signed {
@@ -122,6 +125,10 @@ export interface ReleaseStatus {
     reason?: string;
     /** True when the decision carried a signature by one of the approver's listed keys. */
     signed?: boolean;
+    /** The approval's comment. */
+    comment?: string;
+    /** The channel the approved images are assigned to. */
+    channel?: string;
   };
   approvers?: string[];
   approvalDeadline?: string;

@@ -220,11 +220,13 @@ export function createHookActivation(deps: HookDeps): ActivationDriver<HookActiv
         imageMap: buildImageMap(step.candidates, step.plan),
         ...(step.previousImageMap ? { previousImageMap: step.previousImageMap } : {}),
         replaced: step.replaced,
+        ...(step.assignment ? { assignment: step.assignment } : {}),
       };
       await runHook(
         hook,
         {
-          dir: path.join(deps.stateDir, 'activation', releaseId, `${step.channel}-${step.index}`),
+          // One run per channel assignment (`<channel>-<seq>-<step>`): a rollback runs the hook again.
+          dir: path.join(deps.stateDir, 'activation', releaseId, step.assignment ? `${step.channel}-${step.assignment.seq}-${step.index}` : `${step.channel}-${step.index}`),
           timeoutMs: durationMs(hook.timeout),
           input,
           // An explicit environment, not the worker's: a hook sees no credentials the worker holds.

@@ -34,6 +34,12 @@ export interface ActivateInput {
   channel: string;
   candidates: Candidate[];
   approvedBy: string;
+  /**
+   * The channel's assignment this activation carries out (workflows/channel.ts). Each one runs the hook afresh, so a
+   * rollback or promotion of a release whose hook ran before runs it again. Absent for releases activated directly,
+   * before channels.
+   */
+  assignment?: ActivationStep['assignment'];
 }
 
 /** The drivers a worker has: every kind, as the compiler checks against `ActivationDrivers`. */
@@ -75,7 +81,7 @@ export const activationPath = (channel: string, index: number) => `channels.${ch
 
 export function createActivationActivities(drivers: ActivationDrivers) {
   async function activate(input: ActivateInput): Promise<ActivationRecord> {
-    const { plan, channel, candidates, approvedBy } = input;
+    const { plan, channel, candidates, approvedBy, assignment } = input;
     if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', 'ConfigError');
     const signal = activityContext()?.cancellationSignal;
     const imageMap = buildImageMap(candidates, plan);
@@ -84,7 +90,7 @@ export function createActivationActivities(drivers: ActivationDrivers) {
     // Every step says where it writes before any writes: a configuration that cannot work changes nothing.
     const steps = (plan.definition.channels[channel]?.activation ?? []).map((a, index) => {
       const driver = bindActivation(drivers, a);
-      const step: ActivationStep = { plan, channel, index, where: activationPath(channel, index), candidates, approvedBy, replaced: [], signal };
+      const step: ActivationStep = { plan, channel, index, where: activationPath(channel, index), candidates, approvedBy, assignment, replaced: [], signal };
       return { step, driver, target: driver.writesTo(step) };
     });
     for (const { step, driver, target } of steps) {

@@ -15,7 +15,7 @@ import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 const NOW = Date.parse('2026-11-29T12:00:00.000Z');
 const releaseId = 'copr-builder-20261129-120000';
 
-function plan(approval: object) {
+function plan(approval: object, channels: object = {}) {
   return planFromDefinition(
     {
       name: 'copr-builder',
@@ -23,6 +23,7 @@ function plan(approval: object) {
       architectures: { x86_64: { builder: { provider: 'static', hosts: [{ address: '192.0.2.1' }] }, types: ['qcow2'], targets: ['local'] } },
       targets: { local: { kind: 'directory', path: '/srv/images' } },
       approval: { approvers: ['copr-admin', 'release-manager'], ...approval },
+      channels,
     },
     { releaseId, startedAt: new Date(NOW) },
   );
@@ -60,7 +61,7 @@ function fakeConditions() {
   };
 }
 
-function gateOf(o: { stage?: ReleaseStage; approval?: object; resolved?: boolean } = {}) {
+function gateOf(o: { stage?: ReleaseStage; approval?: object; channels?: object; resolved?: boolean } = {}) {
   const status: ReleaseStatus = {
     releaseId,
     stage: o.stage ?? 'awaiting-approval',
@@ -69,7 +70,7 @@ function gateOf(o: { stage?: ReleaseStage; approval?: object; resolved?: boolean
     candidates: [candidate('img-1'), candidate('img-2')],
     publishFailures: [],
   };
-  const p = plan(o.approval ?? { allowUnsigned: true });
+  const p = plan(o.approval ?? { allowUnsigned: true }, o.channels);
   const stages: ReleaseStage[] = [];
   const warnings: { message: string; attributes: Record<string, unknown> }[] = [];
   const conditions = fakeConditions();
@@ -125,6 +126,19 @@ describe('the one validator of both paths', () => {
     expect(gateOf({ resolved: false }).gate.validate('approve', { by: 'copr-admin' })).toBe('the release has not resolved its plan yet');
   });
 
+  it('takes another channel the definition allows for approvals, by an approver of that channel, never one that takes promotions only', () => {
+    const channels = { staging: {}, canary: { approvers: ['release-manager'] }, production: { requires: 'staging' } };
+    const { gate } = gateOf({ channels });
+    expect(gate.validate('approve', { by: 'copr-admin', channel: 'production' })).toBe(
+      'channel: "production" takes images by promotion from staging only (channels.production.requires)',
+    );
+    expect(gate.validate('approve', { by: 'copr-admin', channel: 'qa' })).toBe('channel: "qa" is not a channel of this definition');
+    expect(gate.validate('approve', { by: 'copr-admin', channel: 'canary' })).toBe('copr-admin may not assign images to channel canary');
+    gate.signal('approve', { by: 'release-manager', channel: 'canary' });
+    expect(gate.decision).toMatchObject({ approved: true, channel: 'canary' });
+    expect(gateOf({ channels }).gate.validate('approve', { by: 'copr-admin' })).toBeUndefined();
+  });
+
   it('checks the signature against the decision it was made for: a signed approval does not count as a rejection', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'approval-gate-'));
     const key = path.join(dir, 'copr-admin');
@@ -139,7 +153,7 @@ describe('the one validator of both paths', () => {
     expect(gate.decision).toBeUndefined();
 
     gate.signal('approve', { by: 'copr-admin', images: ['img-1'], signedAt, signature });
-    expect(gate.decision).toEqual({ approved: true, by: 'copr-admin', images: ['img-1'], comment: undefined, signed: true });
+    expect(gate.decision).toEqual({ approved: true, by: 'copr-admin', images: ['img-1'], comment: undefined, signed: true, channel: 'default' });
   });
 });
 
@@ -149,7 +163,7 @@ describe('taking a decision', () => {
     gate.signal('approve', { by: 'copr-admin' });
     expect(stages).toEqual(['approved']);
     status.candidates.push(candidate('img-3'));
-    expect(gate.decision).toEqual({ approved: true, by: 'copr-admin', images: ['img-1', 'img-2'], comment: undefined, signed: false });
+    expect(gate.decision).toEqual({ approved: true, by: 'copr-admin', images: ['img-1', 'img-2'], comment: undefined, signed: false, channel: 'default' });
 
     gate.signal('reject', { by: 'release-manager', reason: 'changed my mind' });
     expect(status.error).toBe('rejection from release-manager ignored: release is approved, not awaiting approval');
@@ -195,9 +209,9 @@ describe('the verdict', () => {
     status.candidates.push(candidate('img-3'));
     publishing = false;
     conditions.settle();
-    expect(await verdict).toEqual({ stage: 'approved', chosen: [candidate('img-1'), candidate('img-2')], by: 'copr-admin' });
+    expect(await verdict).toEqual({ stage: 'approved', chosen: [candidate('img-1'), candidate('img-2')], by: 'copr-admin', channel: 'default' });
     expect(status.approval).toEqual({
-      decision: 'approved', by: 'copr-admin', at: '2026-11-29T12:00:00.000Z', images: ['img-1', 'img-2'], signed: false,
+      decision: 'approved', by: 'copr-admin', at: '2026-11-29T12:00:00.000Z', images: ['img-1', 'img-2'], signed: false, channel: 'default',
     });
   });
 
@@ -206,7 +220,7 @@ describe('the verdict', () => {
     const verdict = gate.decide('1d', () => true);
     gate.signal('approve', { by: 'copr-admin', images: ['img-2'] });
     conditions.settle();
-    expect(await verdict).toEqual({ stage: 'approved', chosen: [candidate('img-2')], by: 'copr-admin' });
+    expect(await verdict).toEqual({ stage: 'approved', chosen: [candidate('img-2')], by: 'copr-admin', channel: 'default' });
   });
 
   it('records a rejection with its reason', async () => {
