@@ -16,6 +16,7 @@ import type { createStagingCleanup } from './fetch/staged-cleanup';
 import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
+import { createRetentionActivities, type ApplyRetentionInput, type PlanRetentionInput, type RestoreImagesInput, type RetentionDeps } from './retention/activities';
 import type {
   ActivationDrivers,
   BuilderHost,
@@ -50,6 +51,8 @@ export interface ActivityDeps {
   activations: ActivationDrivers;
   /** The channel workflows, through the worker's Temporal client (absent when wired without one). */
   channels?: ChannelGateway;
+  /** Channel states and releases from Temporal, and this worker's staging directory, for retention. */
+  retention: Omit<RetentionDeps, 'definitionsDir' | 'targets'>;
 }
 
 interface ArchStep {
@@ -71,6 +74,7 @@ export function createActivities(deps: ActivityDeps) {
     return d;
   };
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
+  const retention = createRetentionActivities({ definitionsDir: deps.definitionsDir, targets: deps.targets, ...deps.retention });
 
   return {
     resolvePlan: (input: ResolvePlanInput) => resolvePlan(deps, input),
@@ -127,6 +131,11 @@ export function createActivities(deps: ActivityDeps) {
     findStaleBuilders: (input: { ttlMs: number; now: string }) => findStaleBuilders(deps, input),
     deleteStaleBuilder: (item: StaleBuilder) => deleteStaleBuilder(deps, item),
     findCancelledPublishes: () => findCancelledPublishes(deps),
+
+    /** Retention (docs/retention.md): the plan changes nothing; apply does one item; restore undoes deprecations. */
+    planRetention: (input: PlanRetentionInput) => withHeartbeats(() => retention.planRetention(input)),
+    applyRetention: (input: ApplyRetentionInput) => withHeartbeats(() => retention.applyRetention(input)),
+    restoreImages: (input: RestoreImagesInput) => withHeartbeats(() => retention.restoreImages(input)),
   };
 }
 

@@ -126,10 +126,34 @@ export interface PublishScope {
 export interface PublishTargetDriver<T extends Target = Target> {
   check(target: T, ctx: { releaseId: string; targetName: string }): Promise<CheckResult>;
   publish(request: PublishRequest & { target: T }): Promise<Candidate[]>;
-  delete(target: T, candidate: Candidate): Promise<void>;
+  /** Deletes the image and its backing resources; may return what it left on purpose (a snapshot another AMI uses). */
+  delete(target: T, candidate: Candidate): Promise<void | string[]>;
   deleteRelease(target: T, scope: PublishScope): Promise<string[]>;
   /** Every release that left something at the target, found by its tags; for the janitor (targets that tag). */
   listReleases?(target: T, targetName: string): Promise<PublishScope[]>;
+  /**
+   * Retention (docs/retention.md): every image of one definition at the target, found by the tags or names its
+   * publish gave it, in every region or on every host the target publishes to.
+   */
+  listImages?(target: T, targetName: string, definition: string): Promise<PublishedImage[]>;
+  /** What still uses the image (an instance, a domain), in a sentence; undefined when nothing does or cannot be known. */
+  inUse?(target: T, image: PublishedImage): Promise<string | undefined>;
+  /** Marks the image deprecated from `at` (ISO) where the cloud can (AWS); returns a note when it could only partly. */
+  deprecate?(target: T, image: PublishedImage, at: string): Promise<string | undefined>;
+  /** Undoes `deprecate`, for a rollback to the image's release. */
+  restore?(target: T, image: PublishedImage): Promise<void>;
+}
+
+/** An image a target holds, as retention lists it: the candidate it was, plus what tells its release and age. */
+export interface PublishedImage extends Candidate {
+  /** The image name of its publish (`<definition>-<arch>-<stamp>[-<type>]`): the release stamp links it to its release. */
+  imageName: string;
+  /** Where the target records it (AWS tags, Glance properties, the IBM COS key); else found through the stamp. */
+  releaseId?: string;
+  /** ISO time the image was made, when the target tells (else the stamp's time counts). */
+  createdAt?: string;
+  /** Retention deprecated it (and `restore` may undo that). */
+  deprecated?: boolean;
 }
 
 export type { ReleasePlan };

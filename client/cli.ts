@@ -18,6 +18,7 @@ import { runWorkerProgram } from './worker-process';
 // import of a .ts file fails there; dev-stack loads no worker code (the worker runs in a process of its own).
 import { runDev } from '../scripts/dev-stack';
 import { addChannelCommands } from './channel-commands';
+import { addRetentionCommands } from './retention-commands';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -218,6 +219,7 @@ janitor
 
 addScheduleCommands(program, json);
 addChannelCommands(program, json, keyOption);
+addRetentionCommands(program, json);
 
 program
   .command('worker')

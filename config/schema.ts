@@ -327,7 +327,17 @@ export const ReleaseDefinition = z
     targets: z.record(name(), Target).default({}),
     approval: Approval,
     channels: z.record(name(), Channel).default({}),
-    retention: z.strictObject({ keep: z.number().int().min(1).default(2) }).prefault({}),
+    /**
+     * What retention deletes after an assignment (docs/retention.md): images no channel uses, outside every channel's
+     * last `keep` releases, older than `minAge`; where the cloud can (AWS), deprecated by one run and deleted by a later one.
+     */
+    retention: z
+      .strictObject({
+        keep: z.number().int().min(1).default(2),
+        minAge: duration('365d').default('1d'),
+        deprecateFirst: z.boolean().default(true),
+      })
+      .prefault({}),
     /** Who hears of a release awaiting approval, activated, rejected or failed (config/notifications.ts). */
     notifications: z.array(Notification).default([]),
     /**

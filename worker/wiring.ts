@@ -25,6 +25,8 @@ import { releaseVisibilityQuery } from '../config/temporal';
 import { releaseSourceDigestKey } from '../workflows/search-attributes';
 import { KnownHosts } from '../activities/ssh/known-hosts';
 import { channelGatewayFrom } from './channel-gateway';
+import { NO_CHANNELS, NO_RELEASES, type ChannelLookup, type ReleaseCatalog } from '../activities/retention/lookup';
+import { statusQuery } from '../workflows/messages';
 import type { WorkerSettings } from './settings';
 
 /** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
@@ -70,6 +72,31 @@ export function releaseHistoryFrom(client: Client): ReleaseHistory {
   };
 }
 
+/** Retention's view of the channels: each one's state as the channel gateway reads it (the `channelState` query). */
+export const channelLookupFrom = (client: Client): ChannelLookup => {
+  const gateway = channelGatewayFrom(client);
+  return { stateOf: (definition, channel) => gateway.state(definition, channel) };
+};
+
+/** Releases of a definition from Temporal's visibility; running ones answer their `status` query with their candidates. */
+export function releaseCatalogFrom(client: Client): ReleaseCatalog {
+  return {
+    async open(definition) {
+      const open = [];
+      for await (const w of client.workflow.list({ query: releaseVisibilityQuery({ name: definition, running: true }) })) {
+        const status = await client.workflow.getHandle(w.workflowId).query(statusQuery);
+        open.push({ releaseId: w.workflowId, stage: status.stage, imageNames: status.candidates.map((c) => c.name) });
+      }
+      return open;
+    },
+    async all(definition) {
+      const ids: string[] = [];
+      for await (const w of client.workflow.list({ query: releaseVisibilityQuery({ name: definition }) })) ids.push(w.workflowId);
+      return ids;
+    },
+  };
+}
+
 export interface WiringOverrides {
   aws?: AwsBuilderDeps & AwsTargetDeps;
   ibmcloud?: IbmCloudDeps;
@@ -83,6 +110,8 @@ export interface WiringOverrides {
   /** Registries the source trigger reads digests from over plain HTTP (a rig's local registry). */
   registry?: RegistryOptions;
   activation?: Partial<ActivationDeps>;
+  /** What retention asks Temporal (tests: channel states of their own). */
+  retention?: { channels?: ChannelLookup; releases?: ReleaseCatalog };
 }
 
 export function createActivityDeps(
@@ -140,5 +169,11 @@ export function createActivityDeps(
     activations: createActivationDrivers({ stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation }),
     releases,
     channels: client ? channelGatewayFrom(client) : undefined,
+    retention: {
+      channels: overrides.retention?.channels ?? (client ? channelLookupFrom(client) : NO_CHANNELS),
+      releases: overrides.retention?.releases ?? (client ? releaseCatalogFrom(client) : NO_RELEASES),
+      stagingDir: settings.stagingDir,
+      stagingQueue: settings.stagingQueue,
+    },
   };
 }

@@ -4,3 +4,4 @@ export { archBuild } from './arch-build';
 export { builderJanitor } from './builder-janitor';
 export { releaseTrigger } from './release-trigger';
 export { imageChannel } from './channel';
+export { retentionPlan } from './retention-plan';

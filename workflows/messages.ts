@@ -10,6 +10,7 @@ export const WORKFLOW_TYPES = {
   janitor: 'builderJanitor',
   trigger: 'releaseTrigger',
   channel: 'imageChannel',
+  retentionPlan: 'retentionPlan',
 } as const;
 
 /** Workflow id of a release's build of one architecture (its archBuild child), which `status --watch` describes. */

@@ -17,6 +17,7 @@ import { waitFor } from '../runtime/aws-activity';
 import type { Sends } from './clients';
 import { awsErrorCode, isNotFound } from './errors';
 import { toTags, type TagMap } from './tags';
+import { deleteUnsharedSnapshots } from './retention';
 
 export type RegisterEc2 = Sends<DescribeImagesCommand | RegisterImageCommand | CreateTagsCommand>;
 export type CopyEc2 = Sends<DescribeImagesCommand | CopyImageCommand | CreateTagsCommand>;
@@ -32,7 +33,7 @@ export interface WaitOpts {
   signal?: AbortSignal;
 }
 
-export interface PublishedImage {
+export interface RegisteredAmi {
   region: string;
   imageId: string;
   /** Snapshots behind the AMI in its region (what retention deletes with it). */
@@ -69,7 +70,7 @@ export interface RegisterSpec {
   tags: TagMap;
 }
 
-export async function registerImage(ec2: RegisterEc2, spec: RegisterSpec, wait: WaitOpts): Promise<PublishedImage> {
+export async function registerImage(ec2: RegisterEc2, spec: RegisterSpec, wait: WaitOpts): Promise<RegisteredAmi> {
   const architecture = EC2_ARCH[spec.arch];
   if (!architecture) throw new Error(`EC2 has no ${spec.arch} instances; an AMI cannot be registered for it`);
   const tags = { Name: spec.name, ...spec.tags };
@@ -110,7 +111,7 @@ export interface CopySpec {
   clientToken: string;
 }
 
-export async function copyImage(ec2: CopyEc2, spec: CopySpec, wait: WaitOpts): Promise<PublishedImage> {
+export async function copyImage(ec2: CopyEc2, spec: CopySpec, wait: WaitOpts): Promise<RegisteredAmi> {
   let imageId = (await findImageByName(ec2, spec.name))?.ImageId;
   if (!imageId) {
     const out = await ec2.send(
@@ -131,7 +132,7 @@ export async function copyImage(ec2: CopyEc2, spec: CopySpec, wait: WaitOpts): P
 }
 
 /** Launch permission on the AMI and create-volume permission on its snapshots; both are no-ops when already granted. */
-export async function shareImage(ec2: ShareEc2, image: PublishedImage, accounts: string[]): Promise<void> {
+export async function shareImage(ec2: ShareEc2, image: RegisteredAmi, accounts: string[]): Promise<void> {
   if (!accounts.length) return;
   await ec2.send(new ModifyImageAttributeCommand({ ImageId: image.imageId, LaunchPermission: { Add: accounts.map((UserId) => ({ UserId })) } }));
   for (const SnapshotId of image.snapshotIds)
@@ -140,8 +141,11 @@ export async function shareImage(ec2: ShareEc2, image: PublishedImage, accounts:
     );
 }
 
-/** Deregisters the AMI (if still there) and deletes its snapshots and `extraSnapshots`; safe to run twice. */
-export async function deleteImage(ec2: DeleteImageEc2, imageId: string | undefined, extraSnapshots: string[] = []): Promise<void> {
+/**
+ * Deregisters the AMI (if still there) and deletes its snapshots and `extraSnapshots`, except a snapshot another AMI
+ * still uses; safe to run twice. Returns a line per snapshot it kept.
+ */
+export async function deleteImage(ec2: DeleteImageEc2, imageId: string | undefined, extraSnapshots: string[] = []): Promise<string[]> {
   const snapshots = new Set(extraSnapshots);
   if (imageId) {
     let image: Image | undefined;
@@ -159,11 +163,5 @@ export async function deleteImage(ec2: DeleteImageEc2, imageId: string | undefin
       }
     }
   }
-  for (const SnapshotId of snapshots) {
-    try {
-      await ec2.send(new DeleteSnapshotCommand({ SnapshotId }));
-    } catch (err) {
-      if (!isNotFound(err)) throw err;
-    }
-  }
+  return await deleteUnsharedSnapshots(ec2, snapshots, imageId);
 }

@@ -6,17 +6,18 @@ import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
-import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
+import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
 import { activitySignal, heartbeat, previousProgress } from '../runtime/aws-activity';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
 import { classifyAwsError, isNotFound } from './errors';
-import { copyImage, deleteImage, registerImage, shareImage, type PublishedImage } from './register-image';
+import { copyImage, deleteImage, registerImage, shareImage, type RegisteredAmi } from './register-image';
 import { importViaS3, type S3ImportProgress } from './s3-import';
 import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep';
 import { waitSnapshotCompleted } from './snapshots';
 import { AWS_TAGS, type TagMap } from './tags';
+import { awsImageUser, deprecateAwsImage, listAwsImages, restoreAwsImage } from './retention';
 
 export type AwsTarget = Extract<Target, { kind: 'aws' }>;
 
@@ -109,7 +110,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
         await waitSnapshotCompleted(clients.ec2(), snapshotId, ctx);
         report({ phase: 'register', snapshotId, upload: undefined, import: undefined });
       }
-      const images: PublishedImage[] = [];
+      const images: RegisteredAmi[] = [];
       const imageTags = { ...tags, [AWS_TAGS.step]: 'image' };
       images.push(
         await registerImage(
@@ -196,7 +197,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     return result;
   }
 
-  async function remove(t: AwsTarget, candidate: Candidate): Promise<void> {
+  async function remove(t: AwsTarget, candidate: Candidate): Promise<string[]> {
     const clients = awsClients(t.region, t.credentials, deps);
     const home = candidate.region ?? t.region;
     const byRegion = new Map<string, { images: string[]; snapshots: string[] }>();
@@ -206,12 +207,14 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
       if (r.kind === 'snapshot') at(r.region ?? home).snapshots.push(r.id);
       else if (r.kind === 'image') at(r.region ?? home).images.push(r.id);
     }
+    const kept: string[] = [];
     try {
       for (const [region, { images, snapshots }] of byRegion) {
         const ec2 = clients.ec2(region);
-        for (const imageId of images) await deleteImage(ec2, imageId);
-        await deleteImage(ec2, undefined, snapshots);
+        for (const imageId of images) kept.push(...(await deleteImage(ec2, imageId)));
+        kept.push(...(await deleteImage(ec2, undefined, snapshots)));
       }
+      return [...new Set(kept)];
     } catch (err) {
       throw classifyAwsError(err, `deleting ${candidate.name} (${candidate.imageId}) from target ${candidate.target}`, `targets.${candidate.target}.credentials`);
     }
@@ -233,5 +236,29 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     }
   }
 
-  return { check, publish, delete: remove, deleteRelease, listReleases };
+  /** Retention's calls (activities/aws/retention.ts), with errors that name the image and the credentials field. */
+  async function classified<R>(what: string, targetName: string, fn: () => Promise<R>): Promise<R> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw classifyAwsError(err, what, `targets.${targetName}.credentials`);
+    }
+  }
+  const ec2Of = (t: AwsTarget, image: PublishedImage) => awsClients(t.region, t.credentials, deps).ec2(image.region);
+  const about = (image: PublishedImage) => `${image.name} (${image.imageId}) in ${image.region} at target ${image.target}`;
+
+  return {
+    check,
+    publish,
+    delete: remove,
+    deleteRelease,
+    listReleases,
+    listImages: (t, targetName, definition) =>
+      classified(`listing the AMIs of ${definition} at target ${targetName}`, targetName, () =>
+        listAwsImages(awsClients(t.region, t.credentials, deps), t, targetName, definition),
+      ),
+    inUse: (t, image) => classified(`looking for instances of ${about(image)}`, image.target, () => awsImageUser(ec2Of(t, image), image)),
+    deprecate: (t, image, at) => classified(`deprecating ${about(image)}`, image.target, () => deprecateAwsImage(ec2Of(t, image), image, at)),
+    restore: (t, image) => classified(`restoring ${about(image)}`, image.target, () => restoreAwsImage(ec2Of(t, image), image)),
+  };
 }

@@ -10,6 +10,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import type { Candidate, PublishTargetDriver } from '../types';
+import { fileUser, listImageFiles } from './retention';
 
 type DirectoryTarget = Extract<Target, { kind: 'directory' }>;
 const run = promisify(execFile);
@@ -92,5 +93,9 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
       for (const e of ours) await rm(path.join(target.path, e), { force: true });
       return ours.map((e) => `file ${path.join(target.path, e)}`);
     },
+
+    /** Retention: the definition's image files, by name (activities/directory/retention.ts). */
+    listImages: (target, targetName, definition) => listImageFiles(target.path, targetName, definition),
+    inUse: (_target, image) => fileUser(image.imageId),
   };
 }

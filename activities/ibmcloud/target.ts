@@ -8,6 +8,7 @@ import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './de
 import { currentProgress, type Progress } from '../runtime/progress';
 import { ensureImage, vpcImageName } from './vpc-image';
 import { sweepPrefix } from '../s3/sweep';
+import { listVpcImages, vpcImageUser } from './retention';
 
 export type { IbmCloudTarget };
 
@@ -122,6 +123,21 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
       }
       return removed;
     },
+
+    /** Retention: the definition's images in every region, tied to releases by their COS keys. */
+    async listImages(target, targetName, definition) {
+      const field = fieldOf(targetName);
+      const s3 = cosClient(target, field, d.env);
+      try {
+        const vpcs = target.regions.map((region) => vpcFor(target, region, field));
+        return await listVpcImages(s3, vpcs, target, targetName, definition, currentProgress().signal);
+      } finally {
+        s3.destroy();
+      }
+    },
+
+    inUse: (target, image) =>
+      vpcImageUser(vpcFor(target, image.region ?? target.regions[0], fieldOf(image.target)), image, currentProgress().signal),
   };
 }
 

@@ -3,7 +3,7 @@
 // and its data extents are streamed to every host; a Candidate per host names it `<host>:<pool>/<name>`.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
-import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from '../types';
+import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishTargetDriver } from '../types';
 import { prepareImage } from '../artifacts/convert';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
@@ -11,6 +11,7 @@ import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifact
 import { currentProgress } from '../runtime/progress';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
+import { listVolumes, volumeUser } from './retention';
 
 export type LibvirtTarget = Extract<Target, { kind: 'libvirt' }>;
 
@@ -146,6 +147,17 @@ export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTarget
             if (await deleteVolume(runner, host, target.pool, name)) removed.push(`volume ${host}:${target.pool}/${name}`);
         });
       return removed;
+    },
+
+    /** Retention: the definition's volumes on every host, by name (activities/libvirt/retention.ts). */
+    async listImages(target, targetName, definition): Promise<PublishedImage[]> {
+      const lists = await Promise.all(target.hosts.map((host) => withHost(host, target, targetName, (r) => listVolumes(r, target.pool, definition, targetName))));
+      return lists.flat();
+    },
+
+    async inUse(target, image): Promise<string | undefined> {
+      const { host, pool, name } = parseImageId(image.imageId);
+      return await withHost(host, target, image.target, (r) => volumeUser(r, pool, name));
     },
   };
 

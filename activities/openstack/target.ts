@@ -3,11 +3,12 @@
 //   none → create; queued → upload; saving → wait; active with our data → reuse; killed/other data → replace.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
+import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
 import { prepareImage, type DiskFormat, type PreparedImage } from '../artifacts/convert';
 import { resolveAuth, type OpenstackTarget } from './auth';
 import { GlanceClient, type GlanceImage } from './glance';
 import { currentProgress, sleep, type Progress } from '../runtime/progress';
+import { listGlanceImages } from './retention';
 
 export type { OpenstackTarget };
 
@@ -187,6 +188,13 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
           removed.push(`glance image ${img.id} (${name}, ${img.status})`);
         }
       return removed;
+    },
+
+    /** Retention: the definition's images here, by tag and name (activities/openstack/retention.ts). */
+    async listImages(target, targetName, definition): Promise<PublishedImage[]> {
+      const signal = currentProgress().signal;
+      const glance = new GlanceClient(await resolveAuth(target, targetName, signal, deps.env), `targets.${targetName}`);
+      return await listGlanceImages(glance, PROPS, TAG, targetName, definition, signal);
     },
   };
 }
