@@ -4,10 +4,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './build';
 import type { createFetchActivities } from './fetch/activities';
-import { activityContext, pinFirstHostKey } from './ssh/host-key-pinning';
+import { pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
 import { createActivationActivities, type ActivationDeps } from './activation';
-import { withHeartbeats } from './runtime/heartbeat';
+import { previousDetails, withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
 import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
@@ -75,7 +75,7 @@ export function createActivities(deps: ActivityDeps) {
     /** The host comes back with its SSH host key pinned: from the cloud (config, console) or the first one seen. */
     acquireBuilder: (i: ArchStep) => {
       const builder = builderOf(i.plan, i.arch);
-      const previous = activityContext()?.info.heartbeatDetails;
+      const previous = previousDetails();
       return withHeartbeats(async () =>
         pinFirstHostKey(await provider(builder).acquire(builder, { releaseId: i.plan.releaseId, arch: i.arch }), credentialsOf(builder), { previous }),
       );

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
-import { activitySignal, heartbeat, previousProgress } from '../runtime/aws-activity';
+import { activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
@@ -57,7 +57,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     const clients = awsClients(t.region, t.credentials, deps);
     const signal = activitySignal();
     const ctx = { ...wait, signal };
-    let progress: AwsPublishProgress = previousProgress<AwsPublishProgress>() ?? { phase: 'snapshot' };
+    let progress: AwsPublishProgress = previousDetails<AwsPublishProgress>() ?? { phase: 'snapshot' };
     const report = (p: Partial<AwsPublishProgress>) => {
       progress = { ...progress, ...p };
       heartbeat(progress);

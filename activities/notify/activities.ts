@@ -1,7 +1,7 @@
 // Sends one release event to every notification sink of a definition. Sinks that took the event are remembered in
 // the heartbeat details, so a retry (after a sink failed, or the worker died) sends only to the others. A failed
 // sink is retried by Temporal; the release itself never waits on it (workflows/notify.ts).
-import { Context } from '@temporalio/activity';
+import { heartbeat, previousDetails } from '../runtime/heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { connect } from 'amqplib';
 import type { Notification } from '../../config/notifications';
@@ -90,13 +90,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
 
   return {
     async notifyRelease(req: NotifyRequest): Promise<NotifyResult> {
-      let ctx: Context | undefined;
-      try {
-        ctx = Context.current();
-      } catch {
-        ctx = undefined; // called outside an activity (tests, scripts)
-      }
-      const done = new Set<number>((ctx?.info.heartbeatDetails as { delivered?: number[] } | undefined)?.delivered ?? []);
+      const done = new Set<number>(previousDetails<{ delivered?: number[] }>()?.delivered ?? []);
       const event: ReleaseEvent = deps.uiAddress
         ? { ...req.event, url: `${deps.uiAddress.replace(/\/$/, '')}/namespaces/${deps.namespace ?? 'default'}/workflows/${req.event.releaseId}` }
         : req.event;
@@ -111,7 +105,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
         try {
           await (n.kind === 'webhook' ? webhook(n, i, event) : amqp(n, i, event));
           done.add(i);
-          ctx?.heartbeat({ delivered: [...done] });
+          heartbeat({ delivered: [...done] });
         } catch (err) {
           failures.push(err as Error);
         }
