@@ -25,6 +25,7 @@ import type {
   PublishTargetDriver,
   StagedArtifact,
 } from './types';
+import { FailureType } from './failures';
 
 /** What happens on a builder once it is up: activities/build and the fetch in activities/fetch. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
@@ -58,12 +59,12 @@ const builderOf = (plan: ReleasePlan, arch: Arch) => plan.definition.architectur
 export function createActivities(deps: ActivityDeps) {
   const provider = (builder: Builder): BuilderProvider<any> => {
     const p = deps.providers[builder.provider];
-    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, 'ConfigError');
+    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, FailureType.Config);
     return p;
   };
   const driver = (target: Target): PublishTargetDriver<any> => {
     const d = deps.targets[target.kind];
-    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, 'ConfigError');
+    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
     return d;
   };
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });

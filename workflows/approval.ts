@@ -19,6 +19,7 @@ import {
   type ReleaseStage,
   type ReleaseStatus,
 } from './messages';
+import { FailureType } from '../activities/failures';
 
 /** A decision once taken: an approval carries the image ids it chose, fixed at that moment. */
 export type Decision =
@@ -110,7 +111,7 @@ export function approvalGate(o: { status: ReleaseStatus; plan: () => ReleasePlan
     handler: async (m: Approval | Rejection) => {
       // Two updates in one workflow task both pass their validators; only the first may decide.
       const p = problem(kind, m);
-      if (p) throw ApplicationFailure.nonRetryable(p, 'DecisionRefused');
+      if (p) throw ApplicationFailure.nonRetryable(p, FailureType.DecisionRefused);
       take(kind, m);
       await untilSettled();
       return status;

@@ -38,10 +38,11 @@ import { activationOptions } from './timeouts';
 import { artifactsFor } from './release-rules';
 import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
 import { durationMs } from '../config/duration';
+import { FailureType } from '../activities/failures';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config] },
 });
 
 export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> {
@@ -176,7 +177,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
           .map(([a, s]) => (s?.error?.startsWith(`${a}:`) ? s.error : `${a}: ${s?.error ?? s?.stage}`))
           .concat(status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`))
           .join('; ')}`,
-        'NoCandidates',
+        FailureType.NoCandidates,
       );
     }
 

@@ -3,6 +3,7 @@
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
 import { durationMs } from '../config/duration';
+import { NOT_RETRIED } from '../activities/failures';
 
 type Timeouts = ReleaseDefinition['timeouts'];
 
@@ -22,7 +23,7 @@ export function activityOptions(
       maximumInterval: t.retryMax,
       // 0 means unlimited, as in Temporal's own retry policy; the TypeScript SDK spells that Infinity.
       maximumAttempts: (o.maximumAttempts ?? t.maxAttempts) || Number.POSITIVE_INFINITY,
-      nonRetryableErrorTypes: ['ConfigError', 'HostKeyMismatch', 'NoSpaceLeft', 'PermissionDenied'],
+      nonRetryableErrorTypes: [...NOT_RETRIED],
     },
   };
 }

@@ -9,6 +9,7 @@ import { pollUntil } from '../runtime/poll';
 import type { Sends } from './clients';
 import { findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
 import { AWS_TAGS, fromTags, toTags, type TagMap } from './tags';
+import { FailureType } from '../failures';
 
 /** The resumable multipart upload's actions (HeadObject, Create/Upload/List/Complete/Abort multipart) and DeleteObject. */
 export type S3ImportS3 = Sends<ResumableS3Command | DeleteObjectCommand>;
@@ -154,7 +155,7 @@ export async function importViaS3(s3: S3ImportS3, ec2: S3ImportEc2, req: S3Impor
       if (d.Status === 'deleting' || d.Status === 'deleted') {
         const message = `import task ${importTaskId} of s3://${req.bucket}/${req.key} failed: ${d.StatusMessage ?? d.Status}`;
         // "ClientError: ..." is AWS blaming the input (format, size, the vmimport role): importing again cannot help.
-        if (/^ClientError/.test(d.StatusMessage ?? '')) throw ApplicationFailure.nonRetryable(message, 'ImportError');
+        if (/^ClientError/.test(d.StatusMessage ?? '')) throw ApplicationFailure.nonRetryable(message, FailureType.AwsImportFailed);
         throw new Error(message);
       }
       report({ percent: d.Progress });

@@ -17,6 +17,7 @@ import { importViaS3, type S3ImportProgress } from './s3-import';
 import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep';
 import { waitSnapshotCompleted } from './snapshots';
 import { AWS_TAGS, type TagMap } from './tags';
+import { FailureType } from '../failures';
 
 export type AwsTarget = Extract<Target, { kind: 'aws' }>;
 
@@ -53,7 +54,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     const t = req.target;
     const where = `publishing ${req.imageName} to target ${req.targetName} (${t.region})`;
     if (req.artifact.type !== 'ami')
-      throw ApplicationFailure.nonRetryable(`${where}: aws targets take ami artifacts, got ${req.artifact.type}; build ami for ${req.arch}`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${where}: aws targets take ami artifacts, got ${req.artifact.type}; build ami for ${req.arch}`, FailureType.Config);
     const clients = awsClients(t.region, t.credentials, deps);
     const signal = activitySignal();
     const ctx = { ...wait, signal };

@@ -13,6 +13,7 @@ import { BuilderLink } from '../ssh/link';
 import { countManifestStages, lastLines, noSpaceLine, progressMessage, progressScript } from './progress';
 import { buildDigestCommand, parseDigests } from '../fetch/remote-file';
 import { withHeartbeats } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export interface RunImageBuildInput {
   releaseId: string;
@@ -183,7 +184,7 @@ export async function runImageBuild(
       throw ApplicationFailure.nonRetryable(
         `${where} ran out of space: "${enospc}"; give architectures.${arch}.builder.dataVolume more space ` +
           `(a bigger device or sizeGiB), raise its tmpfs sizes, or put builder.workDir on it; ${full}`,
-        'NoSpaceLeft',
+        FailureType.NoSpaceLeft,
       );
     throw new Error(`${where} exited ${code}: ${lastLines(tail, 8)}; ${full}`);
   }
@@ -246,7 +247,7 @@ async function describeArtifact(
   ].join('\n');
   const { stdout } = await ssh.exec(script, { signal }).catch((err: unknown) => {
     if (err instanceof SshCommandError && err.result.code === 3)
-      throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), 'ArtifactMissing');
+      throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), FailureType.ArtifactMissing);
     throw err;
   });
   const fields = parseFields(stdout);

@@ -11,6 +11,7 @@ import type { SshSession } from '../ssh/connection';
 import { fetchFile, StagingSpaceError, type FetchProgress } from './fetch-file';
 import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
 import { activityLog, activitySignal, previousDetails, throttledHeartbeat, withHeartbeats } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export interface FetchArtifactsInput {
   releaseId: string;
@@ -174,7 +175,7 @@ function classify(err: unknown, input: FetchArtifactsInput, a: BuiltArtifact, st
     return ApplicationFailure.nonRetryable(
       `${input.arch}: no space left in the worker's staging directory ${stagingDir} for ${a.type} ${path.posix.basename(a.remotePath)} ` +
         `(${need}); free space there or point BOOTC_RELEASE_STAGING at a larger disk`,
-      'StagingFull',
+      FailureType.StagingFull,
     );
   }
   return err;

@@ -16,6 +16,7 @@ import { credentialsOf } from '../ssh/builder-session';
 import { learnHostKey } from '../ssh/host-key-pinning';
 import { activitySignal, heartbeat, previousDetails, withHeartbeats } from '../runtime/heartbeat';
 import { commandEnv } from '../runtime/command-env';
+import { FailureType } from '../failures';
 
 export type CommandBuilder = Extract<Builder, { provider: 'command' }>;
 
@@ -154,7 +155,7 @@ function lastLineOf(argv: string[], ctx: StepContext, field: string, passEnv: re
           return reject(
             ApplicationFailure.nonRetryable(
               `${ctx.arch}: ${argv[0]} not found on the worker; check architectures.${ctx.arch}.builder.${field}`,
-              'ConfigError',
+              FailureType.Config,
             ),
           );
         if (err)

@@ -9,6 +9,7 @@ import { reason, TRANSIENT_POLL_ERRORS, withDefaults, type IbmCloudDeps, type Re
 import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
 import { pollUntil } from '../runtime/poll';
 import type { VpcClient, VpcFloatingIp, VpcInstance } from './vpc-client';
+import { FailureType } from '../failures';
 
 export type IbmCloudBuilder = Extract<Builder, { provider: 'ibmcloud' }>;
 
@@ -106,7 +107,7 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
       const vpc = d.vpc(builder, field());
       if (resource.kind === 'instance') await vpc.deleteInstance(resource.id);
       else if (resource.kind === 'floating-ip') await vpc.deleteFloatingIp(resource.id);
-      else throw ApplicationFailure.nonRetryable(`ibmcloud: cannot delete a resource of kind ${resource.kind}`, 'ConfigError');
+      else throw ApplicationFailure.nonRetryable(`ibmcloud: cannot delete a resource of kind ${resource.kind}`, FailureType.Config);
     },
   };
 }

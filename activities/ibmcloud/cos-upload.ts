@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import { partSizeFor, uploadResumable, type MultipartResumeState } from '../s3/resumable-upload';
 import { activityLog, heartbeat, previousDetails } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export type IbmCloudTarget = Extract<Target, { kind: 'ibmcloud' }>;
 
@@ -31,7 +32,7 @@ export function cosClient(target: IbmCloudTarget, field: string, env: NodeJS.Pro
     if (!value)
       throw ApplicationFailure.nonRetryable(
         `ibmcloud: environment variable ${name} is not set on the worker; set it to the COS HMAC key or change ${field}.${key}`,
-        'ConfigError',
+        FailureType.Config,
       );
   return new S3Client({
     endpoint: cosEndpointOf(target),
@@ -49,10 +50,10 @@ export function cosFailure(err: unknown, what: string, bucket: string, field: st
   if (status === 403 || err.name === 'AccessDenied' || err.name === 'InvalidAccessKeyId' || err.name === 'SignatureDoesNotMatch')
     return ApplicationFailure.nonRetryable(
       `${msg}; give the HMAC keys in ${field}.cosAccessKeyEnv/cosSecretKeyEnv Writer access to bucket ${bucket}`,
-      'PermissionError',
+      FailureType.Permission,
     );
   if (err.name === 'NoSuchBucket' || (status === 404 && what === 'bucket check'))
-    return ApplicationFailure.nonRetryable(`${msg}; create the bucket or change ${field}.cosBucket`, 'ConfigError');
+    return ApplicationFailure.nonRetryable(`${msg}; create the bucket or change ${field}.cosBucket`, FailureType.Config);
   return new Error(msg);
 }
 

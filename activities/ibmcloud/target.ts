@@ -8,6 +8,7 @@ import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './de
 import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
 import { ensureImage, vpcImageName } from './vpc-image';
 import { sweepPrefix } from '../s3/sweep';
+import { FailureType } from '../failures';
 
 export type { IbmCloudTarget };
 
@@ -28,7 +29,7 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
       if (!(ACCEPTED as readonly string[]).includes(artifact.type))
         throw ApplicationFailure.nonRetryable(
           `${field} (ibmcloud) takes qcow2 or vhd images, not ${artifact.type}; build qcow2 for ${request.arch} or drop this target from architectures.${request.arch}.targets`,
-          'ConfigError',
+          FailureType.Config,
         );
       const signal = activitySignal();
       // Credentials first, so a missing or refused API key fails before gigabytes travel.

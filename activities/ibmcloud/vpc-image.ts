@@ -6,6 +6,7 @@ import { activityLog } from '../runtime/heartbeat';
 import { pollUntil } from '../runtime/poll';
 import { TRANSIENT_POLL_ERRORS } from './deps';
 import type { VpcClient, VpcImage } from './vpc-client';
+import { FailureType } from '../failures';
 
 // Its name comes from vpcImageName (activities/naming.ts): unique per (definition, arch, release) however long.
 export { vpcImageName } from '../naming';
@@ -74,6 +75,6 @@ export async function ensureImage(
   throw ApplicationFailure.nonRetryable(
     `ibmcloud: import of ${spec.href} as image ${spec.name} in ${vpc.region} ended ${done.status}${why ? `: ${why}` : ''}; ` +
       `check that the file is a bootable qcow2 or vhd and that ${opts.field}.operatingSystem (${spec.operatingSystem}) matches it`,
-    'ImageImportFailed',
+    FailureType.IbmImportFailed,
   );
 }

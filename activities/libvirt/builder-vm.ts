@@ -14,6 +14,7 @@ import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
 import { pollUntil } from '../runtime/poll';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
+import { FailureType } from '../failures';
 
 export type LibvirtBuilder = Extract<Builder, { provider: 'libvirt' }>;
 
@@ -84,7 +85,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
     if (isNotFound(xml))
       throw ApplicationFailure.nonRetryable(
         `${r.host}: base volume "${builder.baseVolume}" is not in pool "${builder.pool}"; upload it or change architectures.${arch}.builder.baseVolume`,
-        'ConfigError',
+        FailureType.Config,
       );
     if (xml.code !== 0) throw new Error(`${r.host}: virsh vol-dumpxml ${builder.baseVolume} failed: ${firstLine(xml.stderr)}`);
     return /<format type=['"]([a-z0-9]+)['"]/.exec(xml.stdout)?.[1] ?? 'raw';
@@ -103,7 +104,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
           if (net.code !== 0 || !/^Active:\s+yes/m.test(net.stdout))
             throw ApplicationFailure.nonRetryable(
               `${builder.host}: network "${builder.network}" is ${net.code === 0 ? 'not active' : 'missing'}; start it or change ${field}.network`,
-              'ConfigError',
+              FailureType.Config,
             );
           messages.push(`Network ${builder.network} is active.`);
         });
@@ -223,7 +224,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
         } else if (resource.kind === 'libvirt-volume') {
           const [pool, vol] = resource.id.split('/');
           await virshIdempotent(r, ['vol-delete', '--pool', pool, vol]);
-        } else throw ApplicationFailure.nonRetryable(`libvirt builder provider does not own resources of kind ${resource.kind}`, 'ConfigError');
+        } else throw ApplicationFailure.nonRetryable(`libvirt builder provider does not own resources of kind ${resource.kind}`, FailureType.Config);
       });
     },
   };

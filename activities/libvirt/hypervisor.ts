@@ -4,6 +4,7 @@ import type { Target } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
 import type { KnownHosts } from '../ssh/known-hosts';
 import { sshHypervisor, type HypervisorRunner } from './virsh';
+import { FailureType } from '../failures';
 
 export type HypervisorSsh = Extract<Target, { kind: 'libvirt' }>['ssh'];
 
@@ -42,7 +43,7 @@ export async function openHypervisor(
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
     if (/authentication methods failed/i.test((err as Error).message))
-      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix ${field}`, 'PermissionError');
+      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix ${field}`, FailureType.Permission);
     throw new Error(`${host}:${ssh.port}: cannot connect over SSH: ${(err as Error).message}`);
   }
 }

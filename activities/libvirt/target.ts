@@ -11,6 +11,7 @@ import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifact
 import { activityLog, activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
+import { FailureType } from '../failures';
 
 export type LibvirtTarget = Extract<Target, { kind: 'libvirt' }>;
 
@@ -30,7 +31,7 @@ export const connectHypervisor = (host: string, target: LibvirtTarget, targetNam
 export function parseImageId(imageId: string): { host: string; pool: string; name: string } {
   const slash = imageId.lastIndexOf('/');
   const colon = imageId.lastIndexOf(':', slash);
-  if (slash < 0 || colon < 0) throw ApplicationFailure.nonRetryable(`"${imageId}" is not a libvirt image id (<host>:<pool>/<name>)`, 'ConfigError');
+  if (slash < 0 || colon < 0) throw ApplicationFailure.nonRetryable(`"${imageId}" is not a libvirt image id (<host>:<pool>/<name>)`, FailureType.Config);
   return { host: imageId.slice(0, colon), pool: imageId.slice(colon + 1, slash), name: imageId.slice(slash + 1) };
 }
 
