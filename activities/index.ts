@@ -14,6 +14,7 @@ import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBu
 import type { createStagingCleanup } from './fetch/staged-cleanup';
 import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
+import { driverOf, providerOf, type BuilderProviders, type PublishTargets } from './registry';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
   BuilderHost,
@@ -37,8 +38,9 @@ export interface ActivityDeps {
   definitionsDir: string;
   /** Whether a definition sent whole in the start input may run when the definitions directory has no equal one. */
   allowInlineDefinitions?: boolean;
-  providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
-  targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
+  /** Each under its kind, typed for that kind's builders and targets. */
+  providers: BuilderProviders;
+  targets: PublishTargets;
   steps: BuilderSteps;
   notify: NotifyActivities;
   /** Source fingerprints and earlier releases, for triggers (activities/source). */
@@ -57,13 +59,13 @@ interface ArchStep {
 const builderOf = (plan: ReleasePlan, arch: Arch) => plan.definition.architectures[arch]!.builder;
 
 export function createActivities(deps: ActivityDeps) {
-  const provider = (builder: Builder): BuilderProvider<any> => {
-    const p = deps.providers[builder.provider];
+  const provider = (builder: Builder): BuilderProvider => {
+    const p = providerOf(deps.providers, builder.provider);
     if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, FailureType.Config);
     return p;
   };
-  const driver = (target: Target): PublishTargetDriver<any> => {
-    const d = deps.targets[target.kind];
+  const driver = (target: Target): PublishTargetDriver => {
+    const d = driverOf(deps.targets, target.kind);
     if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
     return d;
   };
