@@ -7,7 +7,7 @@ import type { Candidate, CheckResult, PublishRequest, PublishTargetDriver } from
 import { prepareImage } from '../artifacts/convert';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
-import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifacts/extents';
+import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifacts/zero-blocks';
 import { activityLog, activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';

@@ -4,7 +4,7 @@
 import { createReadStream } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreparedImage } from '../artifacts/convert';
-import { wholeFile, type ExtentMap } from '../artifacts/extents';
+import { wholeFile, type ExtentMap } from '../artifacts/zero-blocks';
 import { FILE_POOL_TYPES, firstLine, isNotFound, poolType, parsePoolInfo, parseVolInfo, unusableHypervisor, type HypervisorRunner } from './virsh';
 import { FailureType } from '../failures';
 
