@@ -1,5 +1,6 @@
 // Opening virsh on a hypervisor over SSH, with refused keys turned into errors that name the config field to fix.
 import { ApplicationFailure } from '@temporalio/common';
+import { durationMs } from '../../config/duration';
 import type { Target } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
 import type { KnownHosts } from '../ssh/known-hosts';
@@ -7,12 +8,6 @@ import { sshHypervisor, type HypervisorRunner } from './virsh';
 import { FailureType } from '../failures';
 
 export type HypervisorSsh = Extract<Target, { kind: 'libvirt' }>['ssh'];
-
-export const durationMs = (d: string) => {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 } as const;
-  return m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : 20_000;
-};
 
 /**
  * `field` is the config path of the ssh block, e.g. `targets.hypervisors.ssh`. With `knownHosts` (the worker's file),

@@ -89,7 +89,7 @@ describe('failure types', () => {
   it('every type a retry policy names is in the list, as the activity options carry them', () => {
     expect(policyTypes().filter((t) => !LISTED.has(t.type))).toEqual([]);
     for (const t of NOT_RETRIED) expect(LISTED.has(t)).toBe(true);
-    const timeouts = { heartbeat: '2m', retryInitial: '10s', retryMax: '10m', maxAttempts: 0 } as ReleaseDefinition['timeouts'];
+    const timeouts: ReleaseDefinition['timeouts'] = { heartbeat: '2m', retryInitial: '10s', retryMax: '10m', maxAttempts: 0, stagingWait: '30m' };
     const options = [activityOptions(timeouts, { startToCloseTimeout: '1h' }), activationOptions({ timeouts, channels: {} }, 'stable')];
     for (const o of options) {
       expect(o.retry?.nonRetryableErrorTypes).toContain(FailureType.Permission);
