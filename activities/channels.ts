@@ -2,7 +2,7 @@
 // workflow (workflows/channel.ts) whose state is the current assignment and the history of assignments. These shapes
 // cross the workflow/activity boundary: the channel workflow keeps them, retention (activities/retention) reads them
 // to know which releases some channel still uses or may roll back to. Pure: importable by workflows.
-import type { Arch } from '../config/schema';
+import type { Arch, ReleaseDefinition } from '../config/schema';
 import type { ActivationRecord, Candidate } from './types';
 
 /** Workflow id of the channel entity of one definition: `<definition>.channel.<channel>`. */
@@ -32,6 +32,13 @@ export interface ChannelAssignment {
   activation?: ActivationRecord;
   /** True once a person (or a test run) marked the images tested on this channel. */
   tested?: boolean;
+  /** Who marked them tested, and when (workflow time). */
+  testedBy?: string;
+  testedAt?: string;
+  /** ISO time activation finished (workflow time): what `requires.minAge` counts from. */
+  activatedAt?: string;
+  /** For a rollback: the seq of the assignment whose images it restored. */
+  restores?: number;
 }
 
 /** The typed state of a channel, as its query returns it. */
@@ -43,6 +50,79 @@ export interface ChannelState {
   history: ChannelAssignment[];
   /** Deletions retention made after assignments, in order (the channel workflow applies retention). */
   retention: RetentionRecord[];
+  /** The assignment being activated now (one at a time; others wait their turn). */
+  activating?: ChannelAssignment;
+  /** The last assignment whose activation failed: it never became current and is not in `history`. */
+  lastFailure?: Pick<ChannelAssignment, 'seq' | 'kind' | 'releaseId' | 'by' | 'at' | 'from'> & { error: string };
+}
+
+/**
+ * Who asks a channel to act, as the approval of a release does: `by` must be an approver of the channel, and the
+ * request signed with one of their keys (`ssh-keygen -Y sign`, workflows/approval-signature.ts `channelActionText`)
+ * unless the definition sets approval.allowUnsigned.
+ */
+export interface ChannelActor {
+  by: string;
+  reason?: string;
+  /** ISO time of signing (part of the signed text). */
+  signedAt?: string;
+  /** The armored SSH signature. */
+  signature?: string;
+}
+
+/**
+ * A release's approval assigns its chosen images (update `assign`). The channel reads what was approved (images,
+ * approver, channel) from the release workflow itself, never from this request.
+ */
+export interface AssignRequest {
+  releaseId: string;
+  /**
+   * The definition the release ran. Used only by a worker that allows inline definitions; other workers use the
+   * definition of that name in their definitions directory.
+   */
+  definition?: ReleaseDefinition;
+}
+
+/** Update `promote`, sent to the channel that receives the images (TO): what FROM has now. */
+export interface PromoteRequest extends ChannelActor {
+  from: string;
+}
+
+/** Update `rollback`: back to the previous assignment's images, or to the latest assignment of release `to`. */
+export interface RollbackRequest extends ChannelActor {
+  to?: string;
+}
+
+/** Update `markTested`: the current assignment (which must be of `releaseId` when given) is tested. */
+export interface MarkTestedRequest extends ChannelActor {
+  releaseId?: string;
+}
+
+/** What a release workflow reports about its decision, for the channel to check an `assign` against. */
+export interface ReleaseApprovalView {
+  /** The workflow's type: only an imageRelease counts. */
+  workflowType: string;
+  definition?: string;
+  stage: string;
+  decision?: 'approved' | 'rejected' | 'timed-out';
+  by?: string;
+  signed?: boolean;
+  comment?: string;
+  /** The channel the approver chose (absent: the definition's default). */
+  channel?: string;
+  /** The chosen candidates. */
+  chosen: Candidate[];
+}
+
+/** Input of the channel workflow; continue-as-new carries the state and the definition last resolved. */
+export interface ChannelInput {
+  definition: string;
+  channel: string;
+  state?: ChannelState;
+  /** The definition as last resolved by the worker: what update validators check against. */
+  resolved?: ReleaseDefinition;
+  /** Continue as new past this many history events (default 2000; tests force it lower). */
+  maxHistoryEvents?: number;
 }
 
 /** One thing retention did (or could not do) to one image. */

@@ -29,6 +29,10 @@ export const FailureType = {
   /** An activation hook exited non-zero, or ran past its timeout. */
   ActivationHookFailed: 'ActivationHookFailed',
   ActivationHookTimedOut: 'ActivationHookTimedOut',
+  /** A channel refused a request: promote, roll back or mark tested something it cannot (workflow failure). */
+  ChannelRequestRefused: 'ChannelRequestRefused',
+  /** A channel's activation of a release failed (workflow failure, and the channel client's answer). */
+  ActivationFailed: 'ActivationFailed',
   /** A release produced no candidate image (workflow failure). */
   NoCandidates: 'NoCandidates',
   /** An approve or reject update was refused (not an approver, a bad signature, already decided). */

@@ -6,7 +6,8 @@ import type { BuilderActivities } from './build';
 import type { createFetchActivities } from './fetch/activities';
 import { pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
-import { createActivationActivities, type ActivationDeps } from './activation';
+import { createActivationActivities } from './activation';
+import { createChannelActivities, type ChannelGateway } from './channels-client';
 import { previousDetails, withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
@@ -17,6 +18,7 @@ import { preflight } from './plan/preflight';
 import { driverOf, providerOf, type BuilderProviders, type PublishTargets } from './registry';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import type {
+  ActivationDrivers,
   BuilderHost,
   BuilderProvider,
   BuiltArtifact,
@@ -47,8 +49,10 @@ export interface ActivityDeps {
   trigger: Omit<TriggerDeps, 'definitionsDir'>;
   /** Release states and ids from Temporal, for the janitor. */
   releases: ReleaseLookup;
-  /** Hook state (locks, exit codes, logs) and AWS client settings of the activation steps. */
-  activation: ActivationDeps;
+  /** One driver per activation kind (activities/activation): preflight checks them all, `activate` runs a channel's. */
+  activations: ActivationDrivers;
+  /** The channel workflows, through the worker's Temporal client (absent when wired without one). */
+  channels?: ChannelGateway;
 }
 
 interface ArchStep {
@@ -118,7 +122,8 @@ export function createActivities(deps: ActivityDeps) {
     /** Runs on the staging queue of the worker that holds the files. */
     deleteStagedArtifacts: (i: { releaseId: string; artifacts: StagedArtifact[] }) => deps.steps.deleteStagedArtifacts(i),
 
-    activate: createActivationActivities(deps.activation).activate,
+    activate: createActivationActivities(deps.activations).activate,
+    ...createChannelActivities({ definitionsDir: deps.definitionsDir, allowInlineDefinitions: deps.allowInlineDefinitions, gateway: deps.channels }),
     notifyRelease: deps.notify.notifyRelease,
     checkTrigger: (check: TriggerCheck) => checkTrigger({ ...deps.trigger, definitionsDir: deps.definitionsDir }, check),
 

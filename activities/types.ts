@@ -1,7 +1,8 @@
 // Shapes that cross the workflow/activity boundary. They live in workflow histories, so they stay small and
 // secret-free: credentials are referenced by name, files by path on a worker.
 import type { NotifyEvent } from '../config/notifications';
-import type { Arch, Builder, ImageType, ReleasePlan, Target } from '../config/schema';
+import type { Activation, Arch, Builder, ImageType, ReleasePlan, Target } from '../config/schema';
+import type { AssignmentKind } from './channels';
 
 /** What every step knows about where it is. Every created resource carries releaseId (tag or name). */
 export interface StepContext {
@@ -155,6 +156,47 @@ export interface ActivationRecord {
   writtenTo: string[];
   at: string;
 }
+
+/** Activation kinds, and the configuration of each: what the driver registry is keyed by. */
+export type ActivationKind = Activation['kind'];
+export type ActivationConfigs = { [K in ActivationKind]: Extract<Activation, { kind: K }> };
+
+/** One activation step of a channel, as its driver sees it. */
+export interface ActivationStep {
+  plan: ReleasePlan;
+  channel: string;
+  /** Its place in the channel, and the config path errors name: `channels.<channel>.activation.<index>`. */
+  index: number;
+  where: string;
+  candidates: Candidate[];
+  approvedBy: string;
+  /** The channel's assignment being activated (absent for releases activated before channels). */
+  assignment?: { seq: number; kind: AssignmentKind };
+  /** What the steps before this one replaced, in order (the hook passes it on). */
+  replaced: ActivationRecord['replaced'];
+  /** target → arch → (region|type →) image: what the channel's first image map held in the release's entries before. */
+  previousImageMap?: Record<string, unknown>;
+  signal?: AbortSignal;
+}
+
+/**
+ * An activation target, the third driver beside builder providers and publish targets: a preflight check that writes
+ * nothing, and an activation that merges the release's entries and returns exactly what it replaced, never dropping
+ * an entry it does not own. Every step's `writesTo` runs before the first step writes: it names where the step writes
+ * and refuses, with the config path, what it could not write for the chosen images.
+ */
+export interface ActivationDriver<A extends Activation = Activation> {
+  check(activation: A, ctx: { plan: ReleasePlan; where: string }): Promise<CheckResult>;
+  writesTo(activation: A, step: ActivationStep): string;
+  activate(activation: A, step: ActivationStep): Promise<ReplacedEntry[]>;
+  /** One short line: "image map copr_builder_images in git repository X (branch main), file Y". */
+  describe(activation: A): string;
+  /** Whether it writes an image map: the first one's replaced entries are the previous map the hook gets. */
+  readonly writesImageMap: boolean;
+}
+
+/** One driver per activation kind, checked by the compiler (a kind without a driver, or the wrong one, fails to build). */
+export type ActivationDrivers = { [K in ActivationKind]: ActivationDriver<ActivationConfigs[K]> };
 
 
 /** One thing that happened to a release, as notification sinks receive it (activities/notify). */

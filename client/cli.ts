@@ -1,17 +1,23 @@
-// `bootc-release`: validate definitions, start and steer releases, run the worker or a local dev stack.
+// `bootc-release`: validate definitions, start and steer releases, run the worker (worker/main.ts, in a process of
+// its own: client/worker-process.ts) or a local dev stack.
 // Exit codes: 0 ok, 2 bad input (invalid definition, refused approval, unknown option...), 1 anything else.
 // Every command prints through client/output.ts: --json, a table for a terminal, plain text for a pipe.
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import { ConfigError, loadDefinitionFile, readDefinitionData } from '../config/load';
 import { ARCHES, type Arch } from '../config/schema';
-import { temporalSettings } from '../worker/settings';
+import { temporalSettings } from '../config/temporal';
 import { FINAL_STAGES } from '../workflows/messages';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
 import { archProgress, progressLines } from './progress';
 import { connectClient, InputError, ReleaseClient, releasePlanOf, releaseQuery } from './release-client';
 import { addScheduleCommands } from './schedule-commands';
+import { runWorkerProgram } from './worker-process';
+// Imported up front, not with import(): the installed command (bin.cjs) registers tsx for require only, so a dynamic
+// import of a .ts file fails there; dev-stack loads no worker code (the worker runs in a process of its own).
+import { runDev } from '../scripts/dev-stack';
+import { addChannelCommands } from './channel-commands';
 
 // Decided before parsing, so that a usage error is reported in JSON too when the caller asked for JSON.
 const jsonRequested = process.argv.includes('--json');
@@ -138,10 +144,11 @@ release
   .requiredOption('--by <name>', 'who approves (must be in approval.approvers)')
   .option('--image <id...>', 'image ids to use; the others are ignored')
   .option('--comment <text>')
+  .option('--channel <name>', "assign to this channel instead of the definition's default (one without requires)")
   .addOption(keyOption())
   .addOption(json())
-  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; key?: string; json?: boolean }) => {
-    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment }, { key: o.key });
+  .action(async (id: string, o: { by: string; image?: string[]; comment?: string; channel?: string; key?: string; json?: boolean }) => {
+    const s = await (await releases()).approve(id, { by: o.by, images: o.image, comment: o.comment, channel: o.channel }, { key: o.key });
     printer(!!o.json).result(s, (style) => statusText(s, style));
     if (s.stage !== 'activated') process.exitCode = 1;
   });
@@ -210,13 +217,13 @@ janitor
   });
 
 addScheduleCommands(program, json);
+addChannelCommands(program, json, keyOption);
 
 program
   .command('worker')
   .description('run a worker (settings from TEMPORAL_* and BOOTC_RELEASE_* environment variables)')
   .action(async () => {
-    const { runWorkerFromEnv } = await import('../worker/main');
-    await runWorkerFromEnv();
+    process.exitCode = await runWorkerProgram();
   });
 
 program
@@ -224,7 +231,6 @@ program
   .description('a local Temporal dev server with its UI on :8233 plus a worker, for trying things out')
   .option('--definitions <dir>', 'definitions the worker knows', 'examples')
   .action(async (o: { definitions: string }) => {
-    const { runDev } = await import('../scripts/dev-stack');
     await runDev({ definitionsDir: o.definitions });
   });
 

@@ -4,7 +4,7 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { Client } from '@temporalio/client';
 import type { Arch } from '../config/schema';
-import type { ReleaseStatus } from '../workflows/messages';
+import { archBuildId, type ReleaseStatus } from '../workflows/messages';
 import { paint, type OutputStyle } from './output';
 
 export interface ArchProgress {
@@ -53,7 +53,7 @@ export async function archProgress(client: Client, status: ReleaseStatus, now = 
     (Object.keys(status.arches) as Arch[]).map(async (arch) => {
       const base: ArchProgress = { arch, stage: status.arches[arch]!.stage };
       try {
-        const d = await client.workflow.getHandle(`${status.releaseId}.build.${arch}`).describe();
+        const d = await client.workflow.getHandle(archBuildId(status.releaseId, arch)).describe();
         const running = d.raw.pendingActivities?.[0];
         const elapsedMs = now - d.startTime.getTime();
         if (!running || d.status.name !== 'RUNNING') return { ...base, elapsedMs: (d.closeTime?.getTime() ?? now) - d.startTime.getTime() };

@@ -17,7 +17,6 @@ import {
   rejectUpdate,
   retryPublishUpdate,
   statusQuery,
-  WORKFLOW_TYPES,
   type Approval,
   type Rejection,
   type ReleaseStatus,
@@ -25,29 +24,34 @@ import {
   type Signed,
 } from '../workflows/messages';
 import type { SignedFields } from '../workflows/approval-signature';
-import type { TemporalSettings } from '../worker/settings';
+import {
+  executeWorkflow,
+  releaseVisibilityQuery,
+  scheduledStart,
+  startWorkflow,
+  temporalConnectionOptions,
+  type TemporalSettings,
+} from '../config/temporal';
 import { releaseNameKey, releaseStageKey, releaseTriggerKey } from '../workflows/search-attributes';
 
-export async function connectClient(s: TemporalSettings): Promise<Client> {
-  const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: '10s' });
+/** The CLI's client, from the same connection options as the worker's (config/temporal.ts). */
+export async function connectClient(s: TemporalSettings, env: NodeJS.ProcessEnv = process.env): Promise<Client> {
+  const connection = await Connection.connect({ ...temporalConnectionOptions(s, env), connectTimeout: '10s' });
   return new Client({ connection, namespace: s.namespace });
 }
 
 /**
- * The visibility query of `release list`: the same text works in the Web UI's workflow filter, e.g.
- * WorkflowType = 'imageRelease' AND BootcReleaseStage = 'awaiting-approval'.
+ * The visibility query of `release list` (config/temporal.ts), with the filter's values checked first: the same
+ * text works in the Web UI's workflow filter.
  */
 export function releaseQuery(filter: { stage?: string; name?: string } = {}): string {
-  const clauses = [`WorkflowType = '${WORKFLOW_TYPES.release}'`];
-  for (const [key, value, flag] of [
-    [releaseStageKey.name, filter.stage, '--stage'],
-    [releaseNameKey.name, filter.name, '--name'],
+  for (const [value, flag] of [
+    [filter.stage, '--stage'],
+    [filter.name, '--name'],
   ] as const) {
-    if (value === undefined) continue;
-    if (!/^[a-z0-9][a-z0-9._-]*$/.test(value)) throw new InputError(`${flag}: "${value}" is not a stage or definition name`);
-    clauses.push(`${key} = '${value}'`);
+    if (value !== undefined && !/^[a-z0-9][a-z0-9._-]*$/.test(value)) throw new InputError(`${flag}: "${value}" is not a stage or definition name`);
   }
-  return clauses.join(' AND ');
+  return releaseVisibilityQuery(filter);
 }
 
 /** The one line the Web UI shows above a release: "copr-builder: x86_64, s390x, started by schedule nightly". */
@@ -102,7 +106,7 @@ export class ReleaseClient {
   /** Start a plan made by releasePlanOf. */
   async startPlan(plan: ReleasePlan): Promise<string> {
     const releaseId = plan.releaseId;
-    await this.client.workflow.start(WORKFLOW_TYPES.release, {
+    await startWorkflow(this.client, 'release', {
       workflowId: releaseId,
       taskQueue: this.taskQueue,
       args: [{ plan }],
@@ -122,7 +126,7 @@ export class ReleaseClient {
   ): Promise<string> {
     const by = opts.requestedBy ?? 'cli';
     const releaseId = opts.releaseId ?? releaseIdFor(definition, new Date());
-    await this.client.workflow.start(WORKFLOW_TYPES.release, {
+    await startWorkflow(this.client, 'release', {
       workflowId: releaseId,
       taskQueue: this.taskQueue,
       args: [{ definition, arches: opts.arches, reason: opts.reason, requestedBy: opts.requestedBy }],
@@ -146,11 +150,10 @@ export class ReleaseClient {
   async list(limit = 50, filter: { stage?: string; name?: string } = {}): Promise<ReleaseSummary[]> {
     const out: ReleaseSummary[] = [];
     for await (const wf of this.client.workflow.list({ query: releaseQuery(filter) })) {
-      const sa = wf.searchAttributes as Record<string, unknown[] | undefined>;
       out.push({
         releaseId: wf.workflowId,
-        name: sa.BootcReleaseName?.[0] as string | undefined,
-        stage: sa.BootcReleaseStage?.[0] as string | undefined,
+        name: wf.typedSearchAttributes.get(releaseNameKey),
+        stage: wf.typedSearchAttributes.get(releaseStageKey),
         status: wf.status.name,
         startedAt: wf.startTime.toISOString(),
         closedAt: wf.closeTime?.toISOString(),
@@ -168,7 +171,8 @@ export class ReleaseClient {
     let message = approval;
     if (opts.key) {
       const images = approval.images?.length ? approval.images : (await this.status(releaseId)).candidates.map((c) => c.imageId);
-      message = { ...approval, images, ...(await this.sign(opts.key, { releaseId, decision: 'approve', by: approval.by, images, note: approval.comment })) };
+      const fields = { releaseId, decision: 'approve' as const, by: approval.by, images, note: approval.comment, channel: approval.channel };
+      message = { ...approval, images, ...(await this.sign(opts.key, fields)) };
     }
     return await this.update(releaseId, () => this.handle(releaseId).executeUpdate(approveUpdate, { args: [message] }));
   }
@@ -199,7 +203,7 @@ export class ReleaseClient {
 
   /** Run the janitor workflow once and wait for its report. */
   async runJanitor(input: JanitorInput): Promise<JanitorReport> {
-    return await this.client.workflow.execute(WORKFLOW_TYPES.janitor, {
+    return await executeWorkflow(this.client, 'janitor', {
       workflowId: `bootc-release-janitor-${Date.now()}`,
       taskQueue: this.taskQueue,
       args: [input],
@@ -209,12 +213,7 @@ export class ReleaseClient {
   /** Create or update the janitor's schedule. */
   async scheduleJanitor(opts: { every: string; ttl: string }): Promise<string> {
     const scheduleId = 'bootc-release-janitor';
-    const action = {
-      type: 'startWorkflow' as const,
-      workflowType: WORKFLOW_TYPES.janitor,
-      taskQueue: this.taskQueue,
-      args: [{ ttl: opts.ttl }],
-    };
+    const action = scheduledStart('janitor', { taskQueue: this.taskQueue, args: [{ ttl: opts.ttl }] });
     const spec = { intervals: [{ every: opts.every as `${number}h` }] };
     try {
       await this.client.schedule.create({ scheduleId, spec, action, policies: { overlap: ScheduleOverlapPolicy.SKIP } });

@@ -1,6 +1,6 @@
 // The CLI's `schedule …`, `trigger` and `webhook` commands: releases that start themselves (client/schedules.ts).
 import type { Command, Option } from 'commander';
-import { temporalSettings } from '../worker/settings';
+import { temporalSettings } from '../config/temporal';
 import { renderTable, paint, type OutputStyle } from './output';
 import { printer } from './output';
 import { connectClient, InputError } from './release-client';

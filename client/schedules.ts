@@ -3,6 +3,7 @@
 // only when the active image has grown old. Overlaps are skipped, missed runs are caught up for one hour at most.
 import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleDescription } from '@temporalio/client';
 import { durationMs, NAME_PATTERN } from '../config/fields';
+import { executeWorkflow, scheduledStart } from '../config/temporal';
 import { WORKFLOW_TYPES, type TriggerInput, type TriggerResult } from '../workflows/messages';
 import { InputError } from './release-client';
 
@@ -66,14 +67,12 @@ export class ScheduleClient {
     const options = {
       scheduleId,
       spec: r.cron ? { cronExpressions: [r.cron] } : { intervals: [{ every: r.every as `${number}m` }] },
-      action: {
-        type: 'startWorkflow' as const,
-        workflowType: WORKFLOW_TYPES.trigger,
+      action: scheduledStart('trigger', {
         workflowId: `trigger-${r.name}`,
         taskQueue: this.taskQueue,
         args: [trigger],
         staticSummary: `${r.definition}: release ${what} (schedule ${r.name})`,
-      },
+      }),
       policies: { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: '1h' },
       memo: { definition: r.definition, mode: trigger.mode, spec: r.cron ? `cron ${r.cron}` : `every ${r.every}` },
       state: { note: r.note ?? `created by bootc-release schedule create` },
@@ -122,12 +121,12 @@ export class ScheduleClient {
 
   /** One trigger check now, outside any schedule: what `bootc-release trigger` and the push webhook run. */
   async check(input: TriggerInput): Promise<TriggerResult> {
-    return (await this.client.workflow.execute(WORKFLOW_TYPES.trigger, {
+    return await executeWorkflow(this.client, 'trigger', {
       taskQueue: this.taskQueue,
       workflowId: `trigger-${input.definition}-${Date.now()}`,
       args: [input],
       staticSummary: `${input.definition}: ${input.mode} check by ${input.by ?? 'hand'}`,
-    })) as TriggerResult;
+    });
   }
 
   private async handle<T>(name: string, fn: (h: ReturnType<Client['schedule']['getHandle']>) => Promise<T>): Promise<T> {

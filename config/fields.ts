@@ -31,7 +31,7 @@ export const duration = (max: Duration) =>
     .string()
     .regex(DURATION, 'must be a duration like 90s, 30m, 6h or 7d')
     .refine((v) => !DURATION.test(v) || durationMs(v) <= durationMs(max), `must be at most ${max}`)
-    .meta({ description: `a duration like 90s, 30m, 6h or 7d; at most ${max}` }) as unknown as z.ZodType<Duration, Duration>;
+    .meta({ description: `a duration like 90s, 30m, 6h or 7d; at most ${max}` }) as unknown as z.ZodType<Duration, string>;
 
 /**
  * Schemes whose user part is a login name, not a credential (`ssh://git@pagure.io/...`); everywhere else a user part is

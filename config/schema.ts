@@ -269,10 +269,30 @@ export const Activation = z.discriminatedUnion('kind', [
 ]);
 export type Activation = z.infer<typeof Activation>;
 
+/**
+ * Where a channel takes its images from (docs/channels.md): the name of another channel, or that channel with
+ * conditions its current assignment must meet before a promotion (all that are given).
+ */
+export const ChannelRequirement = z.union([
+  name(),
+  z.strictObject({
+    channel: name(),
+    /** How long the images must have been active on that channel. */
+    minAge: duration('365d').optional(),
+    /** The images must have been marked tested on that channel (`bootc-release channel mark-tested`). */
+    tested: z.boolean().default(false),
+  }),
+], { error: 'must be a channel name, or {channel, minAge?, tested?}' });
+export type ChannelRequirement = z.infer<typeof ChannelRequirement>;
+
 export const Channel = z.strictObject({
   activation: z.array(Activation).default([]),
-  requires: name().optional(),
+  /** Absent: releases are assigned here at approval. Present: images arrive only by promotion from that channel. */
+  requires: ChannelRequirement.optional(),
+  /** Who may assign, promote, roll back and mark tested here (each one of approval.approvers); default all of them. */
+  approvers: unique(z.string().min(1)).min(1).optional(),
 });
+export type Channel = z.infer<typeof Channel>;
 
 export const Approval = z
   .strictObject({
@@ -289,6 +309,7 @@ export const Approval = z
     allowUnsigned: z.boolean().default(false),
     /** What happens to candidate images when the release is rejected or times out. */
     onReject: z.enum(['keep', 'delete']).default('keep'),
+    /** The channel an approved release is assigned to; default the first channel without `requires` (docs/channels.md). */
     channel: name().optional(),
   })
   .superRefine((a, ctx) => {
@@ -368,8 +389,14 @@ export const ReleaseDefinition = z
         if (a.kind === 'image-map-file' && /^[A-Za-z0-9][A-Za-z0-9.-]*:\//.test(a.path) && !a.ssh?.hostKey)
           ctx.addIssue({ code: 'custom', path: ['channels', c, 'activation', i, 'ssh', 'hostKey'], message: `required for an image map on a host (${a.path})` });
       });
-      if (channel.requires && !def.channels[channel.requires])
-        ctx.addIssue({ code: 'custom', path: ['channels', c, 'requires'], message: `unknown channel "${channel.requires}"` });
+      const from = typeof channel.requires === 'string' ? channel.requires : channel.requires?.channel;
+      const fromPath = typeof channel.requires === 'string' ? ['channels', c, 'requires'] : ['channels', c, 'requires', 'channel'];
+      if (from && !def.channels[from]) ctx.addIssue({ code: 'custom', path: fromPath, message: `unknown channel "${from}"` });
+      if (from === c) ctx.addIssue({ code: 'custom', path: fromPath, message: 'a channel cannot require itself' });
+      channel.approvers?.forEach((who, i) => {
+        if (!def.approval.approvers.includes(who))
+          ctx.addIssue({ code: 'custom', path: ['channels', c, 'approvers', i], message: `"${who}" is not in approval.approvers` });
+      });
     }
     if (durationMs(def.timeouts.retryInitial) > durationMs(def.timeouts.retryMax))
       ctx.addIssue({
@@ -377,8 +404,15 @@ export const ReleaseDefinition = z
         path: ['timeouts', 'retryInitial'],
         message: `must not be longer than timeouts.retryMax (${def.timeouts.retryMax})`,
       });
-    if (def.approval.channel && !def.channels[def.approval.channel])
+    const approvedTo = def.approval.channel ? def.channels[def.approval.channel] : undefined;
+    if (def.approval.channel && !approvedTo)
       ctx.addIssue({ code: 'custom', path: ['approval', 'channel'], message: `unknown channel "${def.approval.channel}"` });
+    if (approvedTo?.requires)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['approval', 'channel'],
+        message: `channel "${def.approval.channel}" has requires: images reach it by promotion only; name a channel without requires`,
+      });
   });
 export type ReleaseDefinition = z.infer<typeof ReleaseDefinition>;
 export type ReleaseDefinitionInput = z.input<typeof ReleaseDefinition>;

@@ -9,12 +9,12 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { ReleaseClient, connectClient } from '../client/release-client';
+import { ReleaseClient } from '../client/release-client';
 import { connectWorker, createWorkers } from '../worker/run';
 import { workerSettings } from '../worker/settings';
 import { createActivityDeps } from '../worker/wiring';
 import { FINAL_STAGES, type ReleaseStatus } from '../workflows/messages';
-import { LIBVIRT_URI } from '../test/rig/libvirtd';
+import { LIBVIRT_URI } from './servers/libvirtd';
 import { checkPortsFree, demoPorts } from './demo-ports';
 import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack } from './demo-stack';
 import { Stopper } from './demo-stop';
@@ -98,8 +98,7 @@ async function main() {
   delete process.env.AWS_PROFILE;
   delete process.env.AWS_SESSION_TOKEN;
   const settings = workerSettings(env);
-  const connection = await connectWorker(settings);
-  const client = await connectClient(settings);
+  const { connection, client } = await connectWorker(settings, env);
   const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client)), {
     // Running activities get a second to notice the cancellation, then the worker lets go of them.
     extra: { shutdownGraceTime: '1s', shutdownForceTime: '3s' },

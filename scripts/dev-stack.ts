@@ -1,11 +1,12 @@
 // `bootc-release dev`: a local Temporal dev server with its Web UI (:8233) and a worker, for trying definitions by
-// hand. State is kept in .dev/ so releases survive a restart of the stack.
+// hand. State is kept in .dev/ so releases survive a restart of the stack. The worker is the production program
+// (worker/main.ts) in a process of its own; Ctrl-C stops it, then the dev server.
 import { mkdirSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { startTemporal } from '../test/rig/services';
-import { freePort } from '../test/rig/tools';
-import { runWorkerFromEnv } from '../worker/main';
+import { startTemporal } from './servers/temporal';
+import { freePort } from './servers/tools';
+import { runWorkerProgram } from '../client/worker-process';
 
 /** The conventional port when it is free (7233, UI on 8233), else any free one. */
 export async function portOr(preferred: number): Promise<number> {
@@ -30,7 +31,7 @@ export async function runDev(opts: { definitionsDir: string }): Promise<void> {
     BOOTC_RELEASE_STATE: path.join(dir, 'state'),
   };
   try {
-    await runWorkerFromEnv(env);
+    process.exitCode = await runWorkerProgram(env);
   } finally {
     await temporal.stop();
   }

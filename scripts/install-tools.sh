@@ -25,6 +25,7 @@ APT_PACKAGES=(
   e2fsprogs xfsprogs util-linux git iproute2 zstd openssl
   chromium                                         # the Temporal Web UI tested in a real browser (playwright-core)
   rabbitmq-server                                  # AMQP notifications, as Fedora's message bus speaks them
+  lftp time                                        # the fetch bench's references: lftp pget -n 8; GNU time (CPU)
 )
 
 say() { printf '[tools] %s\n' "$*" >&2; }

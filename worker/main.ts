@@ -3,7 +3,6 @@ import { mkdir } from 'node:fs/promises';
 import { createActivities } from '../activities';
 import { connectWorker, createWorkers, installRuntime } from './run';
 import { workerSettings } from './settings';
-import { connectClient } from '../client/release-client';
 import { createActivityDeps } from './wiring';
 
 export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -11,13 +10,8 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   await mkdir(settings.stagingDir, { recursive: true });
   await mkdir(settings.stateDir, { recursive: true });
   installRuntime(settings);
-  const connection = await connectWorker(settings);
-  const client = await connectClient(settings);
-  const workers = await createWorkers(
-    connection,
-    settings,
-    createActivities(createActivityDeps(settings, client)),
-  );
+  const temporal = await connectWorker(settings, env);
+  const workers = await createWorkers(temporal.connection, settings, createActivities(createActivityDeps(settings, temporal.client)));
   const stop = () => workers.shutdown();
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
@@ -29,8 +23,7 @@ export async function runWorkerFromEnv(env: NodeJS.ProcessEnv = process.env): Pr
   try {
     await workers.run();
   } finally {
-    await client.connection.close();
-    await connection.close();
+    await temporal.close();
   }
 }
 

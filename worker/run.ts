@@ -1,15 +1,41 @@
 // Runs the two workers of one process: the shared task queue (workflows and most activities) and this worker's own
 // staging queue (publish activities that read files this worker fetched).
 import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
 import type { ReleaseActivities } from '../activities';
+import { temporalConnectionOptions, type TemporalSettings } from '../config/temporal';
 import { stepMetrics } from './metrics';
-import type { TemporalSettings, WorkerSettings } from './settings';
+import type { WorkerSettings } from './settings';
 
 export const workflowsPath = path.join(__dirname, '../workflows/index.ts');
 
-export async function connectWorker(s: TemporalSettings): Promise<NativeConnection> {
-  return await NativeConnection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey });
+export interface WorkerConnections {
+  /** What the workers poll on. */
+  connection: NativeConnection;
+  /** What activities ask Temporal with (release states, earlier releases): a client of the same server. */
+  client: Client;
+  close(): Promise<void>;
+}
+
+/** Both connections of a worker process, from one set of connection options (config/temporal.ts). */
+export async function connectWorker(s: TemporalSettings, env: NodeJS.ProcessEnv = process.env): Promise<WorkerConnections> {
+  const options = temporalConnectionOptions(s, env);
+  const connection = await NativeConnection.connect(options);
+  try {
+    const client = new Client({ connection: await Connection.connect(options), namespace: s.namespace });
+    return {
+      connection,
+      client,
+      close: async () => {
+        await client.connection.close();
+        await connection.close();
+      },
+    };
+  } catch (err) {
+    await connection.close();
+    throw err;
+  }
 }
 
 /** Bundle the workflow code once (tests and the demo share one bundle across workers). */

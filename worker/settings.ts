@@ -1,16 +1,8 @@
-// Worker and client settings from the environment: the same variables for the CLI, the worker, the demo and
-// docker-compose. TLS material and API keys are read from files/env here and never passed to workflows.
-import { readFileSync } from 'node:fs';
+// The worker's settings from the environment: where Temporal is (config/temporal.ts, shared with the CLI), and what
+// this worker serves and where it keeps its files.
 import os from 'node:os';
 import path from 'node:path';
-
-export interface TemporalSettings {
-  address: string;
-  namespace: string;
-  taskQueue: string;
-  tls?: { serverName?: string; clientCertPair?: { crt: Buffer; key: Buffer }; serverRootCACertificate?: Buffer };
-  apiKey?: string;
-}
+import { TEMPORAL_ENV, temporalSettings, type TemporalSettings } from '../config/temporal';
 
 export interface WorkerSettings extends TemporalSettings {
   workerId: string;
@@ -34,15 +26,9 @@ export interface WorkerSettings extends TemporalSettings {
   uiUrl?: string;
 }
 
+/** Every variable the worker reads. */
 export const ENV = {
-  address: 'TEMPORAL_ADDRESS',
-  namespace: 'TEMPORAL_NAMESPACE',
-  apiKey: 'TEMPORAL_API_KEY',
-  tlsCert: 'TEMPORAL_TLS_CERT',
-  tlsKey: 'TEMPORAL_TLS_KEY',
-  tlsCa: 'TEMPORAL_TLS_CA',
-  tlsServerName: 'TEMPORAL_TLS_SERVER_NAME',
-  taskQueue: 'BOOTC_RELEASE_TASK_QUEUE',
+  ...TEMPORAL_ENV,
   workerId: 'BOOTC_RELEASE_WORKER_ID',
   definitions: 'BOOTC_RELEASE_DEFINITIONS',
   allowInlineDefinitions: 'BOOTC_RELEASE_ALLOW_INLINE_DEFINITIONS',
@@ -54,30 +40,6 @@ export const ENV = {
   metrics: 'BOOTC_RELEASE_METRICS',
   plainHttpRegistries: 'BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES',
 } as const;
-
-export const DEFAULT_TASK_QUEUE = 'bootc-release';
-
-export function temporalSettings(env: NodeJS.ProcessEnv = process.env): TemporalSettings {
-  const cert = env[ENV.tlsCert];
-  const key = env[ENV.tlsKey];
-  const ca = env[ENV.tlsCa];
-  if (!!cert !== !!key) throw new Error(`${ENV.tlsCert} and ${ENV.tlsKey} go together: set both or neither`);
-  const tls =
-    cert || ca || env[ENV.tlsServerName]
-      ? {
-          serverName: env[ENV.tlsServerName],
-          clientCertPair: cert && key ? { crt: readFileSync(cert), key: readFileSync(key) } : undefined,
-          serverRootCACertificate: ca ? readFileSync(ca) : undefined,
-        }
-      : undefined;
-  return {
-    address: env[ENV.address] ?? '127.0.0.1:7233',
-    namespace: env[ENV.namespace] ?? 'default',
-    taskQueue: env[ENV.taskQueue] ?? DEFAULT_TASK_QUEUE,
-    tls: tls ?? (env[ENV.apiKey] ? {} : undefined),
-    apiKey: env[ENV.apiKey],
-  };
-}
 
 export function workerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSettings {
   const base = temporalSettings(env);

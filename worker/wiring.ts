@@ -3,7 +3,7 @@
 import path from 'node:path';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { ActivityDeps } from '../activities';
-import type { ActivationDeps } from '../activities/activation';
+import { createActivationDrivers, type ActivationDeps } from '../activities/activation';
 import { createAwsBuilderProvider, createAwsTarget, type AwsBuilderDeps, type AwsTargetDeps } from '../activities/aws';
 import { createBuilderActivities, type BuilderActivityDeps } from '../activities/build';
 import { createCommandProvider } from '../activities/hosts/command';
@@ -21,9 +21,10 @@ import { createStagingCleanup } from '../activities/fetch/staged-cleanup';
 import { createStaticProvider } from '../activities/hosts/static';
 import type { RegistryOptions } from '../activities/source/registry';
 import type { ReleaseHistory } from '../activities/source/trigger';
-import { releaseNameKey, releaseSourceDigestKey, releaseStageKey } from '../workflows/search-attributes';
-import { WORKFLOW_TYPES } from '../workflows/messages';
+import { releaseVisibilityQuery } from '../config/temporal';
+import { releaseSourceDigestKey } from '../workflows/search-attributes';
 import { KnownHosts } from '../activities/ssh/known-hosts';
+import { channelGatewayFrom } from './channel-gateway';
 import type { WorkerSettings } from './settings';
 
 /** Release state from the workflow of the same id ('unknown' when Temporal never heard of it), and ids by prefix. */
@@ -50,17 +51,15 @@ export function releaseStateFrom(client: Client): ActivityDeps['releases'] {
 
 /** Earlier releases of a definition, from Temporal's visibility (the search attributes releases set). */
 export function releaseHistoryFrom(client: Client): ReleaseHistory {
-  const quote = (s: string) => `'${s.replace(/'/g, "")}'`;
-  const ofDefinition = (name: string) => `WorkflowType = '${WORKFLOW_TYPES.release}' AND ${releaseNameKey.name} = ${quote(name)}`;
   return {
     async running(definition) {
       const ids: string[] = [];
-      for await (const w of client.workflow.list({ query: `${ofDefinition(definition)} AND ExecutionStatus = 'Running'` })) ids.push(w.workflowId);
+      for await (const w of client.workflow.list({ query: releaseVisibilityQuery({ name: definition, running: true }) })) ids.push(w.workflowId);
       return ids;
     },
     async lastActivated(definition) {
       let last: Awaited<ReturnType<ReleaseHistory['lastActivated']>>;
-      const query = `${ofDefinition(definition)} AND ${releaseStageKey.name} = 'activated'`;
+      const query = releaseVisibilityQuery({ name: definition, stage: 'activated' });
       for await (const w of client.workflow.list({ query })) {
         const at = (w.closeTime ?? w.startTime).toISOString();
         if (last && last.at >= at) continue;
@@ -138,7 +137,8 @@ export function createActivityDeps(
       history: client ? releaseHistoryFrom(client) : undefined,
       registry: overrides.registry ?? { plainHttp: settings.plainHttpRegistries ?? [] },
     },
-    activation: { stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation },
+    activations: createActivationDrivers({ stateDir: settings.stateDir, aws: overrides.aws, ...overrides.activation }),
     releases,
+    channels: client ? channelGatewayFrom(client) : undefined,
   };
 }

@@ -21,6 +21,8 @@ export interface SignedFields {
   note?: string;
   /** ISO time of signing. */
   signedAt: string;
+  /** The channel the approver chose (approve); absent for the definition's default, and then not in the text. */
+  channel?: string;
 }
 
 /** The exact text that is signed: JSON with a fixed key order, so both sides produce the same bytes. */
@@ -33,7 +35,59 @@ export function approvalText(f: SignedFields): string {
     images: f.images,
     note: f.note ?? '',
     signedAt: f.signedAt,
+    ...(f.channel ? { channel: f.channel } : {}),
   })}\n`;
+}
+
+/** What an approver signs to act on a channel (docs/channels.md). */
+export interface ChannelSignedFields {
+  action: 'promote' | 'rollback' | 'mark-tested';
+  definition: string;
+  /** The channel acted on (for a promote: the one receiving the images). */
+  channel: string;
+  /** promote: the channel the images come from. */
+  from?: string;
+  /** rollback: the release asked for (`--to`); mark-tested: the release marked; empty when not named. */
+  release?: string;
+  by: string;
+  note?: string;
+  signedAt: string;
+}
+
+/**
+ * The signed text of a channel action. It names the action, the definition and both channels, so a signature made
+ * for one action (or one release's approval) cannot be replayed as another.
+ */
+export function channelActionText(f: ChannelSignedFields): string {
+  return `${JSON.stringify({
+    'bootc-release': 'channel/v1',
+    action: f.action,
+    definition: f.definition,
+    channel: f.channel,
+    from: f.from ?? '',
+    release: f.release ?? '',
+    by: f.by,
+    note: f.note ?? '',
+    signedAt: f.signedAt,
+  })}\n`;
+}
+
+/**
+ * Why a request's signature does not count now, or undefined when it does. Unsigned requests count only where the
+ * definition allows them (`unsigned` says how to sign instead). `now` is the workflow's clock.
+ */
+export function signedRequestProblem(
+  m: { signature?: unknown; signedAt?: unknown },
+  o: { text: (signedAt: string) => string; keys: string[]; allowUnsigned: boolean; now: number; unsigned: string; what: string },
+): string | undefined {
+  if (m.signature === undefined || m.signature === null || m.signature === '') return o.allowUnsigned ? undefined : o.unsigned;
+  if (typeof m.signature !== 'string') return 'signature: must be the text of an SSH signature';
+  if (typeof m.signedAt !== 'string' || Number.isNaN(Date.parse(m.signedAt)))
+    return 'signedAt: required with a signature (the ISO time it was signed)';
+  const signedAt = Date.parse(m.signedAt);
+  if (signedAt < o.now - SIGNATURE_MAX_AGE_MS) return `signedAt: the signature is older than ${SIGNATURE_MAX_AGE_MS / 60_000} minutes; sign again`;
+  if (signedAt > o.now + SIGNATURE_MAX_SKEW_MS) return `signedAt: ${m.signedAt} is ahead of the workflow's clock; check the signer's clock`;
+  return signatureProblem(m.signature, o.text(m.signedAt), o.keys, o.what);
 }
 
 const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
@@ -116,7 +170,12 @@ export function publicKeyBlob(line: string): Uint8Array | undefined {
  * Why `signature` is not a valid signature of `text` by one of `keys` (OpenSSH public key lines), or undefined when
  * it is. The reasons never list the keys: a refusal tells the sender what is wrong, not who may approve.
  */
-export function signatureProblem(signature: string, text: string, keys: string[]): string | undefined {
+export function signatureProblem(
+  signature: string,
+  text: string,
+  keys: string[],
+  what = 'this decision (release id, decision, approver, images, note and time are signed)',
+): string | undefined {
   const armored = /-----BEGIN SSH SIGNATURE-----([\s\S]*?)-----END SSH SIGNATURE-----/.exec(signature);
   const blob = armored ? base64Decode(armored[1]!) : undefined;
   if (!blob) return 'signature: not an SSH signature (expected the output of ssh-keygen -Y sign)';
@@ -152,6 +211,6 @@ export function signatureProblem(signature: string, text: string, keys: string[]
     sshString(sha512(utf8(text))),
   );
   if (!ed25519Verify(keyBytes.string(), signed, parsed.sig))
-    return 'signature: does not match this decision (release id, decision, approver, images, note and time are signed)';
+    return `signature: does not match ${what}`;
   return undefined;
 }

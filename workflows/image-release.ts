@@ -1,43 +1,32 @@
-// One release: resolve the plan, preflight everything, build every architecture in parallel (child workflows),
-// publish each architecture's artifacts as soon as they are fetched, wait for a person, activate the chosen images.
+// One release, as its story: resolve the plan, preflight everything, build every architecture in parallel (child
+// workflows) and publish its artifacts as soon as they are fetched, wait for a person's decision, activate the
+// chosen images. Each step is a function below the story; what the release shows of itself is in
+// release-status.ts, its publishing in publisher.ts, its decision in approval.ts.
 import {
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
-  condition,
   executeChild,
   isCancellation,
   log,
   ParentClosePolicy,
+  patched,
   proxyActivities,
-  setHandler,
-  setCurrentDetails,
   upsertMemo,
-  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Arch, ReleaseInput, ReleasePlan } from '../config/schema';
 import type { ReleaseActivities } from '../activities';
-import type { Candidate, StagedArtifact } from '../activities/types';
+import type { ActivationRecord, Candidate } from '../activities/types';
 import { archBuild, describe } from './arch-build';
-import { approvalGate } from './approval';
-import {
-  archProgressSignal,
-  retryPublishUpdate,
-  statusQuery,
-  type ReleaseResult,
-  type ReleaseStage,
-  type ReleaseStatus,
-  type RetryRequest,
-} from './messages';
-import { releaseArchesKey, releaseNameKey, releaseStageKey } from './search-attributes';
-import { releaseNotifier } from './notify';
-import { releaseDetails } from './release-details';
+import { installApprovalGate } from './approval';
+import { archBuildId, type ReleaseResult, type ReleaseStatus } from './messages';
+import { releaseNameKey } from './search-attributes';
+import { deleteStaged, installPublisher, type ReleasePublisher } from './publisher';
 import { recordReleaseEnd } from './release-metrics';
+import { noCandidatesMessage } from './release-rules';
+import { trackRelease, type ReleaseTracker } from './release-status';
 import { activationOptions } from './timeouts';
-import { artifactsFor } from './release-rules';
-import { deleteStaged, describePublishFailure, PublishLedger, stagingActivities } from './publisher';
-import { durationMs } from '../config/duration';
 import { FailureType } from '../activities/failures';
 
 const setup = proxyActivities<ReleaseActivities>({
@@ -46,204 +35,119 @@ const setup = proxyActivities<ReleaseActivities>({
 });
 
 export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> {
-  const info = workflowInfo();
-  const releaseId = info.workflowId;
-  const status: ReleaseStatus = {
-    releaseId,
-    stage: 'resolving',
-    startedAt: new Date(info.startTime).toISOString(),
-    arches: {},
-    candidates: [],
-    publishFailures: [],
-  };
-  let plan: ReleasePlan | undefined;
-  const staged: Partial<Record<Arch, StagedArtifact[]>> = {};
-  let publishing = 0;
-  const ledger = new PublishLedger();
-
-  const notifier = releaseNotifier(() => plan, status);
-  // The Web UI's "Current Details": rendered again on every change a person would want to see.
-  const refresh = () => setCurrentDetails(releaseDetails(status, plan));
-  const setStage = (stage: ReleaseStage) => {
-    status.stage = stage;
-    upsertSearchAttributes([{ key: releaseStageKey, value: stage }]);
-    refresh();
-    notifier.stageChanged(stage);
-  };
-  const gate = approvalGate({ status, plan: () => plan, setStage });
-
-  setHandler(statusQuery, () => status, {
-    description: 'Everything about the release: stage, each architecture, the candidate images, the decision, the activation.',
-  });
-  setHandler(
-    archProgressSignal,
-    ({ arch, status: s }) => {
-      status.arches[arch] = { ...(status.arches[arch] ?? { stage: 'pending' }), ...s };
-      refresh();
-    },
-    { description: 'Internal: progress reports of the archBuild child workflows. Not for people; sending it changes nothing useful.' },
-  );
-  setHandler(
-    retryPublishUpdate,
-    async (req) => {
-      const failures = status.publishFailures.filter((f) => f.target === req.target && (!req.arch || f.arch === req.arch));
-      status.publishFailures = status.publishFailures.filter((f) => !failures.includes(f));
-      await Promise.all(failures.map((f) => publishTo(f.arch, f.target)));
-      return status;
-    },
-    {
-      description: 'Publish again to a target that failed ({"target": "name", "arch"?: "x86_64"}); used by `bootc-release release retry`.',
-      validator: (req: RetryRequest) => {
-        if (!['awaiting-approval', 'building'].includes(status.stage))
-          throw new Error(`release is ${status.stage}: only a release that is building or awaiting approval can retry a target`);
-        if (!status.publishFailures.some((f) => f.target === req.target && (!req.arch || f.arch === req.arch)))
-          throw new Error(`target ${req.target}${req.arch ? ` (${req.arch})` : ''} has no failed publish to retry`);
-      },
-    },
-  );
-
-  async function publishTo(arch: Arch, targetName: string): Promise<void> {
-    const p = plan!;
-    const target = p.definition.targets[targetName]!;
-    const artifacts = artifactsFor(staged[arch] ?? [], target.kind);
-    if (artifacts.length === 0) {
-      status.publishFailures.push({ arch, target: targetName, error: `no ${target.kind} artifact was built for ${arch}` });
-      return;
-    }
-    publishing++;
-    let artifact = artifacts[0]!;
-    try {
-      for (artifact of artifacts) {
-        const suffix = artifacts.length > 1 ? `-${artifact.type}` : '';
-        const imageName = `${p.definition.name}-${arch}-${p.stamp}${suffix}`;
-        ledger.record({ arch, targetName, target, imageName, stagingQueue: artifact.stagingQueue });
-        const acts = stagingActivities(p.definition.timeouts, artifact.stagingQueue, `publish ${arch} ${artifact.type} to ${targetName} (${target.kind}) as ${imageName}`);
-        const found = await ledger.track(acts.publishArtifact({ releaseId, arch, targetName, target, artifact, imageName }));
-        status.candidates.push(...found);
-        upsertMemo({ candidates: status.candidates });
-        refresh();
-      }
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      status.publishFailures.push({ arch, target: targetName, error: describePublishFailure(err, artifact, p.definition.timeouts) });
-    } finally {
-      publishing--;
-    }
-  }
-
-  async function buildAndPublish(arch: Arch): Promise<void> {
-    const p = plan!;
-    status.arches[arch] = { stage: 'pending' };
-    try {
-      const result = await executeChild(archBuild, {
-        workflowId: `${releaseId}.build.${arch}`,
-        args: [{ plan: p, arch, parentId: releaseId }],
-        // A cancelled or terminated release still lets each build tear its builder down.
-        cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        searchAttributes: { BootcReleaseName: [p.definition.name] },
-      });
-      staged[arch] = result.artifacts;
-      status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
-      await Promise.all((p.definition.architectures[arch]?.targets ?? []).map((t) => publishTo(arch, t)));
-      const failedHere = status.publishFailures.some((f) => f.arch === arch);
-      status.arches[arch] = { ...status.arches[arch]!, stage: failedHere ? 'failed' : 'published' };
-    } catch (err) {
-      if (isCancellation(err)) throw err;
-      status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
-    }
-  }
-
+  const release = trackRelease(workflowInfo());
+  const { releaseId, status } = release;
+  const gate = installApprovalGate({ status, plan: () => release.plan, setStage: release.setStage });
+  const publisher = installPublisher({ releaseId, status, plan: () => release.plan!, refresh: release.refresh });
   try {
-    setStage('resolving');
-    plan = await setup.resolvePlan({ input, releaseId, startedAt: status.startedAt });
-    status.name = plan.definition.name;
-    status.reason = plan.reason;
-    status.approvers = plan.definition.approval.approvers;
-    upsertSearchAttributes([
-      { key: releaseNameKey, value: plan.definition.name },
-      { key: releaseArchesKey, value: plan.arches },
-    ]);
-    upsertMemo({ name: plan.definition.name, reason: plan.reason ?? '', arches: plan.arches });
-
-    setStage('preflight');
+    const plan = await resolve(release, input);
+    release.setStage('preflight');
     await setup.preflight({ plan });
 
-    setStage('building');
-    await Promise.all(plan.arches.map(buildAndPublish));
-    if (status.candidates.length === 0) {
-      throw ApplicationFailure.nonRetryable(
-        `no candidate images: ${Object.entries(status.arches)
-          .map(([a, s]) => (s?.error?.startsWith(`${a}:`) ? s.error : `${a}: ${s?.error ?? s?.stage}`))
-          .concat(status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`))
-          .join('; ')}`,
-        FailureType.NoCandidates,
-      );
-    }
+    release.setStage('building');
+    await Promise.all(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
+    if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), FailureType.NoCandidates);
 
-    setStage('awaiting-approval');
-    const deadline = Date.now() + durationMs(plan.definition.approval.timeout);
-    status.approvalDeadline = new Date(deadline).toISOString();
-    const decided = await condition(() => gate.decision !== undefined, plan.definition.approval.timeout);
-    // A publish retried before the decision still finishes (its image exists), but joins no approval made earlier.
-    if (decided) await condition(() => publishing === 0);
-    const decision = gate.decision;
-    const now = new Date().toISOString();
-
-    if (!decided || !decision) {
-      status.approval = { decision: 'timed-out', at: now };
-      await cleanUpCandidates();
-      setStage('timed-out');
-      return result();
+    const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
+    if (verdict.stage !== 'approved') {
+      await cleanUpCandidates(plan, status.candidates);
+      release.setStage(verdict.stage);
+      return result(status);
     }
-    if (!decision.approved) {
-      status.approval = { decision: 'rejected', by: decision.by, at: now, reason: decision.reason, signed: decision.signed };
-      await cleanUpCandidates();
-      setStage('rejected');
-      return result();
-    }
-
-    const chosen = status.candidates.filter((c) => decision.images.includes(c.imageId));
-    status.approval = { decision: 'approved', by: decision.by, at: now, images: chosen.map((c) => c.imageId), signed: decision.signed };
-    setStage('activating');
-    const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
-    status.activation = await proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
-      plan,
-      channel,
-      candidates: chosen,
-      approvedBy: decision.by,
-    });
+    release.setStage('activating');
+    status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
     upsertMemo({ activation: status.activation });
-    setStage('activated');
-    return result(chosen);
+    release.setStage('activated');
+    return result(status, verdict.chosen);
   } catch (err) {
-    const cancelled = isCancellation(err);
-    status.error = cancelled ? undefined : describe(err);
-    // A cancelled release keeps nothing it published, finished or half-made.
-    const left = cancelled && plan ? await ledger.cleanUp(releaseId, plan.definition.timeouts) : [];
-    if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
-    await CancellationScope.nonCancellable(async () => setStage(cancelled ? 'cancelled' : 'failed'));
+    await releaseFailed(release, publisher, err);
     throw err;
   } finally {
-    if (plan && !plan.definition.staging.keep) {
-      const left = await deleteStaged(releaseId, plan.definition.timeouts, Object.values(staged).flat());
-      if (left.length) log.warn('staged artifacts left on workers', { left });
-    }
-    recordReleaseEnd(plan?.definition.name, status.stage);
-    await CancellationScope.nonCancellable(() => notifier.settled());
-  }
-
-  function result(chosen: Candidate[] = []): ReleaseResult {
-    return { releaseId, stage: status.stage, candidates: status.candidates, chosen, activation: status.activation };
-  }
-
-  async function cleanUpCandidates(): Promise<void> {
-    if (plan!.definition.approval.onReject !== 'delete') return;
-    await Promise.all(
-      status.candidates.map((candidate) =>
-        setup.deleteCandidate({ target: plan!.definition.targets[candidate.target]!, candidate }),
-      ),
-    );
+    await releaseEnded(release, publisher);
   }
 }
 
+/** The plan of the input (a definition's name, or a whole plan), checked by the worker that knows the definitions. */
+async function resolve(release: ReleaseTracker, input: ReleaseInput): Promise<ReleasePlan> {
+  release.setStage('resolving');
+  const plan = await setup.resolvePlan({ input, releaseId: release.releaseId, startedAt: release.status.startedAt });
+  release.resolved(plan);
+  return plan;
+}
+
+/** One architecture: its build (a child workflow), then its publishes. A failure fails the architecture, not the release. */
+async function buildAndPublish(release: ReleaseTracker, publisher: ReleasePublisher, arch: Arch): Promise<void> {
+  const { releaseId, status } = release;
+  const plan = release.plan!;
+  status.arches[arch] = { stage: 'pending' };
+  try {
+    const built = await executeChild(archBuild, {
+      workflowId: archBuildId(releaseId, arch),
+      args: [{ plan, arch, parentId: releaseId }],
+      // A cancelled or terminated release still lets each build tear its builder down.
+      cancellationType: ChildWorkflowCancellationType.WAIT_CANCELLATION_COMPLETED,
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      searchAttributes: { [releaseNameKey.name]: [plan.definition.name] },
+    });
+    status.arches[arch] = { ...status.arches[arch]!, stage: 'publishing' };
+    await publisher.publishArch(arch, built.artifacts);
+    status.arches[arch] = { ...status.arches[arch]!, stage: publisher.failed(arch) ? 'failed' : 'published' };
+  } catch (err) {
+    if (isCancellation(err)) throw err;
+    status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
+  }
+}
+
+/** Rejected or timed out: the candidates go when the definition says so (approval.onReject: delete). */
+async function cleanUpCandidates(plan: ReleasePlan, candidates: Candidate[]): Promise<void> {
+  if (plan.definition.approval.onReject !== 'delete') return;
+  await Promise.all(
+    candidates.map((candidate) => setup.deleteCandidate({ target: plan.definition.targets[candidate.target]!, candidate })),
+  );
+}
+
+/**
+ * Approved: the chosen candidates are assigned to the channel the approval names, whose workflow (channel.ts) activates
+ * them and keeps the assignment. Releases whose history predates channels (no `channels` marker) activate directly.
+ */
+function activateChosen(plan: ReleasePlan, chosen: Candidate[], approvedBy: string, approvedFor: string): Promise<ActivationRecord> {
+  if (patched('channels')) {
+    // Waits for the channel's activation, which may queue behind another there: attempts re-attach, unbounded.
+    const options = activationOptions(plan.definition, approvedFor);
+    options.retry = { ...options.retry, maximumAttempts: Number.POSITIVE_INFINITY, nonRetryableErrorTypes: [FailureType.Config, FailureType.ChannelRequestRefused, FailureType.ActivationFailed] };
+    const { releaseId, definition } = plan;
+    return proxyActivities<ReleaseActivities>(options).assignToChannel({ releaseId, channel: approvedFor, definition, taskQueue: workflowInfo().taskQueue });
+  }
+  const channel = plan.definition.approval.channel ?? Object.keys(plan.definition.channels)[0] ?? 'default';
+  return proxyActivities<ReleaseActivities>(activationOptions(plan.definition, channel)).activate({
+    plan,
+    channel,
+    candidates: chosen,
+    approvedBy,
+  });
+}
+
+/** A failed release says why; a cancelled one keeps nothing it published, finished or half-made. */
+async function releaseFailed(release: ReleaseTracker, publisher: ReleasePublisher, err: unknown): Promise<void> {
+  const { status } = release;
+  const cancelled = isCancellation(err);
+  status.error = cancelled ? undefined : describe(err);
+  const left = cancelled && release.plan ? await CancellationScope.nonCancellable(() => publisher.cleanUp()) : [];
+  if (left.length) status.error = `cancelled; could not delete everything it published: ${left.join('; ')}`;
+  await CancellationScope.nonCancellable(async () => release.setStage(cancelled ? 'cancelled' : 'failed'));
+}
+
+/** However the release ended: its staged artifacts go (unless staging.keep), its end is counted, its messages sent. */
+async function releaseEnded(release: ReleaseTracker, publisher: ReleasePublisher): Promise<void> {
+  const { plan } = release;
+  if (plan && !plan.definition.staging.keep) {
+    const left = await deleteStaged(release.releaseId, plan.definition.timeouts, publisher.staged());
+    if (left.length) log.warn('staged artifacts left on workers', { left });
+  }
+  recordReleaseEnd(plan?.definition.name, release.status.stage);
+  await CancellationScope.nonCancellable(() => release.settled());
+}
+
+function result(status: ReleaseStatus, chosen: Candidate[] = []): ReleaseResult {
+  return { releaseId: status.releaseId, stage: status.stage, candidates: status.candidates, chosen, activation: status.activation };
+}

@@ -3,3 +3,4 @@ export { imageRelease } from './image-release';
 export { archBuild } from './arch-build';
 export { builderJanitor } from './builder-janitor';
 export { releaseTrigger } from './release-trigger';
+export { imageChannel } from './channel';

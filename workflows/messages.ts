@@ -9,7 +9,11 @@ export const WORKFLOW_TYPES = {
   archBuild: 'archBuild',
   janitor: 'builderJanitor',
   trigger: 'releaseTrigger',
+  channel: 'imageChannel',
 } as const;
+
+/** Workflow id of a release's build of one architecture (its archBuild child), which `status --watch` describes. */
+export const archBuildId = (releaseId: string, arch: Arch) => `${releaseId}.build.${arch}`;
 
 /** One check of a trigger: start a release of `definition` if `mode` says one is due. */
 export interface TriggerInput {
@@ -93,6 +97,8 @@ export interface Approval extends Signed {
   /** Image ids to use; the others are ignored. The candidates listed at that moment when omitted or empty. */
   images?: string[];
   comment?: string;
+  /** The channel to assign the images to, instead of the definition's default (one without `requires`). */
+  channel?: string;
 }
 
 export interface Rejection extends Signed {
@@ -119,6 +125,10 @@ export interface ReleaseStatus {
     reason?: string;
     /** True when the decision carried a signature by one of the approver's listed keys. */
     signed?: boolean;
+    /** The approval's comment. */
+    comment?: string;
+    /** The channel the approved images are assigned to. */
+    channel?: string;
   };
   approvers?: string[];
   approvalDeadline?: string;

@@ -2,6 +2,7 @@
 import { TARGET_TYPES } from '../config/constants';
 import type { Target } from '../config/schema';
 import type { StagedArtifact } from '../activities/types';
+import type { ReleaseStatus } from './messages';
 
 /**
  * What a target receives: a directory keeps every artifact; a cloud takes the first of its preferred types that the
@@ -20,4 +21,11 @@ export function chooseArtifact(artifacts: StagedArtifact[], kind: Target['kind']
     if (found) return found;
   }
   return undefined;
+}
+
+/** Why a release ended without a candidate: each architecture's failure, then each failed publish. */
+export function noCandidatesMessage(status: Pick<ReleaseStatus, 'arches' | 'publishFailures'>): string {
+  const arches = Object.entries(status.arches).map(([a, s]) => (s?.error?.startsWith(`${a}:`) ? s.error : `${a}: ${s?.error ?? s?.stage}`));
+  const publishes = status.publishFailures.map((f) => `${f.arch} → ${f.target}: ${f.error}`);
+  return `no candidate images: ${arches.concat(publishes).join('; ')}`;
 }

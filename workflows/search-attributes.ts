@@ -10,11 +10,9 @@ export const releaseTriggerKey = defineSearchAttributeKey('BootcReleaseTrigger',
 /** The source fingerprint a triggered release was started for (activities/source/fingerprint.ts). */
 export const releaseSourceDigestKey = defineSearchAttributeKey('BootcReleaseSourceDigest', SearchAttributeType.KEYWORD);
 
-/** Name → type as `temporal server start-dev --search-attribute Name=Type` and `operator search-attribute create` take it. */
-export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList'> = {
-  BootcReleaseName: 'Keyword',
-  BootcReleaseStage: 'Keyword',
-  BootcReleaseArches: 'KeywordList',
-  BootcReleaseTrigger: 'Keyword',
-  BootcReleaseSourceDigest: 'Keyword',
-};
+const KEYS = [releaseNameKey, releaseStageKey, releaseArchesKey, releaseTriggerKey, releaseSourceDigestKey];
+/** The type names `temporal server start-dev --search-attribute Name=Type` and `operator search-attribute create` take. */
+const CLI_TYPE = { [SearchAttributeType.KEYWORD]: 'Keyword', [SearchAttributeType.KEYWORD_LIST]: 'KeywordList' } as const;
+
+/** Name → type of every search attribute above, to register them on the dev server and a production namespace. */
+export const SEARCH_ATTRIBUTES: Record<string, 'Keyword' | 'KeywordList'> = Object.fromEntries(KEYS.map((k) => [k.name, CLI_TYPE[k.type]]));

@@ -6,17 +6,20 @@
 // the hook's timeout kill its whole process group.
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Activation } from '../../config/schema';
+import { durationMs } from '../../config/duration';
+import { commandEnv } from '../runtime/command-env';
 import { shellQuote } from '../ssh/connection';
 import { activityContext } from '../ssh/host-key-pinning';
+import type { ActivationConfigs, ActivationDriver, CheckResult } from '../types';
+import { buildImageMap } from './image-map';
 
 const run = promisify(execFile);
 
-export type HookActivation = Extract<Activation, { kind: 'command' }>;
+export type HookActivation = ActivationConfigs['command'];
 
 export interface HookDeps {
   /** The worker's state directory: hook locks, exit codes and logs live under activation/<release>/. */
@@ -165,4 +168,74 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
     ctx?.heartbeat({ step: h.where, hook: 'running' });
     await sleep(pollMs);
   }
+}
+
+/** The hook's executable as its `sh` finds it: a path, or a name on the hook's PATH. Undefined when there is none. */
+async function findExecutable(command: string, pathVar: string): Promise<string | undefined> {
+  const candidates = command.includes('/') ? [command] : pathVar.split(':').filter(Boolean).map((d) => path.join(d, command));
+  for (const c of candidates) {
+    const s = await stat(c).catch(() => undefined);
+    if (s?.isFile() && (await access(c, constants.X_OK).then(() => true, () => false))) return c;
+  }
+  return undefined;
+}
+
+async function checkHook(hook: HookActivation, where: string): Promise<CheckResult> {
+  const [command] = hook.command;
+  const env = commandEnv(hook.passEnv, {});
+  if (command!.includes('/') && !path.isAbsolute(command!))
+    return { ok: false, messages: [`${command} is a relative path, and the hook runs in its state directory; give its absolute path in ${where}.command`] };
+  const found = await findExecutable(command!, env.PATH!);
+  if (!found)
+    return {
+      ok: false,
+      messages: [
+        command!.includes('/')
+          ? `${command} does not exist on the worker or is not executable; install it or fix ${where}.command`
+          : `${command} is not an executable on the hook's PATH (${env.PATH}); install it or give its absolute path in ${where}.command`,
+      ],
+    };
+  const flock = await run('flock', ['--version']).then(() => true, () => false);
+  if (!flock) return { ok: false, messages: [`${found} is executable.`, 'flock (util-linux) is not installed on the worker; install it to run activation hooks'] };
+  return { ok: true, messages: [`${found} is executable.`, 'Hook conditions met.'] };
+}
+
+/**
+ * The command hook as an activation driver. On stdin: the release's images (`imageMap`), what the channel's first
+ * image map held in those entries before (`previousImageMap`, when an image map step came before the hook), and what
+ * each step before it replaced.
+ */
+export function createHookActivation(deps: HookDeps): ActivationDriver<HookActivation> {
+  return {
+    writesImageMap: false,
+    check: (hook, { where }) => checkHook(hook, where),
+    describe: (hook) => `command hook ${hook.command.join(' ')}`,
+    writesTo: (hook) => `command:${hook.command.join(' ')}`,
+    async activate(hook, step) {
+      const { releaseId } = step.plan;
+      const input = {
+        releaseId,
+        channel: step.channel,
+        approvedBy: step.approvedBy,
+        imageMap: buildImageMap(step.candidates, step.plan),
+        ...(step.previousImageMap ? { previousImageMap: step.previousImageMap } : {}),
+        replaced: step.replaced,
+        ...(step.assignment ? { assignment: step.assignment } : {}),
+      };
+      await runHook(
+        hook,
+        {
+          // One run per channel assignment (`<channel>-<seq>-<step>`): a rollback runs the hook again.
+          dir: path.join(deps.stateDir, 'activation', releaseId, step.assignment ? `${step.channel}-${step.assignment.seq}-${step.index}` : `${step.channel}-${step.index}`),
+          timeoutMs: durationMs(hook.timeout),
+          input,
+          // An explicit environment, not the worker's: a hook sees no credentials the worker holds.
+          env: commandEnv(hook.passEnv, { BOOTC_RELEASE_ID: releaseId }),
+          where: step.where,
+        },
+        deps,
+      );
+      return [];
+    },
+  };
 }

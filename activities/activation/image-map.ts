@@ -98,3 +98,23 @@ export function mergeImageMap(existing: unknown, entries: MapEntry[], where: str
   }
   return { map, replaced: structuredClone(replaced) };
 }
+
+/**
+ * The release's map as it was before one image map step changed it: its `replaced` entries undone. An entry that did
+ * not exist before is left out; one that already held the release's image stays as it is.
+ */
+export function previousImageMap(map: ImageMap, replaced: ReplacedEntry[]): ImageMap {
+  const before = structuredClone(map);
+  for (const { path: [target, arch, key], previous } of replaced) {
+    const archs = before[target!];
+    if (!archs || arch === undefined) continue;
+    const holder: Record<string, ImageMapValue> | undefined = key === undefined ? archs : (archs[arch] as Record<string, ImageMapValue>);
+    const at = key ?? arch;
+    if (!isMapping(holder)) continue;
+    if (previous === undefined) delete holder[at];
+    else holder[at] = previous;
+    if (key !== undefined && Object.keys(holder).length === 0) delete archs[arch];
+    if (Object.keys(archs).length === 0) delete before[target!];
+  }
+  return before;
+}

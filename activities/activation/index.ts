@@ -1,28 +1,28 @@
-// Activation: make the approved images the ones builders boot from, changing only what the release owns. Every step
-// of the channel is planned (and its configuration checked) before the first one writes anything; then the image maps
-// (a file on the worker or on a host over SSH, a git repository), the SSM parameters and the hook run in order.
-import { commandEnv } from '../runtime/command-env';
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
+// Activation: make the approved images the ones builders boot from, changing only what the release owns. One driver
+// per activation kind (image map file, image map in git, SSM parameter, command hook), each with a preflight check;
+// the activity asks every step of the channel where it writes (which checks its configuration against the chosen
+// images) before the first one writes anything, then runs them in order.
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activation, ReleasePlan } from '../../config/schema';
-import type { ActivationRecord } from '../types';
 import type { AwsClientDeps } from '../aws/clients';
-import { activityContext } from '../ssh/host-key-pinning';
+import { createSsmActivation } from '../aws/ssm-parameters';
 import { withHeartbeats } from '../runtime/heartbeat';
-import { withSsh } from '../ssh/connection';
-import type { Candidate } from '../types';
-import { runHook, type HookDeps } from './hook';
-import { buildImageMap, imageMapEntries, type MapEntry, type ReplacedEntry } from './image-map';
-import { localStore, mergeIntoFile, sftpStore } from './map-file';
-import { remoteMapPath } from './remote-path';
-import { ssmWrites, writeSsmParameters, type SsmWrite } from '../aws/ssm-parameters';
-import { durationMs } from '../../config/duration';
-
-const git = promisify(execFile);
+import { activityContext } from '../ssh/host-key-pinning';
+import type {
+  ActivationConfigs,
+  ActivationDriver,
+  ActivationDrivers,
+  ActivationKind,
+  ActivationRecord,
+  ActivationStep,
+  Candidate,
+  CheckResult,
+  ReplacedEntry,
+} from '../types';
+import { createHookActivation, type HookDeps } from './hook';
+import { buildImageMap, previousImageMap } from './image-map';
+import { imageMapFileActivation } from './image-map-file';
+import { imageMapGitActivation } from './image-map-git';
 
 export interface ActivationDeps extends HookDeps {
   /** AWS client settings for SSM (tests: recording middleware). Credentials come from the activation's reference. */
@@ -34,114 +34,78 @@ export interface ActivateInput {
   channel: string;
   candidates: Candidate[];
   approvedBy: string;
+  /**
+   * The channel's assignment this activation carries out (workflows/channel.ts). Each one runs the hook afresh, so a
+   * rollback or promotion of a release whose hook ran before runs it again. Absent for releases activated directly,
+   * before channels.
+   */
+  assignment?: ActivationStep['assignment'];
 }
 
-type Step = { where: string; target: string; run: () => Promise<ReplacedEntry[]> };
+/** The drivers a worker has: every kind, as the compiler checks against `ActivationDrivers`. */
+export function createActivationDrivers(deps: ActivationDeps): ActivationDrivers {
+  return {
+    'image-map-file': imageMapFileActivation,
+    'image-map-git': imageMapGitActivation,
+    'ssm-parameter': createSsmActivation(deps.aws),
+    command: createHookActivation(deps),
+  };
+}
 
-export function createActivationActivities(deps: ActivationDeps) {
-  function planStep(
-    a: Activation,
-    i: number,
-    input: ActivateInput,
-    entries: MapEntry[],
-    /** What the steps before this one replaced (the hook gets it). */
-    done: ActivationRecord['replaced'],
-    signal?: AbortSignal,
-  ): Step {
-    const { plan, channel } = input;
-    const where = `channels.${channel}.activation.${i}`;
-    const releaseId = plan.releaseId;
-    switch (a.kind) {
-      case 'image-map-file': {
-        const remote = remoteMapPath(a, where);
-        if (!remote) return { where, target: a.path, run: () => mergeIntoFile(localStore(a.path), a.key, entries, releaseId) };
-        const label = `${remote.endpoint.user}@${remote.endpoint.address}:${remote.file}`;
-        return {
-          where,
-          target: label,
-          run: () =>
-            withSsh(
-              remote.endpoint,
-              remote.credentials,
-              async (ssh) => mergeIntoFile(sftpStore(ssh, await ssh.sftp(), label, remote.file), a.key, entries, releaseId),
-              { signal },
-            ),
-        };
-      }
-      case 'image-map-git':
-        return {
-          where,
-          target: `${a.repository}#${a.branch}:${a.file}`,
-          run: async () => {
-            const dir = await mkdtemp(path.join(os.tmpdir(), 'bootc-release-git-'));
-            try {
-              await git('git', ['clone', '--quiet', '--depth', '1', '--branch', a.branch, a.repository, dir]);
-              // A private clone: no lock; a push that lost a race fails, and the retry merges into the new head.
-              const replaced = await mergeIntoFile(localStore(path.join(dir, a.file), { lock: false }), a.key, entries, releaseId);
-              await git('git', ['-C', dir, 'add', a.file]);
-              const staged = await git('git', ['-C', dir, 'diff', '--cached', '--quiet']).then(() => false, () => true);
-              if (staged) {
-                const id = ['-c', 'user.name=bootc-release', '-c', 'user.email=bootc-release@localhost'];
-                await git('git', ['-C', dir, ...id, 'commit', '--quiet', '-m', `Activate images of release ${releaseId}`]);
-                await git('git', ['-C', dir, 'push', '--quiet', 'origin', `HEAD:${a.branch}`]);
-              }
-              return replaced;
-            } finally {
-              await rm(dir, { recursive: true, force: true });
-            }
-          },
-        };
-      case 'ssm-parameter': {
-        const writes: SsmWrite[] = ssmWrites(a, input.candidates, where);
-        if (writes.length === 0) return { where, target: `ssm:${a.name} (no AMI chosen: left as it is)`, run: async () => [] };
-        return {
-          where,
-          target: `ssm:${a.name} in ${[...new Set(writes.map((w) => w.region))].join(', ')}`,
-          run: () => writeSsmParameters(a, writes, { releaseId, where, signal, deps: deps.aws }),
-        };
-      }
-      case 'command':
-        return {
-          where,
-          target: `command:${a.command.join(' ')}`,
-          run: async () => {
-            await runHook(
-              a,
-              {
-                dir: path.join(deps.stateDir, 'activation', releaseId, `${channel}-${i}`),
-                timeoutMs: durationMs(a.timeout),
-                input: { releaseId, channel, approvedBy: input.approvedBy, imageMap: buildImageMap(input.candidates, plan), replaced: done },
-                // An explicit environment, not the worker's: a hook sees no credentials the worker holds.
-                env: commandEnv(a.passEnv, { BOOTC_RELEASE_ID: releaseId }),
-                where,
-              },
-              deps,
-            );
-            return [];
-          },
-        };
-    }
-  }
+/** One step's driver with its configuration bound in. */
+export interface BoundActivation {
+  check(ctx: { plan: ReleasePlan; where: string }): Promise<CheckResult>;
+  writesTo(step: ActivationStep): string;
+  activate(step: ActivationStep): Promise<ReplacedEntry[]>;
+  describe(): string;
+  writesImageMap: boolean;
+}
 
+// Generic over the kind, so the driver the registry returns and the configuration it is given are the same kind.
+function bind<K extends ActivationKind>(drivers: ActivationDrivers, kind: K, activation: ActivationConfigs[K]): BoundActivation {
+  const driver: ActivationDriver<ActivationConfigs[K]> = drivers[kind];
+  return {
+    check: (ctx) => driver.check(activation, ctx),
+    writesTo: (step) => driver.writesTo(activation, step),
+    activate: (step) => driver.activate(activation, step),
+    describe: () => driver.describe(activation),
+    writesImageMap: driver.writesImageMap,
+  };
+}
+
+/** The driver for a step of a channel: the one place an activation's kind picks its code. */
+export const bindActivation = (drivers: ActivationDrivers, activation: Activation): BoundActivation => bind(drivers, activation.kind, activation);
+
+/** `channels.<channel>.activation.<index>`: the config path every activation error names. */
+export const activationPath = (channel: string, index: number) => `channels.${channel}.activation.${index}`;
+
+export function createActivationActivities(drivers: ActivationDrivers) {
   async function activate(input: ActivateInput): Promise<ActivationRecord> {
-    const { plan, channel, candidates } = input;
+    const { plan, channel, candidates, approvedBy, assignment } = input;
     if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', 'ConfigError');
-    const entries = imageMapEntries(candidates, plan);
     const signal = activityContext()?.cancellationSignal;
+    const imageMap = buildImageMap(candidates, plan);
     const replaced: ActivationRecord['replaced'] = [];
-    const steps = (plan.definition.channels[channel]?.activation ?? []).map((a, i) => planStep(a, i, input, entries, replaced, signal));
-    for (const step of steps) {
+    let previous: Record<string, unknown> | undefined;
+    // Every step says where it writes before any writes: a configuration that cannot work changes nothing.
+    const steps = (plan.definition.channels[channel]?.activation ?? []).map((a, index) => {
+      const driver = bindActivation(drivers, a);
+      const step: ActivationStep = { plan, channel, index, where: activationPath(channel, index), candidates, approvedBy, assignment, replaced: [], signal };
+      return { step, driver, target: driver.writesTo(step) };
+    });
+    for (const { step, driver, target } of steps) {
       try {
-        replaced.push({ target: step.target, entries: await withHeartbeats(step.run) });
+        const entries = await withHeartbeats(() => driver.activate({ ...step, replaced: structuredClone(replaced), previousImageMap: previous }));
+        replaced.push({ target, entries });
+        if (driver.writesImageMap) previous ??= previousImageMap(imageMap, entries);
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         if (err instanceof ApplicationFailure) throw err;
-        throw new Error(`${step.where} (${step.target}): ${(err as Error).message}`);
+        throw new Error(`${step.where} (${target}): ${(err as Error).message}`);
       }
     }
-    return { channel, imageMap: buildImageMap(candidates, plan), replaced, writtenTo: steps.map((s) => s.target), at: new Date().toISOString() };
+    return { channel, imageMap, replaced, writtenTo: steps.map((s) => s.target), at: new Date().toISOString() };
   }
 
   return { activate };
 }
-

@@ -3,13 +3,13 @@
 // credentials reference (profile, role, endpoint), as every other AWS module does.
 import { GetParameterHistoryCommand, PutParameterCommand, type ParameterHistory } from '@aws-sdk/client-ssm';
 import { ApplicationFailure } from '@temporalio/common';
-import type { Activation } from '../../config/schema';
-import type { Candidate } from '../types';
+import type { ReleasePlan } from '../../config/schema';
+import type { ActivationConfigs, ActivationDriver, Candidate, CheckResult, ReplacedEntry } from '../types';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { classifyAwsError, isNotFound } from './errors';
-import type { ReplacedEntry } from '../activation/image-map';
+import { awsPreflight } from './preflight';
 
-export type SsmActivation = Extract<Activation, { kind: 'ssm-parameter' }>;
+export type SsmActivation = ActivationConfigs['ssm-parameter'];
 
 export interface SsmWrite {
   name: string;
@@ -99,4 +99,54 @@ export async function writeSsmParameters(
     }
   }
   return replaced;
+}
+
+/** `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`... */
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d+$/;
+
+/** Every region the release may copy an AMI to: the parameters it would write live there. */
+function amiRegions(plan: ReleasePlan): string[] {
+  const used = new Set(plan.arches.flatMap((arch) => plan.definition.architectures[arch]!.targets));
+  const regions = [...used].flatMap((name) => {
+    const t = plan.definition.targets[name];
+    return t?.kind === 'aws' ? [t.region, ...t.copyTo] : [];
+  });
+  return [...new Set(regions)];
+}
+
+/**
+ * Writes nothing: the region is a region, the credentials resolve (the role is assumed), and in each region the
+ * release may copy an AMI to, the parameter's history can be read (a parameter that does not exist yet is fine).
+ */
+async function checkSsm(a: SsmActivation, plan: ReleasePlan, where: string, deps?: AwsClientDeps): Promise<CheckResult> {
+  if (!REGION.test(a.region)) return { ok: false, messages: [`region "${a.region}" is not an AWS region name (like us-east-1); fix ${where}.region`] };
+  const clients = awsClients(a.region, a.credentials, deps);
+  const { result, probe, credentials } = awsPreflight(`activation ${where}`, (f) => `${where}.${f}`);
+  await credentials(clients);
+  if (!result.ok) return result;
+  const name = a.name.replaceAll('{arch}', plan.arches[0]!);
+  for (const region of amiRegions(plan))
+    await probe(`Checking parameter ${name} in ${region}…`, 'credentials', async () => {
+      const versions = await history(clients.ssm(region) as SsmClient, name);
+      return versions.length ? `Parameter ${name} in ${region} can be read.` : `Parameter ${name} does not exist in ${region} yet; it will be created.`;
+    });
+  if (result.ok) result.messages.push('SSM conditions met.');
+  return result;
+}
+
+export function createSsmActivation(deps?: AwsClientDeps): ActivationDriver<SsmActivation> {
+  return {
+    writesImageMap: false,
+    check: (a, { plan, where }) => checkSsm(a, plan, where, deps),
+    describe: (a) => `SSM parameter ${a.name} (aws:ec2:image) in each region of the chosen AMIs`,
+    writesTo(a, { candidates, where }) {
+      const writes = ssmWrites(a, candidates, where);
+      if (writes.length === 0) return `ssm:${a.name} (no AMI chosen: left as it is)`;
+      return `ssm:${a.name} in ${[...new Set(writes.map((w) => w.region))].join(', ')}`;
+    },
+    async activate(a, { candidates, where, plan, signal }) {
+      const writes = ssmWrites(a, candidates, where);
+      return writes.length ? await writeSsmParameters(a, writes, { releaseId: plan.releaseId, where, signal, deps }) : [];
+    },
+  };
 }

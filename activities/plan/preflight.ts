@@ -1,15 +1,18 @@
-// Preflight: every builder provider and every publish target of the plan is checked before any VM starts, like
-// `image-builder upload`'s "Upload conditions met". All problems are reported at once, each naming its config path.
+// Preflight: every builder provider and every publish target of the plan, and every activation of every channel, is
+// checked before any VM starts, like `image-builder upload`'s "Upload conditions met". All problems are reported at
+// once, each naming its config path: a release whose approval could not be activated fails here, not days later.
 import { ApplicationFailure } from '@temporalio/common';
 import { heartbeat } from '@temporalio/activity';
 import type { ReleasePlan } from '../../config/schema';
-import type { BuilderProvider, CheckResult, PublishTargetDriver } from '../types';
+import type { ActivationDrivers, BuilderProvider, CheckResult, PublishTargetDriver } from '../types';
+import { activationPath, bindActivation } from '../activation';
 import { credentialsOf } from '../ssh/builder-session';
 import { resolvePrivateKey } from '../ssh/connection';
 
 export interface PreflightDeps {
   providers: Partial<Record<string, BuilderProvider<any>>>;
   targets: Partial<Record<string, PublishTargetDriver<any>>>;
+  activations: ActivationDrivers;
 }
 
 export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise<{ messages: string[] }> {
@@ -47,6 +50,13 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
           : { ok: false, messages: [`target kind "${target.kind}" is not available on this worker`] },
     });
   }
+  // Every channel, not only the approval's: a promotion to production must not find its target unreachable.
+  for (const [channel, { activation }] of Object.entries(plan.definition.channels))
+    activation.forEach((a, i) => {
+      const driver = bindActivation(deps.activations, a);
+      const where = activationPath(channel, i);
+      checks.push({ where: `${where} (${driver.describe()})`, run: () => driver.check({ plan, where }) });
+    });
   const results = await Promise.all(
     checks.map(async ({ where, run }) => {
       try {

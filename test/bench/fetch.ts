@@ -1,6 +1,10 @@
 // Fetching artifacts from a builder: ours (fetchFile over ssh2) against OpenSSH `sftp -c aes128-gcm@openssh.com`,
-// side by side in one run against our own sshd on 127.0.0.21. (a) a 1 GiB dense file: MB/s each; (b) an 8 GiB raw
-// disk with 25 % data in scattered extents, as bootc-image-builder leaves it: seconds each, sha256, holes kept.
+// side by side in one run against our own sshd on 127.0.0.21. (a) a 1 GiB dense file: MB/s each, and the CPU time of
+// the receiving process alone (ours: this process; OpenSSH's: sftp and the ssh it runs, from GNU time); (c) the same
+// over a 50 ms round trip, also against `lftp pget -n 8` (8 SFTP streams) through the same relay; (b) an 8 GiB raw
+// disk with 25 % data in scattered extents, as bootc-image-builder leaves it: seconds each, sha256, holes kept, also
+// against `tar -S` through `ssh` (GNU tar reads data extents only and writes holes: the best sparse-aware peer).
+// --quick: 256 MiB and 1 GiB, one round.
 // Rounds alternate ours and OpenSSH and the medians are reported: other work on the machine moves single runs a lot.
 // Both sides pay for a connection; ours also verifies the file on arrival, OpenSSH does not: against the digests
 // the build step computed on the builder (untimed here, as in a release), sha256 for the dense file and sparse-sha256
@@ -24,16 +28,32 @@ import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
 import { fetchFile, type FetchFileOptions } from '../../activities/fetch/fetch-file';
 import { buildDigestCommand, parseDigests, type RemoteDigests } from '../../activities/fetch/remote-file';
-import { clientKeys, SshServer } from '../rig/sshd';
+import { clientKeys, SshServer } from '../../scripts/servers/sshd';
 import { startDelayRelay } from '../rig/delay-relay-process';
-import type { BenchSuite } from './suite';
+import { QUICK, type BenchSuite } from './suite';
 import { sha256Of } from '../integration/fetch-helpers';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 const CIPHER = 'aes128-gcm@openssh.com';
-const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_FETCH_ROUNDS ?? (QUICK ? 1 : 3));
 const WAN_RTT_MS = 50;
+const DENSE_SIZE = QUICK ? 256 * MiB : 1 * GiB;
+const SPARSE_SIZE = QUICK ? 1 * GiB : 8 * GiB;
+const LFTP_STREAMS = 8;
+const sizeText = (n: number) => (n >= GiB ? `${n / GiB} GiB` : `${n / MiB} MiB`);
+
+/** Runs argv under GNU time: its wall seconds and the CPU seconds of the process and the children it waited for. */
+function timed(argv: string[], dir: string): { seconds: number; cpu: number } {
+  const out = path.join(dir, 'time');
+  const started = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S', '-o', out, ...argv], { encoding: 'utf8' });
+  const seconds = (performance.now() - started) / 1000;
+  if (r.error) throw new Error(`${argv[0]}: ${r.error.message} (GNU time is in scripts/install-tools.sh)`);
+  if (r.status !== 0) throw new Error(`${argv[0]} exited ${r.status}: ${r.stderr}`);
+  const [user, system] = readFileSync(out, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
+  return { seconds, cpu: user! + system! };
+}
 
 /** Deterministic, so every run fetches the same layout. */
 function prng(seed: number) {
@@ -121,9 +141,11 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 const fmt = (xs: number[], digits = 0) => xs.map((x) => x.toFixed(digits)).join(' ');
+/** Who goes first changes every round: the page cache and the machine's other work change during a run. */
+const rotate = <T>(xs: T[], r: number) => xs.map((_, i) => xs[(i + r) % xs.length]!);
 
 const suite: BenchSuite = {
-  title: `fetch: fetchFile (ssh2) vs OpenSSH sftp -c ${CIPHER}, sshd on 127.0.0.21`,
+  title: `fetch: fetchFile (ssh2) vs OpenSSH sftp -c ${CIPHER}, lftp pget -n ${LFTP_STREAMS} and tar -S over ssh, sshd on 127.0.0.21`,
   async run(log) {
     const dir = mkdtempSync('/var/tmp/bootc-release-bench-fetch-');
     let server: SshServer | undefined;
@@ -147,14 +169,13 @@ const suite: BenchSuite = {
         remote: string,
         local: string,
         via: { address: string; port: number } = host,
-      ): { seconds: number; cpu: number } => {
+      ): { seconds: number; cpu: number; receiver: number } => {
         const batch = path.join(dir, 'batch');
         writeFileSync(batch, `get ${remote} ${local}\n`);
         const busy = machineBusySeconds();
-        const started = performance.now();
-        const r = spawnSync(
-          'sftp',
+        const { seconds, cpu: receiver } = timed(
           [
+            'sftp',
             '-q',
             '-b',
             batch,
@@ -172,10 +193,41 @@ const suite: BenchSuite = {
             'BatchMode=yes',
             `${host.user}@${via.address}`,
           ],
-          { encoding: 'utf8' },
+          dir,
         );
-        if (r.status !== 0) throw new Error(`sftp exited ${r.status}: ${r.stderr}`);
-        return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy };
+        return { seconds, cpu: machineBusySeconds() - busy, receiver };
+      };
+      const sshOptions = [
+        '-c',
+        CIPHER,
+        '-i',
+        keys.privateKeyPath,
+        '-o',
+        'StrictHostKeyChecking=yes',
+        '-o',
+        `UserKnownHostsFile=${knownHosts}`,
+        '-o',
+        'BatchMode=yes',
+      ];
+      /** `lftp pget -n 8` over SFTP: eight connections, each fetching its own part of the file. */
+      const lftp = (remote: string, local: string, via: { address: string; port: number }) => {
+        const connect = `ssh -a -x ${sshOptions.join(' ')}`;
+        const script = [
+          `set sftp:connect-program "${connect}"`,
+          'set net:max-retries 1',
+          'set xfer:clobber on',
+          `open -u ${host.user}, -p ${via.port} sftp://${via.address}`,
+          `pget -n ${LFTP_STREAMS} ${remote} -o ${local}`,
+        ].join('; ');
+        return timed(['lftp', '-c', script], dir).seconds;
+      };
+      /** GNU tar through ssh: `tar -cSf -` on the builder reads data extents only, `tar -xSf -` writes holes. */
+      const tarOverSsh = (remote: string, localDir: string) => {
+        const ssh = ['ssh', ...sshOptions, '-p', String(host.port), `${host.user}@${host.address}`];
+        const remoteTar = `tar -C ${path.dirname(remote)} -cSf - ${path.basename(remote)}`;
+        const quote = (a: string) => `'${a.replace(/'/g, `'\\''`)}'`;
+        const pipeline = `set -o pipefail; ${ssh.map(quote).join(' ')} ${quote(remoteTar)} | tar -C ${quote(localDir)} -xSf -`;
+        return timed(['bash', '-c', pipeline], dir).seconds;
       };
       const connect = (via: { address: string; port: number } = host) =>
         SshSession.connect(
@@ -203,6 +255,7 @@ const suite: BenchSuite = {
         via: { address: string; port: number } = host,
       ) => {
         const busy = machineBusySeconds();
+        const own = process.cpuUsage();
         const started = performance.now();
         const ssh = await connect(via);
         try {
@@ -212,16 +265,18 @@ const suite: BenchSuite = {
             openSession: () => connect(via),
             ...opts,
           });
-          return { seconds: (performance.now() - started) / 1000, cpu: machineBusySeconds() - busy, result };
+          const seconds = (performance.now() - started) / 1000;
+          const { user, system } = process.cpuUsage(own);
+          return { seconds, cpu: machineBusySeconds() - busy, receiver: (user + system) / 1e6, result };
         } finally {
           ssh.close();
         }
       };
 
       // (a) dense
-      const denseSize = 1 * GiB;
+      const denseSize = DENSE_SIZE;
       const dense = path.join(src, 'dense.bin');
-      log(`writing ${dense} (1 GiB random)…`);
+      log(`writing ${dense} (${sizeText(denseSize)} random)…`);
       const denseSha = makeFile(dense, denseSize, [[0, denseSize]]);
       const denseBuilt = await buildStep(dense, denseSha);
       const mbps = (s: number) => denseSize / s / 1e6;
@@ -229,21 +284,25 @@ const suite: BenchSuite = {
       const sshDense: number[] = [];
       const oursDenseCpu: number[] = [];
       const sshDenseCpu: number[] = [];
+      const oursReceiver: number[] = [];
+      const sshReceiver: number[] = [];
       const denseOut = [path.join(out, 'dense-ssh'), path.join(out, 'dense-ours')];
       for (let r = 0; r < ROUNDS; r++) {
         // Alternate who goes first: the page cache and the machine's other work change during a run.
         for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
           settle(...denseOut);
           if (who === 'ssh') {
-            const { seconds, cpu } = openssh(dense, denseOut[0]);
+            const { seconds, cpu, receiver } = openssh(dense, denseOut[0]);
             sshDense.push(mbps(seconds));
             sshDenseCpu.push(cpu);
+            sshReceiver.push(receiver);
             continue;
           }
-          const { seconds, cpu, result } = await ours(dense, denseOut[1], denseBuilt);
+          const { seconds, cpu, receiver, result } = await ours(dense, denseOut[1], denseBuilt);
           if (result.sha256 !== denseSha) throw new Error('dense: sha256 differs');
           oursDense.push(mbps(seconds));
           oursDenseCpu.push(cpu);
+          oursReceiver.push(receiver);
         }
         log(`  round ${r + 1}: OpenSSH ${sshDense[r].toFixed(0)} MB/s, ours ${oursDense[r].toFixed(0)} MB/s`);
       }
@@ -254,19 +313,23 @@ const suite: BenchSuite = {
       const wan = await startDelayRelay(host, WAN_RTT_MS / 2);
       const oursWan: number[] = [];
       const sshWan: number[] = [];
+      const lftpWan: number[] = [];
       try {
         writeFileSync(
           knownHosts,
           `[${host.address}]:${host.port} ${host.hostKey}\n[${wan.address}]:${wan.port} ${host.hostKey}\n`,
         );
         for (let r = 0; r < ROUNDS; r++) {
-          for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
+          for (const who of rotate(['ssh', 'ours', 'lftp'], r)) {
             settle(...denseOut);
             if (who === 'ssh') sshWan.push(mbps(openssh(dense, denseOut[0], wan).seconds));
-            else oursWan.push(mbps((await ours(dense, denseOut[1], denseBuilt, {}, wan)).seconds));
+            else if (who === 'lftp') {
+              lftpWan.push(mbps(lftp(dense, denseOut[0], wan)));
+              if (sha256Of(denseOut[0]) !== denseSha) throw new Error('lftp: sha256 differs');
+            } else oursWan.push(mbps((await ours(dense, denseOut[1], denseBuilt, {}, wan)).seconds));
           }
           log(
-            `  round ${r + 1} over ${WAN_RTT_MS} ms: OpenSSH ${sshWan[r].toFixed(0)} MB/s, ours ${oursWan[r].toFixed(0)} MB/s`,
+            `  round ${r + 1} over ${WAN_RTT_MS} ms: OpenSSH ${sshWan[r].toFixed(0)} MB/s, lftp pget -n ${LFTP_STREAMS} ${lftpWan[r].toFixed(0)} MB/s, ours ${oursWan[r].toFixed(0)} MB/s`,
           );
         }
       } finally {
@@ -283,17 +346,19 @@ const suite: BenchSuite = {
       rmSync(dense, { force: true });
 
       // (b) sparse
-      const sparseSize = 8 * GiB;
+      const sparseSize = SPARSE_SIZE;
       const layout = sparseLayout(sparseSize, 0.25);
       const dataBytes = layout.reduce((a, [, n]) => a + n, 0);
       const sparse = path.join(src, 'disk.raw');
       log(
-        `writing ${sparse} (8 GiB apparent, ${(dataBytes / GiB).toFixed(2)} GiB data in ${layout.length} extents)…`,
+        `writing ${sparse} (${sizeText(sparseSize)} apparent, ${(dataBytes / GiB).toFixed(2)} GiB data in ${layout.length} extents)…`,
       );
       const sparseSha = makeFile(sparse, sparseSize, layout);
       const sparseBuilt = await buildStep(sparse, sparseSha);
       const oursSparse: number[] = [];
       const sshSparse: number[] = [];
+      const tarSparse: number[] = [];
+      let tarHolesKept = true;
       let holesKept = true;
       let shaEqual = true;
       let wire = 0;
@@ -301,11 +366,20 @@ const suite: BenchSuite = {
       let verifiedBy = '';
       const sshOut = path.join(out, 'disk-ssh.raw');
       const local = path.join(out, 'disk-ours.raw');
+      const tarDir = path.join(out, 'tar');
+      const tarOut = path.join(tarDir, path.basename(sparse));
+      mkdirSync(tarDir);
       for (let r = 0; r < ROUNDS; r++) {
-        for (const who of r % 2 ? ['ours', 'ssh'] : ['ssh', 'ours']) {
-          settle(sshOut, local);
+        for (const who of rotate(['ssh', 'ours', 'tar'], r)) {
+          settle(sshOut, local, tarOut);
           if (who === 'ssh') {
             sshSparse.push(openssh(sparse, sshOut).seconds);
+            continue;
+          }
+          if (who === 'tar') {
+            tarSparse.push(tarOverSsh(sparse, tarDir));
+            const st = statSync(tarOut);
+            tarHolesKept &&= st.size === sparseSize && st.blocks * 512 <= dataBytes + 16 * MiB;
             continue;
           }
           const { seconds, result } = await ours(sparse, local, sparseBuilt);
@@ -319,10 +393,12 @@ const suite: BenchSuite = {
           holesKept &&= st.size === sparseSize && allocated <= dataBytes + 16 * MiB;
           shaEqual &&= result.sha256 === sparseSha && sha256Of(local) === sparseSha;
         }
-        log(`  round ${r + 1}: OpenSSH ${sshSparse[r].toFixed(1)} s, ours ${oursSparse[r].toFixed(1)} s`);
+        log(
+          `  round ${r + 1}: OpenSSH ${sshSparse[r].toFixed(1)} s, tar -S ${tarSparse[r].toFixed(1)} s, ours ${oursSparse[r].toFixed(1)} s`,
+        );
       }
-      rmSync(sshOut, { force: true });
-      rmSync(local, { force: true });
+      if (!tarHolesKept) throw new Error('tar -S did not keep the holes: it is not the sparse-aware peer it should be');
+      for (const f of [sshOut, local, tarOut]) rmSync(f, { force: true });
 
       const figures = {
         fetchDenseOursMBps: Math.round(median(oursDense)),
@@ -333,29 +409,47 @@ const suite: BenchSuite = {
         fetchDenseOursCpuSeconds: Number(median(oursDenseCpu).toFixed(2)),
         fetchDenseOpenSshCpuSeconds: Number(median(sshDenseCpu).toFixed(2)),
         fetchSha256CpuSecondsPerGiB: Number(sha256CpuPerGiB.toFixed(2)),
+        // The receiving process alone, per GiB: ours includes its SHA-256 on arrival.
+        fetchOursReceiverCpuSecondsPerGiB: Number((median(oursReceiver) / (denseSize / GiB)).toFixed(2)),
+        fetchOpenSshReceiverCpuSecondsPerGiB: Number((median(sshReceiver) / (denseSize / GiB)).toFixed(2)),
         fetchWanRttMs: WAN_RTT_MS,
         fetchWanOursMBps: Math.round(median(oursWan)),
         fetchWanOpenSshMBps: Math.round(median(sshWan)),
         fetchWanThroughputRatio: Number((median(oursWan) / median(sshWan)).toFixed(2)),
+        fetchWanLftpMBps: Math.round(median(lftpWan)),
+        fetchWanMultiStreamRatio: Number((median(oursWan) / median(lftpWan)).toFixed(2)),
         fetchSparseOursSeconds: Number(median(oursSparse).toFixed(2)),
         fetchSparseOpenSshSeconds: Number(median(sshSparse).toFixed(2)),
         fetchSparseTimeRatio: Number((median(oursSparse) / median(sshSparse)).toFixed(2)),
+        fetchSparseTarSeconds: Number(median(tarSparse).toFixed(2)),
+        fetchSparseTarRatio: Number((median(oursSparse) / median(tarSparse)).toFixed(2)),
         fetchSparseSha256Equal: shaEqual,
         fetchSparseHolesKept: holesKept,
         fetchSparseVerifiedBy: verifiedBy,
+        fetchDenseBytes: denseSize,
+        fetchSparseBytes: sparseSize,
       };
       log('');
       log(
-        `  1 GiB dense      ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`,
+        `  ${sizeText(denseSize).padEnd(8)} dense   ours ${fmt(oursDense)} MB/s (median ${figures.fetchDenseOursMBps})  |  OpenSSH ${fmt(sshDense)} MB/s (median ${figures.fetchDenseOpenSshMBps})  →  ratio ${figures.fetchDenseThroughputRatio}`,
       );
       log(
         `                   CPU per GiB, both ends: ours ${figures.fetchDenseOursCpuSeconds} s (its sha256 on arrival alone ${figures.fetchSha256CpuSecondsPerGiB} s)  |  OpenSSH ${figures.fetchDenseOpenSshCpuSeconds} s; ${os.cpus().length} cores`,
       );
       log(
-        `  1 GiB, ${WAN_RTT_MS} ms RTT ours ${fmt(oursWan)} MB/s (median ${figures.fetchWanOursMBps})  |  OpenSSH ${fmt(sshWan)} MB/s (median ${figures.fetchWanOpenSshMBps})  →  ratio ${figures.fetchWanThroughputRatio}`,
+        `                   receiving process alone, CPU per GiB: ours ${figures.fetchOursReceiverCpuSecondsPerGiB} s  |  OpenSSH (sftp + ssh) ${figures.fetchOpenSshReceiverCpuSecondsPerGiB} s`,
       );
       log(
-        `  8 GiB raw, 25 %  ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`,
+        `  ${WAN_RTT_MS} ms RTT         ours ${fmt(oursWan)} MB/s (median ${figures.fetchWanOursMBps})  |  OpenSSH ${fmt(sshWan)} MB/s (median ${figures.fetchWanOpenSshMBps})  →  ratio ${figures.fetchWanThroughputRatio}`,
+      );
+      log(
+        `                   lftp pget -n ${LFTP_STREAMS} (sftp) ${fmt(lftpWan)} MB/s (median ${figures.fetchWanLftpMBps})  →  ours ÷ lftp ${figures.fetchWanMultiStreamRatio}`,
+      );
+      log(
+        `  ${sizeText(sparseSize).padEnd(8)} raw 25 % ours ${fmt(oursSparse, 1)} s (median ${figures.fetchSparseOursSeconds})  |  OpenSSH ${fmt(sshSparse, 1)} s (median ${figures.fetchSparseOpenSshSeconds})  →  ratio ${figures.fetchSparseTimeRatio}`,
+      );
+      log(
+        `                   tar -S through ssh ${fmt(tarSparse, 1)} s (median ${figures.fetchSparseTarSeconds})  →  ours ÷ tar ${figures.fetchSparseTarRatio}`,
       );
       log(
         `                   ours sent ${(wire / GiB).toFixed(2)} GiB, allocated ${(allocated / GiB).toFixed(2)} GiB; sha256 equal: ${shaEqual}, holes kept: ${holesKept}, verified by ${verifiedBy}`,

@@ -1,6 +1,6 @@
 // How many bytes each AWS path moves for a typical bib AMI: an 8 GiB sparse raw disk, a quarter of it data.
 // EBS direct sends data blocks only; the S3 path uploads the whole file, holes included (then ImportSnapshot, which
-// moto lacks: its upload is what moves the bytes and what is timed here). Runs against its own moto.
+// moto lacks: its upload is what moves the bytes and what is timed here). Runs against its own moto. --quick: 1 GiB.
 import { AbortMultipartUploadCommand, CreateBucketCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { closeSync, ftruncateSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeSync } from 'node:fs';
@@ -8,14 +8,14 @@ import path from 'node:path';
 import { awsClients, type AwsClientDeps } from '../../activities/aws/clients';
 import { EBS_BLOCK_SIZE, uploadEbsDirect } from '../../activities/aws/ebs-direct-upload';
 import { uploadToS3 } from '../../activities/aws/s3-import';
-import { startMoto } from '../rig/services';
-import type { BenchSuite } from './suite';
+import { startMoto } from '../../scripts/servers/moto';
+import { QUICK, type BenchSuite } from './suite';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const APPARENT = 8 * GiB;
+const APPARENT = QUICK ? 1 * GiB : 8 * GiB;
 const EXTENTS = 64;
-const EXTENT = (APPARENT / 4) / EXTENTS; // 32 MiB each: 2 GiB of data
+const EXTENT = (APPARENT / 4) / EXTENTS; // 32 MiB each: 2 GiB of data (4 MiB with --quick)
 const credentials = { accessKeyId: 'bench', secretAccessKey: 'bench' };
 
 /** Data extents spread over the disk, starting 4 KiB past a block edge as filesystem extents do. */
@@ -28,7 +28,7 @@ function makeImage(file: string): number {
       const start = e * (APPARENT / EXTENTS) + 4096 * (e % 8);
       for (let off = 0; off < EXTENT; off += chunk.length) {
         chunk.writeUInt32LE(e * 1000 + off / MiB, 0); // no two chunks alike
-        writeSync(fd, chunk, 0, chunk.length, start + off);
+        writeSync(fd, chunk, 0, Math.min(chunk.length, EXTENT - off), start + off);
       }
     }
   } finally {
@@ -56,7 +56,7 @@ const memMiB = (pid: number | undefined, field: 'VmRSS' | 'VmHWM') => {
 };
 
 const suite: BenchSuite = {
-  title: 'publish-aws: EBS direct vs S3 upload (8 GiB sparse raw, 25 % data, moto on loopback)',
+  title: `publish-aws: EBS direct vs S3 upload (${APPARENT / GiB} GiB sparse raw, 25 % data, moto on loopback)`,
   async run(log) {
     const dir = path.resolve(__dirname, '../../.rig/bench-publish-aws');
     rmSync(dir, { recursive: true, force: true });

@@ -1,12 +1,14 @@
 // The activation hook inside whole releases on the real Temporal server, with workers as their own processes: a
-// release cancelled while its hook runs kills the hook's process group; a worker SIGKILLed while its hook runs is
-// followed by one whose retry waits for that hook instead of starting a second (starts counted in a file).
+// release cancelled while its hook runs kills the hook's process group (the release's activity tells its channel to
+// stop); a worker SIGKILLed while its hook runs is followed by one whose retry waits for that hook instead of starting
+// a second (starts counted in a file).
 import { type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { approveSignal } from '../../workflows/messages';
+import { channelWorkflowId } from '../../activities/channels';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
   alive,
@@ -104,9 +106,11 @@ describe('the activation hook in a release', () => {
     for (const w of workers.filter(alive)) await killWorker(w);
     startWorker();
 
-    // The next attempt runs on the new worker while the first hook still runs.
+    // The next attempt runs on the new worker while the first hook still runs (the channel's workflow activates).
     const attempt = async () =>
-      (await conn.client.workflow.getHandle(id).describe()).raw.pendingActivities?.find((a) => a.activityType?.name === 'activate')?.attempt ?? 0;
+      (await conn.client.workflow.getHandle(channelWorkflowId('killed', 'staging')).describe()).raw.pendingActivities?.find(
+        (a) => a.activityType?.name === 'activate',
+      )?.attempt ?? 0;
     await waitUntil('a second attempt of the activation', async () => (await attempt()) >= 2 || lines(starts) > 1, 60_000);
     expect(lines(starts)).toBe(1);
 

@@ -1,7 +1,8 @@
 // Activation changes only what the release owns, through whole releases on the real Temporal dev server: a release of
 // one architecture and an approval of a subset keep every other entry of an inventory that already holds other
-// architectures and clouds, and the workflow's result and status say exactly which entries were replaced.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// architectures and clouds, and the workflow's result and status say exactly which entries were replaced. A release
+// whose activation could not be done fails in preflight, before a builder is taken.
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -114,5 +115,34 @@ describe('activation of a release that built part of the farm', () => {
     expect(map.local.x86_64).toEqual(x86Before);
     expect(map.local.s390x).toBe(ready.candidates[0]!.imageId);
     expect(done.activation?.replaced[0]!.entries.map((e) => e.path)).toEqual([['local', 's390x']]);
+  });
+  it('a release whose activation target is unreachable fails in preflight, naming the step, before a builder is taken', async () => {
+    const dir = path.join(base, 'unreachable');
+    mkdirSync(dir, { recursive: true });
+    const allocator = path.join(dir, 'allocator');
+    writeFileSync(allocator, `#!/bin/sh\necho "$*" >> ${dir}/calls\necho t1\n`);
+    chmodSync(allocator, 0o755);
+    const repository = path.join(dir, 'no-such-inventory.git');
+    const hook = path.join(dir, 'copr-recycle-builders');
+    const def = definition();
+    def.architectures!.x86_64!.builder = {
+      provider: 'command',
+      acquire: [allocator, 'acquire'],
+      release: [allocator, 'release'],
+      ssh: { privateKeyPath: rig.privateKeyPath },
+    } as never;
+    def.channels!.staging!.activation!.push({ kind: 'image-map-git', repository, file: 'copr.yaml' }, { kind: 'command', command: [hook] });
+    const inventoryBefore = readFileSync(mapFile, 'utf8');
+    const id = await conn.releases.startFromDefinition(def, { arches: ['x86_64'] });
+    const done = await waitForStage(conn.releases, id, ['failed', 'awaiting-approval'], 180_000);
+
+    expect(done.stage).toBe('failed');
+    expect(done.error).toMatch(/preflight failed; nothing was created/);
+    expect(done.error).toMatch(new RegExp(`channels\\.staging\\.activation\\.1 \\(image map .* ${repository} .*cannot reach the repository`));
+    expect(done.error).toContain(`channels.staging.activation.2 (command hook ${hook}): ${hook} does not exist on the worker`);
+    expect(done.error).not.toContain('channels.staging.activation.0');
+    expect(Object.keys(done.arches)).toEqual([]);
+    expect(existsSync(path.join(dir, 'calls'))).toBe(false);
+    expect(readFileSync(mapFile, 'utf8')).toBe(inventoryBefore);
   });
 });

@@ -10,7 +10,7 @@ import { DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { EBSClient, GetSnapshotBlockCommand, ListSnapshotBlocksCommand } from '@aws-sdk/client-ebs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { identityHeaders, startGlance, type Glance } from '../rig/glance';
+import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { descendants } from '../../scripts/demo-stop';
-import { freePort } from '../rig/tools';
+import { freePort } from '../../scripts/servers/tools';
 
 export const repo = path.resolve(__dirname, '../..');
 

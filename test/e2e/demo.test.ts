@@ -12,9 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import type { Candidate } from '../../activities/types';
 import { connectClient, ReleaseClient } from '../../client/release-client';
-import { identityHeaders } from '../rig/glance';
-import { startLibvirtd, virsh, type Libvirtd } from '../rig/libvirtd';
-import { tool } from '../rig/tools';
+import { identityHeaders } from '../../scripts/servers/glance';
+import { startLibvirtd, virsh, type Libvirtd } from '../../scripts/servers/libvirtd';
+import { tool } from '../../scripts/servers/tools';
 import { alive } from '../../scripts/demo-stop';
 import { candidateRows, canListen, DemoRun, pickPorts, portEnv, repo, type DemoPortsEnv } from './demo-harness';
 

@@ -19,7 +19,7 @@ import { stringify } from 'yaml';
 import { WORKFLOW_TYPES } from '../../workflows/messages';
 import type { JanitorReport } from '../../workflows/builder-janitor';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
-import { identityHeaders, startGlance, type Glance } from '../rig/glance';
+import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
 import { connectRig, rigDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;

@@ -18,7 +18,7 @@ import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import { IbmCloudStandin } from '../standins/ibm-cloud-api';
-import { identityHeaders, startGlance, type Glance } from '../rig/glance';
+import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
 import {
   connectRig,
   killWorker,

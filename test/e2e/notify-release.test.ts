@@ -6,7 +6,7 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
-import { freePort } from '../rig/tools';
+import { freePort } from '../../scripts/servers/tools';
 
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-notify');

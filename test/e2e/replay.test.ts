@@ -3,7 +3,7 @@
 // - the histories committed under test/fixtures/histories/ (recorded from earlier code) replay on today's code:
 //   a change that would break a release in flight fails here; record new ones when the workflows change on purpose
 //   (BOOTC_RELEASE_RECORD_HISTORIES=1 npx vitest run test/e2e/replay.test.ts);
-// - the histories of releases run now (approved, rejected; parent, child and trigger workflows) replay cleanly.
+// - the histories of releases run now (approved, rejected; parent, child, trigger and channel workflows) replay cleanly.
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -12,6 +12,7 @@ import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-uti
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WORKFLOW_TYPES, type TriggerResult } from '../../workflows/messages';
+import { channelWorkflowId } from '../../activities/channels';
 import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
 import { stringify } from 'yaml';
 
@@ -51,7 +52,7 @@ describe('replaying workflow histories', () => {
     }
   });
 
-  it('replays what releases run now leave: an approved one (parent and child), a rejected one and a trigger check', async () => {
+  it('replays what releases run now leave: an approved one (parent, child, channel), a rejected one and a trigger check', async () => {
     const approved = await conn.releases.startByName('replayed', { reason: 'replay approved' });
     expect((await waitForStage(conn.releases, approved, ['awaiting-approval', 'failed'])).stage).toBe('awaiting-approval');
     await conn.releases.approve(approved, { by: 'copr-admin' });
@@ -70,13 +71,14 @@ describe('replaying workflow histories', () => {
     })) as TriggerResult;
     expect(trigger.started).toBeUndefined();
 
-    const ran = await histories(conn.client, [approved, `${approved}.build.s390x`, rejected, triggerId]);
+    // The approved release's channel, which activated its images (still running: an entity workflow never ends).
+    const ran = await histories(conn.client, [approved, `${approved}.build.s390x`, rejected, triggerId, channelWorkflowId('replayed', 'staging')]);
     for (const { workflowId, history } of ran)
       await expect(Worker.runReplayHistory(replayOptions(), history, workflowId)).resolves.toBeUndefined();
 
     if (process.env.BOOTC_RELEASE_RECORD_HISTORIES) {
       mkdirSync(FIXTURES, { recursive: true });
-      const names = ['release-approved', 'arch-build', 'release-rejected', 'trigger-skipped'];
+      const names = ['release-approved', 'arch-build', 'release-rejected', 'trigger-skipped', 'channel-assigned'];
       ran.forEach(({ workflowId, history }, i) => writeFileSync(path.join(FIXTURES, `${names[i]}--${workflowId}.json`), `${historyToJSON(history)}\n`));
     }
   });

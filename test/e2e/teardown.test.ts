@@ -43,7 +43,7 @@ import {
   workerDirs,
   type RigInfo,
 } from '../rig/release-harness';
-import { freePort } from '../rig/tools';
+import { freePort } from '../../scripts/servers/tools';
 import { tcpRelay } from '../integration/fetch-helpers';
 
 const rig = inject('rig') as RigInfo;

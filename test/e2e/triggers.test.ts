@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
-import { pushSourceImage } from '../rig/services';
+import { pushSourceImage } from '../../scripts/servers/registry';
 import { WORKFLOW_TYPES, type TriggerInput, type TriggerResult } from '../../workflows/messages';
 
 const rig = inject('rig') as RigInfo;

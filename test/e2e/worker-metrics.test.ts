@@ -7,8 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { connectRig, standinDefinition, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
-import { stopProcess } from '../rig/services';
-import { freePort, waitForPort } from '../rig/tools';
+import { stopProcess } from '../../scripts/servers/process';
+import { freePort, waitForPort } from '../../scripts/servers/tools';
 
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-metrics');

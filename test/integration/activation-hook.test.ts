@@ -10,7 +10,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
 import type { Candidate } from '../../activities/types';
-import { readNumber } from '../../activities/activation/hook';
+import { createActivationDrivers } from '../../activities/activation';
+import { readNumber, type HookActivation } from '../../activities/activation/hook';
 import { parsePlan } from '../../config/load';
 import { createActivityDeps } from '../../worker/wiring';
 import { waitUntil } from '../rig/release-harness';
@@ -134,7 +135,7 @@ describe('activation hook', () => {
     expect(lines(starts)).toBe(1);
   });
 
-  it('gets the release\'s images and what the steps before it replaced on stdin, and none of the worker\'s environment', async () => {
+  it('gets the release\'s images, the map before, and what the steps before it replaced on stdin, and none of the worker\'s environment', async () => {
     const dir = mkdtempSync(path.join(rig.dir, 'hook-input-'));
     const map = path.join(dir, 'copr.yaml');
     writeFileSync(map, 'copr_builder_images:\n  ibm: { s390x: r014-old }\n  aws: { x86_64: ami-keep }\n');
@@ -151,11 +152,20 @@ describe('activation hook', () => {
       releaseId: 'hook-input',
       channel: 'staging',
       imageMap: { ibm: { s390x: 'r014-new' } },
+      previousImageMap: { ibm: { s390x: 'r014-old' } },
       replaced: [{ target: map, entries: [{ path: ['ibm', 's390x'], previous: 'r014-old', value: 'r014-new' }] }],
     });
     const env = readFileSync(path.join(dir, 'env.txt'), 'utf8');
     expect(env).toMatch(/^BOOTC_RELEASE_ID=hook-input$/m);
     expect(env).not.toMatch(/not-for-hooks/);
+  });
+
+  it('gets no previous map when no image map step comes before it (it is not guessed)', async () => {
+    const dir = mkdtempSync(path.join(rig.dir, 'hook-alone-'));
+    const stdin = path.join(dir, 'stdin.json');
+    await new MockActivityEnvironment().run(activitiesOn(path.join(dir, 'state')).activate, input('hook-alone', ['sh', '-c', `cat > ${stdin}`]));
+    const got = JSON.parse(readFileSync(stdin, 'utf8'));
+    expect(got).toEqual({ releaseId: 'hook-alone', channel: 'staging', approvedBy: 'a', imageMap: { ibm: { s390x: 'r014-new' } }, replaced: [] });
   });
 
   it('is killed when it runs past its timeout, and the activation fails naming the field', async () => {
@@ -178,5 +188,35 @@ describe('activation hook state files', () => {
     writeFileSync(path.join(dir, 'started'), '1764446400\n');
     expect(await readNumber(path.join(dir, 'started'))).toBe(1764446400);
     expect(await readNumber(path.join(dir, 'missing'))).toBeUndefined();
+  });
+});
+
+describe('activation hook: preflight check', () => {
+  const driver = createActivationDrivers({ stateDir: rig.dir }).command;
+  const check = (command: string[], passEnv: string[] = []) => {
+    const { plan } = input('hook-check', command);
+    const hook = { ...(plan.definition.channels.staging!.activation[0] as HookActivation), passEnv };
+    return driver.check(hook, { plan, where: 'channels.staging.activation.0' });
+  };
+
+  it('finds the executable by path or on the hook\'s PATH', async () => {
+    expect(await check(['sh', '-c', 'true'])).toEqual({ ok: true, messages: [expect.stringMatching(/\/sh is executable\.$/), 'Hook conditions met.'] });
+    expect((await check(['/bin/true'])).ok).toBe(true);
+  });
+
+  it('fails for an executable that is missing, not executable, or a relative path, naming the field', async () => {
+    const dir = mkdtempSync(path.join(rig.dir, 'hook-check-'));
+    const missing = path.join(dir, 'copr-recycle-builders');
+    expect(await check([missing, '--instance', 'dev'])).toEqual({
+      ok: false,
+      messages: [`${missing} does not exist on the worker or is not executable; install it or fix channels.staging.activation.0.command`],
+    });
+    writeFileSync(missing, '#!/bin/sh\n');
+    expect((await check([missing])).ok).toBe(false); // not executable (0644)
+    expect((await check([dir])).ok).toBe(false); // a directory
+    expect((await check(['no-such-hook-command'])).messages[0]).toMatch(
+      /^no-such-hook-command is not an executable on the hook's PATH \(.*\); install it or give its absolute path in channels\.staging\.activation\.0\.command$/,
+    );
+    expect((await check(['./hooks/recycle'])).messages[0]).toMatch(/relative path.*absolute path in channels\.staging\.activation\.0\.command/);
   });
 });

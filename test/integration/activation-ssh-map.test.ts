@@ -5,6 +5,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { createActivities } from '../../activities';
+import { createActivationDrivers } from '../../activities/activation';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
 import { createActivityDeps } from '../../worker/wiring';
@@ -118,5 +119,32 @@ describe('image map on host:/path', () => {
 
   it('requires the host key in the definition, naming the field', () => {
     expect(() => plan('ssh-map-3', '/srv/inventory/copr.yaml', undefined)).toThrow(/channels\.staging\.activation\.0\.ssh\.hostKey: required/);
+  });
+});
+
+describe('image map on host:/path: preflight check', () => {
+  const driver = createActivationDrivers({ stateDir: rig.dir })['image-map-file'];
+  const where = 'channels.staging.activation.0';
+  const check = (file: string, hostKey: string) => {
+    const p = plan('ssh-map-check', file, hostKey);
+    return driver.check(p.definition.channels.staging!.activation[0] as never, { plan: p, where });
+  };
+
+  it('passes when the host answers with the pinned key and the map\'s directory is there and writable, and writes nothing', async () => {
+    const file = seeded('check');
+    const result = await check(file, host.hostKey);
+    expect(result.ok).toBe(true);
+    expect(result.messages).toContain(`The host answered with the pinned key and ${path.dirname(file)} is writable.`);
+    expect(readdirSync(path.dirname(file))).toEqual(['copr.yaml']);
+  });
+
+  it('fails for a directory the host does not have, and for a host with another key', async () => {
+    const missing = path.join(host.root, 'inventory', 'no-such-dir', 'copr.yaml');
+    const result = await check(missing, host.hostKey);
+    expect(result).toMatchObject({ ok: false, messages: [expect.any(String), `directory ${path.dirname(missing)} does not exist on the host; create it or fix path`] });
+    expect(existsSync(path.dirname(missing))).toBe(false);
+    const wrongKey = await check(seeded('check-key'), otherHost.hostKey);
+    expect(wrongKey.ok).toBe(false);
+    expect(wrongKey.messages.at(-1)).toMatch(/host key changed/);
   });
 });

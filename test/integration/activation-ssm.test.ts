@@ -9,8 +9,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { createActivities } from '../../activities';
+import { createActivationDrivers } from '../../activities/activation';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
+import type { Activation } from '../../config/schema';
 import { createActivityDeps } from '../../worker/wiring';
 import { fakeCredentials } from './aws-helpers';
 
@@ -102,6 +104,8 @@ describe('ssm-parameter activation', () => {
     const record = await activate(input);
 
     expect(await valueIn(east, `${prefix}/x86_64`)).toBe('ami-00east');
+    for (const [ssm, name] of [[east, 'x86_64'], [west, 'x86_64'], [east, 'aarch64'], [west, 'aarch64']] as const)
+      expect((await ssm.send(new GetParameterCommand({ Name: `${prefix}/${name}` }))).Parameter?.DataType).toBe('aws:ec2:image');
     expect(await valueIn(west, `${prefix}/x86_64`)).toBe('ami-00west');
     expect(await valueIn(east, `${prefix}/aarch64`)).toBe('ami-000arm');
     expect(await valueIn(west, `${prefix}/aarch64`)).toBe('ami-00armw');
@@ -139,5 +143,36 @@ describe('ssm-parameter activation', () => {
     await expect(activate({ plan: plan('ssm-3'), channel: 'staging', candidates: [regionless], approvedBy: 'a' })).rejects.toThrow(
       /channels\.staging\.activation\.0: no parameter to write: none of the chosen AMIs names its region/,
     );
+  });
+});
+
+describe('ssm-parameter activation: preflight check', () => {
+  const driver = createActivationDrivers({ stateDir: dir })['ssm-parameter'];
+  const where = 'channels.staging.activation.0';
+  const ssmOf = (p: ReturnType<typeof plan>) => p.definition.channels.staging!.activation[0] as Extract<Activation, { kind: 'ssm-parameter' }>;
+
+  it('passes with the activation\'s credentials, reading the parameter in each region an AMI may be copied to, and writes nothing', async () => {
+    const p = plan('ssm-check');
+    const result = await driver.check(ssmOf(p), { plan: p, where });
+    expect(result.ok).toBe(true);
+    expect(result.messages).toEqual([
+      'Checking AWS credentials…',
+      'Credentials work (account 111111111111).',
+      `Checking parameter ${prefix}/x86_64 in us-east-1…`,
+      expect.stringMatching(new RegExp(`^Parameter ${prefix}/x86_64 (in us-east-1 can be read|does not exist in us-east-1 yet; it will be created)\\.$`)),
+      `Checking parameter ${prefix}/x86_64 in us-west-2…`,
+      expect.stringMatching(/us-west-2/),
+      'SSM conditions met.',
+    ]);
+  });
+
+  it('fails for a region that is not one and for credentials that do not resolve, naming the field', async () => {
+    const p = plan('ssm-check-bad');
+    const badRegion = await driver.check({ ...ssmOf(p), region: 'us-east' }, { plan: p, where });
+    expect(badRegion).toEqual({ ok: false, messages: [`region "us-east" is not an AWS region name (like us-east-1); fix ${where}.region`] });
+    const noProfile = { ...ssmOf(p), credentials: { profile: 'no-such-profile', endpoint: rig.motoEndpoint } };
+    const refused = await driver.check(noProfile, { plan: p, where });
+    expect(refused.ok).toBe(false);
+    expect(refused.messages.at(-1)).toMatch(new RegExp(`^Failed: activation ${where}: AWS refused the credentials .*; check ${where.replace(/\./g, '\\.')}\\.credentials`));
   });
 });

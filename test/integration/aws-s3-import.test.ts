@@ -17,7 +17,8 @@ import { createAwsTarget, type AwsPublishProgress, type AwsTarget } from '../../
 import type { Candidate, PublishRequest } from '../../activities/types';
 import { createAwsBuilderProvider, type AwsBuilder } from '../../activities/aws/builder-vm';
 import { Builder } from '../../config/schema';
-import { startMoto, type Service } from '../rig/services';
+import { startMoto } from '../../scripts/servers/moto';
+import type { Service } from '../../scripts/servers/process';
 import { fakeCredentials, recorder, sparseImage, tempDir } from './aws-helpers';
 
 const rig = inject('rig');

@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { builtImageTag, prepareContainerImage } from '../../activities/build/container-image';
 import { runImageBuild } from '../../activities/build/image-build';
-import { freePort, tool, waitForPort } from '../rig/tools';
+import { freePort, tool, waitForPort } from '../../scripts/servers/tools';
 import { ensureBibStandinImage, standinEngine } from '../standins/bootc-image-builder/image';
 import {
   hostOf,

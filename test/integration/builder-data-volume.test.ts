@@ -13,7 +13,7 @@ import {
   staticBuilder,
   testDir,
 } from './builder-fixtures';
-import { clientKeys, SshServer } from '../rig/sshd';
+import { clientKeys, SshServer } from '../../scripts/servers/sshd';
 
 const sh = (cmd: string) => execFileSync('sh', ['-c', cmd]).toString().trim();
 const findmnt = (mp: string, col: string) => {

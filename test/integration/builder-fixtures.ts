@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Builder, ImageBuilder } from '../../config/schema';
 import type { BuilderHost } from '../../activities/types';
-import type { SshHost } from '../rig/sshd';
+import type { SshHost } from '../../scripts/servers/sshd';
 import {
   ensureBibStandinImage,
   standinEngine,

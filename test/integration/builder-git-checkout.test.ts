@@ -8,7 +8,7 @@ import {
   type ContainerImageProgress,
 } from '../../activities/build/container-image';
 import { startDelayRelay } from '../rig/delay-relay-process';
-import { freePort, waitForPort } from '../rig/tools';
+import { freePort, waitForPort } from '../../scripts/servers/tools';
 import { ensureBibStandinImage } from '../standins/bootc-image-builder/image';
 import { hostOf, removeImage, standinImageBuilder, staticBuilder, testDir } from './builder-fixtures';
 

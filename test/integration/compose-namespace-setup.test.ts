@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
 import { SEARCH_ATTRIBUTES } from '../../workflows/search-attributes';
 import type { RigInfo } from '../rig/release-harness';
-import { tool } from '../rig/tools';
+import { tool } from '../../scripts/servers/tools';
 
 const run = promisify(execFile);
 const rig = inject('rig') as RigInfo;

@@ -6,7 +6,7 @@ import { closeSync, ftruncateSync, mkdirSync, openSync, readSync, rmSync, writeS
 import net from 'node:net';
 import path from 'node:path';
 import { SshSession } from '../../activities/ssh/connection';
-import type { SshHost } from '../rig/sshd';
+import type { SshHost } from '../../scripts/servers/sshd';
 
 export interface Rig {
   sshHosts: SshHost[];

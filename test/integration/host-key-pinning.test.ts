@@ -19,9 +19,9 @@ import { KnownHosts } from '../../activities/ssh/known-hosts';
 import type { BuilderHost, PublishRequest } from '../../activities/types';
 import { Builder, Target } from '../../config/schema';
 import { createActivityDeps, releaseStateFrom } from '../../worker/wiring';
-import { createPool, startLibvirtd, type Libvirtd, type RigPool } from '../rig/libvirtd';
+import { createPool, startLibvirtd, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
 import { connectRig, workerDirs, type RigInfo } from '../rig/release-harness';
-import { generateKey, SshServer, type RigKeys } from '../rig/sshd';
+import { generateKey, SshServer, type RigKeys } from '../../scripts/servers/sshd';
 import { MiB, sha256, sparseRaw } from './libvirt-helpers';
 
 const rig = inject('rig') as RigInfo;

@@ -17,8 +17,8 @@ import { domainXml } from '../../activities/libvirt/domain-xml';
 import { openHypervisor } from '../../activities/libvirt/hypervisor';
 import type { HypervisorRunner } from '../../activities/libvirt/virsh';
 import { resourceName } from '../../activities/types';
-import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../rig/libvirtd';
-import { tool } from '../rig/tools';
+import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
+import { tool } from '../../scripts/servers/tools';
 
 const rig = inject('rig');
 const hypervisor = rig.sshHosts[0];

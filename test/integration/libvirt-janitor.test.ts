@@ -15,7 +15,7 @@ import { domainXml } from '../../activities/libvirt/domain-xml';
 import { resourceName } from '../../activities/naming';
 import { Builder } from '../../config/schema';
 import { releaseStateFrom } from '../../worker/wiring';
-import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../rig/libvirtd';
+import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
 import { connectRig, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;

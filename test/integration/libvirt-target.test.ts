@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Target } from '../../config/schema';
 import { createLibvirtTarget, type LibvirtTarget } from '../../activities/libvirt/target';
 import type { Candidate, PublishRequest, StagedArtifact } from '../../activities/types';
-import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../rig/libvirtd';
-import { tool } from '../rig/tools';
+import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
+import { tool } from '../../scripts/servers/tools';
 import { MiB, runKillableChild, sha256, sparseRaw } from './libvirt-helpers';
 
 const rig = inject('rig');

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Notification } from '../../config/notifications';
 import { createNotifyActivities } from '../../activities/notify/activities';
 import type { ReleaseEvent } from '../../activities/notify/message';
-import { startRabbitMq, type RabbitMq } from '../rig/rabbitmq';
-import { freePort } from '../rig/tools';
+import { startRabbitMq, type RabbitMq } from '../../scripts/servers/rabbitmq';
+import { freePort } from '../../scripts/servers/tools';
 
 const rig = inject('rig');
 const SECRET = 'T0KEN-s3cr3t-9f8e7d';

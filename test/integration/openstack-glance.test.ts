@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Target } from '../../config/schema';
 import { createOpenstackTarget, type OpenstackTarget } from '../../activities/openstack/target';
 import type { Candidate, PublishRequest, StagedArtifact } from '../../activities/types';
-import { identityHeaders, startGlance, type Glance } from '../rig/glance';
-import { tool } from '../rig/tools';
+import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
+import { tool } from '../../scripts/servers/tools';
 import { MiB, runKillableChild, sha256, sparseRaw } from './libvirt-helpers';
 
 let glance: Glance;

@@ -9,9 +9,9 @@ import { Target } from '../../config/schema';
 import { issueToken } from '../../activities/openstack/keystone';
 import { createOpenstackTarget, type OpenstackTarget } from '../../activities/openstack/target';
 import type { StagedArtifact } from '../../activities/types';
-import { startGlance, type Glance } from '../rig/glance';
-import { KEYSTONE_ADMIN, startKeystone, type Keystone } from '../rig/keystone';
-import { freePort } from '../rig/tools';
+import { startGlance, type Glance } from '../../scripts/servers/glance';
+import { KEYSTONE_ADMIN, startKeystone, type Keystone } from '../../scripts/servers/keystone';
+import { freePort } from '../../scripts/servers/tools';
 import { MiB, sha256, sparseRaw } from './libvirt-helpers';
 
 let keystone: Keystone;

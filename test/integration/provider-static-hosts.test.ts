@@ -4,7 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, inject, it } from 'vitest';
 import { Builder } from '../../config/schema';
 import { createStaticProvider, type StaticBuilder } from '../../activities/hosts/static';
-import { freePort } from '../rig/tools';
+import { freePort } from '../../scripts/servers/tools';
 import { testDir } from './builder-fixtures';
 
 describe('static builder provider', () => {

@@ -9,7 +9,7 @@ import { Target } from '../../config/schema';
 import { createDirectoryTarget } from '../../activities/directory/target';
 import { createLibvirtTarget, type LibvirtTarget } from '../../activities/libvirt/target';
 import type { StagedArtifact } from '../../activities/types';
-import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../rig/libvirtd';
+import { createPool, startLibvirtd, virsh, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
 import { MiB, sha256, sparseRaw } from './libvirt-helpers';
 
 const rig = inject('rig');

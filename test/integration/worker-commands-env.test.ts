@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { createActivationActivities } from '../../activities/activation';
+import { createActivationActivities, createActivationDrivers } from '../../activities/activation';
 import { createCommandProvider, type CommandBuilder } from '../../activities/hosts/command';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
@@ -92,7 +92,7 @@ describe('environment of worker commands', () => {
       size: 10,
       sha256: 'ab',
     };
-    await createActivationActivities({ stateDir: dir }).activate({ plan, channel: 'staging', candidates: [candidate], approvedBy: 'a' });
+    await createActivationActivities(createActivationDrivers({ stateDir: dir })).activate({ plan, channel: 'staging', candidates: [candidate], approvedBy: 'a' });
     const env = envOf(path.join(dir, 'env'));
     expect(env[UNNAMED]).toBeUndefined();
     expect(Object.keys(env).sort()).toEqual(['BOOTC_RELEASE_ID', NAMED, 'HOME', 'LANG', 'PATH'].sort());

@@ -6,10 +6,13 @@ import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import type {} from 'vitest';
 import { bundleWorkflows } from '../../worker/run';
-import { pushSourceImage, startMoto, startRegistry, startTemporal, type Service } from './services';
-import { freePort } from './tools';
+import { startMoto } from '../../scripts/servers/moto';
+import type { Service } from '../../scripts/servers/process';
+import { pushSourceImage, startRegistry } from '../../scripts/servers/registry';
+import { startTemporal } from '../../scripts/servers/temporal';
+import { freePort } from '../../scripts/servers/tools';
 import type { RigInfo } from './release-harness';
-import { clientKeys, SshServer } from './sshd';
+import { clientKeys, SshServer } from '../../scripts/servers/sshd';
 
 const RIGS = path.resolve(__dirname, '../../.rig');
 const RIG_DIR = path.join(RIGS, 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);

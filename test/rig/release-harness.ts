@@ -13,7 +13,7 @@ import { ReleaseClient } from '../../client/release-client';
 import { createWorkers } from '../../worker/run';
 import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
-import type { SshHost } from './sshd';
+import type { SshHost } from '../../scripts/servers/sshd';
 import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
 
 export interface RigInfo {

@@ -3,7 +3,6 @@
 import { appendFileSync } from 'node:fs';
 import { createActivities } from '../../activities';
 import { TAGS } from '../../activities/types';
-import { connectClient } from '../../client/release-client';
 import { connectWorker, createWorkers } from '../../worker/run';
 import { workerSettings } from '../../worker/settings';
 import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
@@ -38,8 +37,7 @@ async function main() {
         map.defaultAddress!,
     } as WiringOverrides['aws'];
   }
-  const connection = await connectWorker(settings);
-  const client = await connectClient(settings);
+  const { connection, client } = await connectWorker(settings);
   const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client, overrides)));
   log(`worker ${settings.workerId} started (pid ${process.pid})`);
   process.once('SIGTERM', () => workers.shutdown());

@@ -21,8 +21,15 @@ const sources = execFileSync('git', ['ls-files', '-z', ...PRODUCTION], { cwd: re
   .filter((f) => f.endsWith('.ts'))
   .map((file) => ({ file, source: ts.createSourceFile(file, readFileSync(path.join(repo, file), 'utf8'), ts.ScriptTarget.Latest, true) }));
 
-/** The type names an expression can evaluate to: a literal, FailureType.X, or either branch of a conditional. */
+/**
+ * The type names an expression can evaluate to: a literal, FailureType.X, either branch of a conditional, and the
+ * fallback of `caught.type ?? fallback` (a failure passed on keeps the type its thrower gave it).
+ */
 function typeNames(e: ts.Expression, where: string): string[] {
+  if (ts.isBinaryExpression(e) && e.operatorToken.kind === ts.SyntaxKind.QuestionQuestionToken) {
+    const passedOn = ts.isPropertyAccessExpression(e.left) && e.left.name.text === 'type';
+    return [...(passedOn ? [] : typeNames(e.left, where)), ...typeNames(e.right, where)];
+  }
   if (ts.isStringLiteralLike(e)) return [e.text];
   if (ts.isPropertyAccessExpression(e) && e.expression.getText() === 'FailureType') {
     const name = e.name.text as keyof typeof FailureType;

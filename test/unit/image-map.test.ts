@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { createActivationActivities } from '../../activities/activation';
-import { buildImageMap, imageMapEntries, mergeImageMap } from '../../activities/activation/image-map';
+import { createActivationActivities, createActivationDrivers } from '../../activities/activation';
+import { buildImageMap, imageMapEntries, mergeImageMap, previousImageMap } from '../../activities/activation/image-map';
 import type { Candidate } from '../../activities/types';
 import { parsePlan } from '../../config/load';
 
@@ -54,7 +54,7 @@ describe('image map', () => {
         channels: { staging: { activation: [{ kind: 'image-map-file', path: file }] } },
       },
     });
-    const { activate } = createActivationActivities({ stateDir: dir });
+    const { activate } = createActivationActivities(createActivationDrivers({ stateDir: dir }));
     const input = { plan, channel: 'staging', candidates: [c({ imageId: 'ami-new' })], approvedBy: 'a' };
     const first = await activate(input);
     const retried = await activate(input);
@@ -116,6 +116,27 @@ describe('merging a release into an image map', () => {
   it('records a new entry without a previous value, so a rollback deletes it', () => {
     const { replaced } = mergeImageMap(inventory(), [{ target: 'osuosl', arch: 'x86_64', value: 'glance-x' }], 'm');
     expect(replaced).toEqual([{ path: ['osuosl', 'x86_64'], value: 'glance-x' }]);
+  });
+
+  it('gives the hook the map as it was in the release\'s entries: replaced ones as before, unchanged ones as they are, new ones absent', () => {
+    const chosen = [
+      c({ target: 'aws', region: 'us-east-1', imageId: 'ami-x-east' }), // already there: not replaced
+      c({ target: 'aws', region: 'us-west-2', imageId: 'ami-x-west-new' }),
+      c({ arch: 's390x', target: 'ibm_cloud', kind: 'ibmcloud', region: 'us-east', imageId: 'r014-new', type: 'qcow2' }),
+      c({ target: 'osuosl', kind: 'openstack', imageId: 'glance-x' }), // a new entry
+    ];
+    const entries = imageMapEntries(chosen, plan);
+    const { replaced } = mergeImageMap(inventory(), entries, 'm');
+    expect(previousImageMap(buildImageMap(chosen, plan), replaced)).toEqual({
+      aws: { x86_64: { us_east_1: 'ami-x-east', us_west_2: 'ami-x-west' } },
+      ibm_cloud: { s390x: { us_east: 'r014-old' } },
+    });
+  });
+
+  it('gives the whole earlier entry when the release replaced it whole (one image became one per region)', () => {
+    const chosen = [c({ target: 'aws', arch: 'x86_64', region: 'us-west-2', imageId: 'ami-west' })];
+    const { replaced } = mergeImageMap({ aws: { x86_64: 'ami-single' } }, imageMapEntries(chosen, plan), 'm');
+    expect(previousImageMap(buildImageMap(chosen, plan), replaced)).toEqual({ aws: { x86_64: 'ami-single' } });
   });
 
   it('refuses a map that is not a mapping, naming it', () => {

@@ -3,7 +3,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { stopProcess } from './services';
+import { stopProcess } from './process';
 import { promisify } from 'node:util';
 import { freePort, tool, waitForPort } from './tools';
 

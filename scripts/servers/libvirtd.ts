@@ -1,6 +1,7 @@
-// The real libvirtd (Debian's monolithic daemon) for storage tests. There is one per machine, like on a hypervisor:
-// startLibvirtd reuses a running one (its pid file is the lock, so two test files starting it at once end up
-// with one daemon), and every test gets its own dir pool, removed at the end. VMs cannot boot here.
+// The real libvirtd (Debian's monolithic daemon) for the storage tests and the demo. There is one per machine, like
+// on a hypervisor: startLibvirtd reuses a running one (its pid file is the lock, so two test files starting it at
+// once end up with one daemon), and every test (and the demo) gets its own dir pool, removed at the end. VMs cannot
+// boot here.
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, rmSync } from 'node:fs';

@@ -1,4 +1,5 @@
-// Where scripts/install-tools.sh put the rig's tools. A missing tool is an error, never a skipped test.
+// Where scripts/install-tools.sh put the tools the servers run, and free ports for them. A missing tool is an error
+// (a test fails, the demo stops), never a skipped test.
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
