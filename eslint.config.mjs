@@ -25,7 +25,7 @@ export default tseslint.config(
         {
           paths: nodeBuiltins.map((name) => ({ name, message: 'Workflow code runs in the deterministic sandbox.' })),
           patterns: [
-            { group: ['../activities/*', '!../activities/types', '!../activities/channels'], message: 'Import activity types only.' },
+            { group: ['../activities/*', '!../activities/types', '!../activities/channels', '!../activities/failures'], message: 'Import activity types only.' },
           ],
         },
       ],

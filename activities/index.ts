@@ -4,17 +4,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './build';
 import type { createFetchActivities } from './fetch/activities';
-import { activityContext, pinFirstHostKey } from './ssh/host-key-pinning';
+import { pinFirstHostKey } from './ssh/host-key-pinning';
 import { credentialsOf } from './ssh/builder-session';
 import { createActivationActivities } from './activation';
 import { createChannelActivities, type ChannelGateway } from './channels-client';
-import { withHeartbeats } from './runtime/heartbeat';
+import { previousDetails, withHeartbeats } from './runtime/heartbeat';
 import type { NotifyActivities } from './notify/activities';
 import { checkTrigger, type TriggerCheck, type TriggerDeps } from './source/trigger';
 import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBuilder } from './janitor/stale-builders';
 import type { createStagingCleanup } from './fetch/staged-cleanup';
 import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
+import { driverOf, providerOf, type BuilderProviders, type PublishTargets } from './registry';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import { createRetentionActivities, type ApplyRetentionInput, type PlanRetentionInput, type RestoreImagesInput, type RetentionDeps } from './retention/activities';
 import type {
@@ -28,6 +29,7 @@ import type {
   PublishTargetDriver,
   StagedArtifact,
 } from './types';
+import { FailureType } from './failures';
 
 /** What happens on a builder once it is up: activities/build and the fetch in activities/fetch. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
@@ -39,8 +41,9 @@ export interface ActivityDeps {
   definitionsDir: string;
   /** Whether a definition sent whole in the start input may run when the definitions directory has no equal one. */
   allowInlineDefinitions?: boolean;
-  providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
-  targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
+  /** Each under its kind, typed for that kind's builders and targets. */
+  providers: BuilderProviders;
+  targets: PublishTargets;
   steps: BuilderSteps;
   notify: NotifyActivities;
   /** Source fingerprints and earlier releases, for triggers (activities/source). */
@@ -63,14 +66,14 @@ interface ArchStep {
 const builderOf = (plan: ReleasePlan, arch: Arch) => plan.definition.architectures[arch]!.builder;
 
 export function createActivities(deps: ActivityDeps) {
-  const provider = (builder: Builder): BuilderProvider<any> => {
-    const p = deps.providers[builder.provider];
-    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, 'ConfigError');
+  const provider = (builder: Builder): BuilderProvider => {
+    const p = providerOf(deps.providers, builder.provider);
+    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, FailureType.Config);
     return p;
   };
-  const driver = (target: Target): PublishTargetDriver<any> => {
-    const d = deps.targets[target.kind];
-    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, 'ConfigError');
+  const driver = (target: Target): PublishTargetDriver => {
+    const d = driverOf(deps.targets, target.kind);
+    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
     return d;
   };
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
@@ -83,7 +86,7 @@ export function createActivities(deps: ActivityDeps) {
     /** The host comes back with its SSH host key pinned: from the cloud (config, console) or the first one seen. */
     acquireBuilder: (i: ArchStep) => {
       const builder = builderOf(i.plan, i.arch);
-      const previous = activityContext()?.info.heartbeatDetails;
+      const previous = previousDetails();
       return withHeartbeats(async () =>
         pinFirstHostKey(await provider(builder).acquire(builder, { releaseId: i.plan.releaseId, arch: i.arch }), credentialsOf(builder), { previous }),
       );

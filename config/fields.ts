@@ -1,7 +1,7 @@
 // The field types the release definition is made of. Each refuses, with the reason, a value that would reach a
 // shell unquoted, hang a workflow, or carry a credential into the workflow's history.
 import { z } from 'zod';
-import { DURATION, durationMs } from './duration';
+import { DURATION, durationMs, type Duration } from './duration';
 
 /** Anything that ends up in a resource name, a tag or a remote shell command. */
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
@@ -23,14 +23,15 @@ export { durationMs };
 
 /**
  * Durations as Temporal and the `ms` package read them: 90s, 30m, 6h, 7d. Each field has an upper bound: a timer or
- * timeout beyond what Temporal accepts fails the workflow task, which Temporal then retries forever.
+ * timeout beyond what Temporal accepts fails the workflow task, which Temporal then retries forever. Typed as the
+ * shared `Duration` (config/duration.ts): the cast names what the pattern has checked, which zod cannot infer.
  */
-export const duration = (max: string) =>
+export const duration = (max: Duration) =>
   z
     .string()
     .regex(DURATION, 'must be a duration like 90s, 30m, 6h or 7d')
     .refine((v) => !DURATION.test(v) || durationMs(v) <= durationMs(max), `must be at most ${max}`)
-    .meta({ description: `a duration like 90s, 30m, 6h or 7d; at most ${max}` });
+    .meta({ description: `a duration like 90s, 30m, 6h or 7d; at most ${max}` }) as unknown as z.ZodType<Duration, string>;
 
 /**
  * Schemes whose user part is a login name, not a credential (`ssh://git@pagure.io/...`); everywhere else a user part is

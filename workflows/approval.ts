@@ -26,6 +26,7 @@ import {
   type ReleaseStage,
   type ReleaseStatus,
 } from './messages';
+import { FailureType } from '../activities/failures';
 
 export type DecisionKind = 'approve' | 'reject';
 
@@ -130,7 +131,7 @@ export class ApprovalGate {
     const { status } = this.deps;
     // Two updates in one workflow task both pass their validators; only the first may decide.
     const problem = this.validate(kind, m);
-    if (problem) throw ApplicationFailure.nonRetryable(problem, 'DecisionRefused');
+    if (problem) throw ApplicationFailure.nonRetryable(problem, FailureType.DecisionRefused);
     this.take(kind, m);
     await this.deps.condition(() => FINAL_STAGES.includes(status.stage));
     return status;

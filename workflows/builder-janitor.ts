@@ -1,7 +1,9 @@
 // The janitor: run on a Temporal Schedule (`bootc-release janitor schedule`), it deletes builder VMs and volumes
 // that a release left behind (a worker lost mid-teardown, a release terminated by hand) and reports what it did.
-import { log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { ReleaseActivities } from '../activities';
+import { FailureType } from '../activities/failures';
+import { durationMs, isDuration } from '../config/duration';
 
 export interface JanitorInput {
   /** Resources of releases still open are deleted only past this age. */
@@ -25,9 +27,9 @@ const acts = proxyActivities<ReleaseActivities>({
 
 export async function builderJanitor(input: JanitorInput = {}): Promise<JanitorReport> {
   const ttl = input.ttl ?? '24h';
-  const m = /^(\d+)(s|m|h|d)$/.exec(ttl);
-  if (!m) throw new Error(`ttl: "${ttl}" is not a duration like 12h or 2d`);
-  const ttlMs = Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3 }[m[2] as 's'];
+  // A failure, not an Error: an Error thrown here would fail the workflow task, which Temporal retries forever.
+  if (!isDuration(ttl)) throw ApplicationFailure.nonRetryable(`ttl: "${ttl}" is not a duration like 12h or 2d`, FailureType.Config);
+  const ttlMs = durationMs(ttl);
   const { stale, kept } = await acts.findStaleBuilders({ ttlMs, now: new Date(workflowInfo().startTime).toISOString() });
   const report: JanitorReport = { deleted: [], kept, failed: [], dryRun: !!input.dryRun };
   for (const item of stale) {

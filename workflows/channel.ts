@@ -48,6 +48,7 @@ import {
 } from './channel-rules';
 import { releaseNameKey } from './search-attributes';
 import { activationOptions } from './timeouts';
+import { FailureType } from '../activities/failures';
 
 /** Continue as new past this many events, unless the input sets another bound. */
 export const CHANNEL_MAX_HISTORY_EVENTS = 2000;
@@ -58,7 +59,7 @@ const lookup = proxyActivities<ReleaseActivities>({
 });
 
 /** A refusal: the update fails with this reason, and nothing was activated. */
-const refused = (reason: string) => ApplicationFailure.nonRetryable(reason, 'ChannelRequestRefused');
+const refused = (reason: string) => ApplicationFailure.nonRetryable(reason, FailureType.ChannelRequestRefused);
 
 function failureText(err: unknown): string {
   let e = err as { message?: string; cause?: unknown } | undefined;
@@ -138,7 +139,7 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
       const error = isCancellation(err) ? 'cancelled with its release' : failureText(err);
       const { seq, kind, releaseId, by, at, from } = a;
       state = { ...state, activating: undefined, lastFailure: { seq, kind, releaseId, by, at, from, error } };
-      throw ApplicationFailure.nonRetryable(`channel ${channel}: activating release ${releaseId} failed: ${error}`, 'ActivationFailed');
+      throw ApplicationFailure.nonRetryable(`channel ${channel}: activating release ${releaseId} failed: ${error}`, FailureType.ActivationFailed);
     } finally {
       running.delete(a.releaseId);
       refresh();

@@ -27,10 +27,11 @@ import { recordReleaseEnd } from './release-metrics';
 import { noCandidatesMessage } from './release-rules';
 import { trackRelease, type ReleaseTracker } from './release-status';
 import { activationOptions } from './timeouts';
+import { FailureType } from '../activities/failures';
 
 const setup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '5m',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config] },
 });
 
 export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> {
@@ -45,7 +46,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
 
     release.setStage('building');
     await Promise.all(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
-    if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), 'NoCandidates');
+    if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), FailureType.NoCandidates);
 
     const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
     if (verdict.stage !== 'approved') {
@@ -113,7 +114,7 @@ function activateChosen(plan: ReleasePlan, chosen: Candidate[], approvedBy: stri
   if (patched('channels')) {
     // Waits for the channel's activation, which may queue behind another there: attempts re-attach, unbounded.
     const options = activationOptions(plan.definition, approvedFor);
-    options.retry = { ...options.retry, maximumAttempts: Number.POSITIVE_INFINITY, nonRetryableErrorTypes: ['ConfigError', 'ChannelRequestRefused', 'ActivationFailed'] };
+    options.retry = { ...options.retry, maximumAttempts: Number.POSITIVE_INFINITY, nonRetryableErrorTypes: [FailureType.Config, FailureType.ChannelRequestRefused, FailureType.ActivationFailed] };
     const { releaseId, definition } = plan;
     return proxyActivities<ReleaseActivities>(options).assignToChannel({ releaseId, channel: approvedFor, definition, taskQueue: workflowInfo().taskQueue });
   }

@@ -7,12 +7,13 @@ import type { ReleaseEvent } from '../activities/types';
 import type { NotifyEvent } from '../config/notifications';
 import type { ReleasePlan } from '../config/schema';
 import type { ReleaseStage, ReleaseStatus } from './messages';
+import { FailureType } from '../activities/failures';
 
 /** A few tries with the definition's backoff: a message is worth a minute of retries, not a stuck release. */
 const sender = (t: ReleasePlan['definition']['timeouts']) =>
   proxyActivities<ReleaseActivities>({
     startToCloseTimeout: '2m',
-    retry: { initialInterval: t.retryInitial, backoffCoefficient: 2, maximumInterval: t.retryMax, maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+    retry: { initialInterval: t.retryInitial, backoffCoefficient: 2, maximumInterval: t.retryMax, maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config] },
   }).notifyRelease;
 
 /** Release stages that are worth a message, and the event each one sends. */

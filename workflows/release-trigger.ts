@@ -18,10 +18,11 @@ import type { NotifyEvent } from '../config/notifications';
 import { imageRelease } from './image-release';
 import type { TriggerInput, TriggerResult } from './messages';
 import { releaseNameKey, releaseSourceDigestKey, releaseTriggerKey } from './search-attributes';
+import { FailureType } from '../activities/failures';
 
 const acts = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '10m',
-  retry: { initialInterval: '5s', maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { initialInterval: '5s', maximumInterval: '1m', maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config] },
 });
 
 export async function releaseTrigger(input: TriggerInput): Promise<TriggerResult> {
@@ -80,6 +81,6 @@ function msOf(d: string): number {
   try {
     return durationMs(d);
   } catch {
-    throw ApplicationFailure.nonRetryable(`rebuildAfter: "${d}" is not a duration like 14d or 12h`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`rebuildAfter: "${d}" is not a duration like 14d or 12h`, FailureType.Config);
   }
 }

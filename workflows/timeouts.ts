@@ -2,13 +2,14 @@
 // activity is retried elsewhere, so they are configurable (`timeouts.heartbeat` in the definition).
 import { ActivityCancellationType, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
-import { durationMs } from '../config/duration';
+import { durationMs, type Duration } from '../config/duration';
+import { NOT_RETRIED } from '../activities/failures';
 
 type Timeouts = ReleaseDefinition['timeouts'];
 
 export function activityOptions(
   t: Timeouts,
-  o: { startToCloseTimeout: string; taskQueue?: string; maximumAttempts?: number; waitForCancellation?: boolean },
+  o: { startToCloseTimeout: Duration; taskQueue?: string; maximumAttempts?: number; waitForCancellation?: boolean },
 ): ActivityOptions {
   return {
     // Steps that create resources wait until their cancellation is done, so nothing is created after the teardown.
@@ -22,7 +23,7 @@ export function activityOptions(
       maximumInterval: t.retryMax,
       // 0 means unlimited, as in Temporal's own retry policy; the TypeScript SDK spells that Infinity.
       maximumAttempts: (o.maximumAttempts ?? t.maxAttempts) || Number.POSITIVE_INFINITY,
-      nonRetryableErrorTypes: ['ConfigError', 'HostKeyMismatch', 'NoSpaceLeft', 'PermissionDenied'],
+      nonRetryableErrorTypes: [...NOT_RETRIED],
     },
   };
 }

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
 import type { ImageType } from '../../config/schema';
 import type { StagedArtifact } from '../types';
+import { FailureType } from '../failures';
 
 const execFileP = promisify(execFile);
 
@@ -36,7 +37,7 @@ export async function prepareImage(
 ): Promise<PreparedImage> {
   const from = QEMU_FORMAT[artifact.type];
   if (!from)
-    throw ApplicationFailure.nonRetryable(`${opts.where}: a ${artifact.type} artifact cannot be written to a libvirt pool; publish raw or qcow2 images there`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`${opts.where}: a ${artifact.type} artifact cannot be written to a libvirt pool; publish raw or qcow2 images there`, FailureType.Config);
   if (from === format) return { path: artifact.path, format, size: artifact.size, sha256: artifact.sha256 };
 
   const out = `${artifact.path}.${format}`;

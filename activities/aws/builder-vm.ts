@@ -19,7 +19,8 @@ import { createHash } from 'node:crypto';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, OwnedResource, StepContext } from '../types';
 import { resourceName, TAGS } from '../types';
-import { activitySignal, waitFor } from '../runtime/aws-activity';
+import { activitySignal, heartbeat } from '../runtime/heartbeat';
+import { pollUntil } from '../runtime/poll';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { consoleHostKey } from './console-host-keys';
@@ -117,7 +118,8 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
   }
 
   async function waitRunning(ec2: BuilderEc2, id: string, signal?: AbortSignal): Promise<Instance> {
-    return await waitFor(
+    heartbeat({ instanceId: id });
+    return await pollUntil(
       async () => {
         const [i] = await instances(ec2, [{ Name: 'instance-id', Values: [id] }]);
         const state = i?.State?.Name;
@@ -125,7 +127,7 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
           throw new Error(`builder instance ${id} is ${state} (${i?.StateReason?.Message ?? 'no reason given'})`);
         return state === 'running' ? i : undefined;
       },
-      { what: `instance ${id} to run`, intervalMs, timeoutMs, signal, progress: { instanceId: id } },
+      { describe: `instance ${id} to run`, intervalMs, timeoutMs, signal },
     );
   }
 
@@ -186,17 +188,18 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
       } catch (err) {
         if (!isNotFound(err)) throw err;
       }
-      await waitFor(
+      heartbeat({ terminating: [...ids] });
+      await pollUntil(
         async () => {
           const left = await instances(ec2, [{ Name: 'instance-id', Values: [...ids] }]);
           return left.every((i) => i.State?.Name === 'terminated') ? true : undefined;
         },
-        { what: `instances ${[...ids].join(', ')} to terminate`, intervalMs, timeoutMs, signal, progress: { terminating: [...ids] } },
+        { describe: `instances ${[...ids].join(', ')} to terminate`, intervalMs, timeoutMs, signal },
       );
     }
     // Volumes whose DeleteOnTermination did not take (an acquire that died before setting it) are swept here.
     const extra = host.resources.filter((r) => r.kind === 'ebs-volume').map((r) => r.id);
-    await waitFor(
+    await pollUntil(
       async () => {
         const byTag = await ec2.send(
           new DescribeVolumesCommand({ Filters: [...ownerFilters(ctx), { Name: `tag:${TAGS.step}`, Values: BUILDER_STEPS }] }),
@@ -213,7 +216,7 @@ export function createAwsBuilderProvider(deps: AwsBuilderDeps = {}): BuilderProv
         for (const v of live.filter((v) => v.State === 'available')) await deleteVolume(ec2, v.VolumeId!);
         return live.some((v) => v.State !== 'available') ? undefined : true;
       },
-      { what: `volumes of ${ctx.arch} builder to detach and delete`, intervalMs, timeoutMs, signal },
+      { describe: `volumes of ${ctx.arch} builder to detach and delete`, intervalMs, timeoutMs, signal },
     );
   }
 

@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import type { Sends } from './clients';
-import { waitFor } from '../runtime/aws-activity';
+import { pollUntil } from '../runtime/poll';
 import { tagFilters, toTags, type TagMap } from './tags';
 
 export type DataVolumeEc2 = Sends<DescribeVolumesCommand | CreateVolumeCommand | AttachVolumeCommand | ModifyInstanceAttributeCommand>;
@@ -62,22 +62,22 @@ export async function ensureDataVolume(ec2: DataVolumeEc2, req: DataVolumeReques
   }
   const volumeId = volume.VolumeId!;
   const wait = { intervalMs: req.intervalMs, timeoutMs: req.timeoutMs, signal: req.signal };
-  volume = await waitFor(
+  volume = await pollUntil(
     async () => {
       const v = await describeVolume(ec2, volumeId);
       const attachedHere = v.Attachments?.some((a) => a.InstanceId === instanceId);
       return v.State === 'available' || attachedHere ? v : undefined;
     },
-    { ...wait, what: `volume ${volumeId} to become available` },
+    { ...wait, describe: `volume ${volumeId} to become available` },
   );
   if (!volume.Attachments?.some((a) => a.InstanceId === instanceId))
     await ec2.send(new AttachVolumeCommand({ VolumeId: volumeId, InstanceId: instanceId, Device: DATA_VOLUME_DEVICE }));
-  await waitFor(
+  await pollUntil(
     async () => {
       const v = await describeVolume(ec2, volumeId);
       return v.Attachments?.some((a) => a.InstanceId === instanceId && a.State === 'attached') ? v : undefined;
     },
-    { ...wait, what: `volume ${volumeId} to attach to ${instanceId}` },
+    { ...wait, describe: `volume ${volumeId} to attach to ${instanceId}` },
   );
   await ec2.send(
     new ModifyInstanceAttributeCommand({

@@ -6,7 +6,7 @@ import { DeleteSnapshotCommand } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import type { Sends } from './clients';
-import { blocksOf } from '../artifacts/sparse-blocks';
+import { zeroBlocks } from '../artifacts/zero-blocks';
 import { describeSnapshot, findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
 import { toTags, type TagMap } from './tags';
 
@@ -107,7 +107,7 @@ export async function uploadEbsDirect(ebs: EbsDirectEbs, ec2: EbsDirectEc2, req:
   const report = () => req.onProgress?.({ snapshotId, next, inFlight: [...unconfirmed], bytesSent });
   const concurrency = req.concurrency ?? 16;
 
-  for await (const block of blocksOf(req.file, EBS_BLOCK_SIZE, req.signal)) {
+  for await (const block of zeroBlocks(req.file, EBS_BLOCK_SIZE, req.signal)) {
     if (failure) break;
     if (block.data) {
       const digest = createHash('sha256').update(block.data).digest();
@@ -116,7 +116,8 @@ export async function uploadEbsDirect(ebs: EbsDirectEbs, ec2: EbsDirectEc2, req:
         while (inFlight.size >= concurrency) await Promise.race(inFlight.values());
         if (failure) break;
         const index = block.index;
-        const data = block.data;
+        // In flight past the next read, which reuses the scanner's buffer.
+        const data = Buffer.from(block.data);
         const put = ebs
           .send(
             new PutSnapshotBlockCommand({

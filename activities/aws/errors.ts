@@ -1,6 +1,7 @@
 // AWS errors sorted into what a retry can fix and what only a person can: the latter become non-retryable
 // ApplicationFailures that name the resource and the config field to change.
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../failures';
 
 const CREDENTIAL_CODES = new Set([
   'AuthFailure',
@@ -39,10 +40,10 @@ export function classifyAwsError(err: unknown, what: string, field: string): Err
   const code = awsErrorCode(err) ?? 'Error';
   const message = (err as Error)?.message ?? String(err);
   if (isCredentialError(err))
-    return ApplicationFailure.nonRetryable(`${what}: AWS refused the credentials (${code}: ${message}); check ${field}`, 'CredentialsError');
+    return ApplicationFailure.nonRetryable(`${what}: AWS refused the credentials (${code}: ${message}); check ${field}`, FailureType.Credentials);
   if (isPermissionError(err))
-    return ApplicationFailure.nonRetryable(`${what}: permission denied (${code}: ${message}); grant it to the identity in ${field} (see docs/aws.md)`, 'PermissionError');
+    return ApplicationFailure.nonRetryable(`${what}: permission denied (${code}: ${message}); grant it to the identity in ${field} (see docs/aws.md)`, FailureType.Permission);
   if (MISSING_SUFFIXES.some((s) => code.endsWith(s)))
-    return ApplicationFailure.nonRetryable(`${what}: ${code}: ${message}; check ${field}`, 'ConfigError');
+    return ApplicationFailure.nonRetryable(`${what}: ${code}: ${message}; check ${field}`, FailureType.Config);
   return err instanceof Error ? err : new Error(`${what}: ${message}`);
 }

@@ -13,7 +13,7 @@ import {
   type Image,
 } from '@aws-sdk/client-ec2';
 import type { Arch } from '../../config/schema';
-import { waitFor } from '../runtime/aws-activity';
+import { pollUntil } from '../runtime/poll';
 import type { Sends } from './clients';
 import { awsErrorCode, isNotFound } from './errors';
 import { toTags, type TagMap } from './tags';
@@ -49,14 +49,14 @@ const snapshotsOf = (image: Image) =>
   (image.BlockDeviceMappings ?? []).map((m) => m.Ebs?.SnapshotId).filter((s): s is string => !!s);
 
 async function waitAvailable(ec2: Sends<DescribeImagesCommand>, imageId: string, region: string, opts: WaitOpts): Promise<Image> {
-  return await waitFor(
+  return await pollUntil(
     async () => {
       const image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0];
       if (image?.State === 'failed' || image?.State === 'error' || image?.State === 'invalid')
         throw new Error(`AMI ${imageId} in ${region} is ${image.State}: ${image.StateReason?.Message ?? 'no reason given'}`);
       return image?.State === 'available' ? image : undefined;
     },
-    { ...opts, what: `AMI ${imageId} in ${region} to become available` },
+    { ...opts, describe: `AMI ${imageId} in ${region} to become available` },
   );
 }
 

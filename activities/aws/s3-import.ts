@@ -5,10 +5,11 @@ import { CreateTagsCommand, DescribeImportSnapshotTasksCommand, ImportSnapshotCo
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { ApplicationFailure } from '@temporalio/common';
 import { uploadResumable, type MultipartResumeState, type ResumableS3Command } from '../s3/resumable-upload';
-import { waitFor } from '../runtime/aws-activity';
+import { pollUntil } from '../runtime/poll';
 import type { Sends } from './clients';
 import { findSnapshot, markUpload, uploadMark, type SnapshotEc2 } from './snapshots';
 import { AWS_TAGS, fromTags, toTags, type TagMap } from './tags';
+import { FailureType } from '../failures';
 
 /** The resumable multipart upload's actions (HeadObject, Create/Upload/List/Complete/Abort multipart) and DeleteObject. */
 export type S3ImportS3 = Sends<ResumableS3Command | DeleteObjectCommand>;
@@ -146,7 +147,7 @@ export async function importViaS3(s3: S3ImportS3, ec2: S3ImportEc2, req: S3Impor
   const importTaskId = task.ImportTaskId!;
   report({ phase: 'import', importTaskId });
 
-  const snapshotId = await waitFor(
+  const snapshotId = await pollUntil(
     async () => {
       const t = (await ec2.send(new DescribeImportSnapshotTasksCommand({ ImportTaskIds: [importTaskId] }))).ImportSnapshotTasks?.[0];
       const d = t?.SnapshotTaskDetail;
@@ -154,13 +155,13 @@ export async function importViaS3(s3: S3ImportS3, ec2: S3ImportEc2, req: S3Impor
       if (d.Status === 'deleting' || d.Status === 'deleted') {
         const message = `import task ${importTaskId} of s3://${req.bucket}/${req.key} failed: ${d.StatusMessage ?? d.Status}`;
         // "ClientError: ..." is AWS blaming the input (format, size, the vmimport role): importing again cannot help.
-        if (/^ClientError/.test(d.StatusMessage ?? '')) throw ApplicationFailure.nonRetryable(message, 'ImportError');
+        if (/^ClientError/.test(d.StatusMessage ?? '')) throw ApplicationFailure.nonRetryable(message, FailureType.AwsImportFailed);
         throw new Error(message);
       }
       report({ percent: d.Progress });
       return d.Status === 'completed' && d.SnapshotId ? d.SnapshotId : undefined;
     },
-    { what: `import task ${importTaskId}`, intervalMs: req.intervalMs, timeoutMs: req.timeoutMs, signal: req.signal },
+    { describe: `import task ${importTaskId}`, intervalMs: req.intervalMs, timeoutMs: req.timeoutMs, signal: req.signal },
   );
   await markUpload(ec2, snapshotId, 'complete', req.tags);
   await deleteObject();

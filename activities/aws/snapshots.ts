@@ -2,7 +2,7 @@
 // got, so a retry after a lost heartbeat knows whether to resume, complete, or reuse the snapshot.
 import { CreateTagsCommand, DescribeSnapshotsCommand, type Snapshot } from '@aws-sdk/client-ec2';
 import type { Sends } from './clients';
-import { waitFor } from '../runtime/aws-activity';
+import { pollUntil } from '../runtime/poll';
 import { AWS_TAGS, fromTags, tagFilters, toTags, type TagMap } from './tags';
 import { isNotFound } from './errors';
 
@@ -40,13 +40,13 @@ export async function waitSnapshotCompleted(
   id: string,
   opts: { intervalMs: number; timeoutMs: number; signal?: AbortSignal },
 ): Promise<Snapshot> {
-  return await waitFor(
+  return await pollUntil(
     async () => {
       const s = await describeSnapshot(ec2, id);
       if (!s) throw new Error(`snapshot ${id} disappeared`);
       if (s.State === 'error') throw new Error(`snapshot ${id} failed: ${s.StateMessage ?? 'no message'}`);
       return s.State === 'completed' ? s : undefined;
     },
-    { ...opts, what: `snapshot ${id} to complete` },
+    { ...opts, describe: `snapshot ${id} to complete` },
   );
 }

@@ -7,7 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
 import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
-import { activitySignal, heartbeat, previousProgress } from '../runtime/aws-activity';
+import { activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
 import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
@@ -18,6 +18,7 @@ import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep'
 import { waitSnapshotCompleted } from './snapshots';
 import { AWS_TAGS, type TagMap } from './tags';
 import { awsImageUser, deprecateAwsImage, listAwsImages, restoreAwsImage } from './retention';
+import { FailureType } from '../failures';
 
 export type AwsTarget = Extract<Target, { kind: 'aws' }>;
 
@@ -54,11 +55,11 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
     const t = req.target;
     const where = `publishing ${req.imageName} to target ${req.targetName} (${t.region})`;
     if (req.artifact.type !== 'ami')
-      throw ApplicationFailure.nonRetryable(`${where}: aws targets take ami artifacts, got ${req.artifact.type}; build ami for ${req.arch}`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${where}: aws targets take ami artifacts, got ${req.artifact.type}; build ami for ${req.arch}`, FailureType.Config);
     const clients = awsClients(t.region, t.credentials, deps);
     const signal = activitySignal();
     const ctx = { ...wait, signal };
-    let progress: AwsPublishProgress = previousProgress<AwsPublishProgress>() ?? { phase: 'snapshot' };
+    let progress: AwsPublishProgress = previousDetails<AwsPublishProgress>() ?? { phase: 'snapshot' };
     const report = (p: Partial<AwsPublishProgress>) => {
       progress = { ...progress, ...p };
       heartbeat(progress);

@@ -1,6 +1,6 @@
 // The builder's activities: what happens on a builder VM once it answers SSH. Each wraps a library function with
 // the activity's cancellation signal and heartbeats (small progress, never logs).
-import { Context } from '@temporalio/activity';
+import { activityLog, activitySignal, heartbeat, withHeartbeats } from '../runtime/heartbeat';
 import {
   prepareContainerImage,
   type ContainerImage,
@@ -37,58 +37,45 @@ export type {
 
 export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
   async prepareDataVolume(input: PrepareDataVolumeInput): Promise<DataVolumeResult> {
-    const ctx = Context.current();
-    return await heartbeating(ctx, { step: 'data-volume' }, async () => {
-      const result = await prepareDataVolume(input, { signal: ctx.cancellationSignal });
-      for (const m of result.messages) ctx.log.info(`${input.arch}: ${m}`);
+    heartbeat({ step: 'data-volume' });
+    return await withHeartbeats(async () => {
+      const result = await prepareDataVolume(input, { signal: activitySignal() });
+      for (const m of result.messages) activityLog(`${input.arch}: ${m}`);
       return result;
     });
   },
 
   async prepareContainerImage(input: PrepareContainerImageInput): Promise<ContainerImage> {
-    const ctx = Context.current();
     let last = '';
     return await prepareContainerImage(input, {
-      signal: ctx.cancellationSignal,
+      signal: activitySignal(),
       pollIntervalMs: deps.pollIntervalMs,
       onProgress: (p) => {
-        ctx.heartbeat(p);
-        if (p.phase !== last) ctx.log.info(`${input.arch}: ${p.message}`);
+        heartbeat(p);
+        if (p.phase !== last) activityLog(`${input.arch}: ${p.message}`);
         last = p.phase;
       },
     });
   },
 
   async runImageBuild(input: RunImageBuildInput): Promise<ImageBuildResult> {
-    const ctx = Context.current();
     let last = '';
     const result = await runImageBuild(input, {
       stagingDir: deps.stagingDir,
-      signal: ctx.cancellationSignal,
+      signal: activitySignal(),
       pollIntervalMs: deps.pollIntervalMs,
       reconnectWindowMs: deps.reconnectWindowMs,
       killGraceSeconds: deps.killGraceSeconds,
       onProgress: (p: BuildProgress) => {
-        ctx.heartbeat(p);
+        heartbeat(p);
         const line = `${input.arch}: ${p.run} ${p.phase} ${p.message}`;
-        if (line !== last && p.phase !== 'building') ctx.log.info(line);
+        if (line !== last && p.phase !== 'building') activityLog(line);
         last = line;
       },
     });
-    ctx.log.info(`${input.arch}: bootc-image-builder finished; logs: ${result.logs.join(', ')}`);
+    activityLog(`${input.arch}: bootc-image-builder finished; logs: ${result.logs.join(', ')}`);
     return result;
   },
 });
 
 export type BuilderActivities = ReturnType<typeof createBuilderActivities>;
-
-/** Heartbeats on a timer around a step that has no progress of its own to report. */
-async function heartbeating<T>(ctx: Context, details: object, fn: () => Promise<T>): Promise<T> {
-  ctx.heartbeat(details);
-  const timer = setInterval(() => ctx.heartbeat(details), 10_000);
-  try {
-    return await fn();
-  } finally {
-    clearInterval(timer);
-  }
-}

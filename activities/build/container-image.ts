@@ -11,6 +11,7 @@ import { archiveFailedAttempt, driveDetached, parseFields } from '../ssh/detache
 import { releaseWorkDir } from './image-build';
 import { BuilderLink } from '../ssh/link';
 import { lastLines } from './progress';
+import { FailureType } from '../failures';
 
 export interface PrepareContainerImageInput {
   releaseId: string;
@@ -72,7 +73,7 @@ export async function prepareContainerImage(
       if (tail !== undefined) {
         const message = `${where}: pulling ${source.image} failed: ${lastLines(tail, 5)}`;
         if (PERMANENT_PULL.test(tail))
-          throw ApplicationFailure.nonRetryable(`${message}; check source.image`, 'ConfigError');
+          throw ApplicationFailure.nonRetryable(`${message}; check source.image`, FailureType.Config);
         throw new Error(message);
       }
       const pulled = await inspect(source.image).catch(() => undefined);
@@ -178,11 +179,11 @@ export async function prepareContainerImage(
     if (code !== 0) {
       const why = lastLines(output, 4);
       if (code === 3)
-        throw ApplicationFailure.nonRetryable(`${where}: ${why}; install git in the builder image`, 'ConfigError');
+        throw ApplicationFailure.nonRetryable(`${where}: ${why}; install git in the builder image`, FailureType.Config);
       if (/couldn't find remote ref|not a valid|did not match any|pathspec/i.test(why))
         throw ApplicationFailure.nonRetryable(
           `${where}: ref ${src.ref} not found in ${src.git}: ${why}; check source.ref`,
-          'ConfigError',
+          FailureType.Config,
         );
       throw new Error(`${where}: fetching ${src.git} failed: ${why}`);
     }

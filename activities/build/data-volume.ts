@@ -9,6 +9,7 @@ import type { BuilderHost } from '../types';
 import { SshCommandError, shellQuote, type SshSession } from '../ssh/connection';
 import { parseFields } from '../ssh/detached';
 import { BuilderLink } from '../ssh/link';
+import { FailureType } from '../failures';
 
 export interface PrepareDataVolumeInput {
   releaseId: string;
@@ -49,7 +50,7 @@ export async function prepareDataVolume(
   const field = `architectures.${arch}.builder.dataVolume`;
   const where = `${arch}: builder ${host.address}`;
   const configError = (message: string) =>
-    ApplicationFailure.nonRetryable(`${where}: ${message}`, 'ConfigError');
+    ApplicationFailure.nonRetryable(`${where}: ${message}`, FailureType.Config);
   const mp = shellQuote(volume.mountpoint);
   const marker = shellQuote(markerFile(volume.mountpoint));
   const messages: string[] = [];

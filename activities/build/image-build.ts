@@ -12,6 +12,8 @@ import { archiveFailedAttempt, DETACHED_FILES, driveDetached, killDetached, pars
 import { BuilderLink } from '../ssh/link';
 import { countManifestStages, lastLines, noSpaceLine, progressMessage, progressScript } from './progress';
 import { buildDigestCommand, parseDigests } from '../fetch/remote-file';
+import { withHeartbeats } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export interface RunImageBuildInput {
   releaseId: string;
@@ -106,8 +108,10 @@ export async function runImageBuild(
       logs.push(log);
       for (const a of run.artifacts) {
         report('checksumming', `sha256 of ${path.posix.relative(run.outputDir, a.path)}`);
-        const described = await beating(() =>
-          link.run((ssh) => describeArtifact(ssh, run, a.path, opts.signal)),
+        // One long remote command (sha256 of 40 GB): the activity stays alive on its last report.
+        const described = await withHeartbeats(
+          () => link.run((ssh) => describeArtifact(ssh, run, a.path, opts.signal)),
+          Math.min(opts.pollIntervalMs ?? 10_000, 10_000),
         );
         artifacts.push({ type: a.type, remotePath: a.path, ...described });
       }
@@ -180,7 +184,7 @@ export async function runImageBuild(
       throw ApplicationFailure.nonRetryable(
         `${where} ran out of space: "${enospc}"; give architectures.${arch}.builder.dataVolume more space ` +
           `(a bigger device or sizeGiB), raise its tmpfs sizes, or put builder.workDir on it; ${full}`,
-        'NoSpaceLeft',
+        FailureType.NoSpaceLeft,
       );
     throw new Error(`${where} exited ${code}: ${lastLines(tail, 8)}; ${full}`);
   }
@@ -197,19 +201,6 @@ export async function runImageBuild(
       );
     } finally {
       cleanup.drop();
-    }
-  }
-
-  /** Keeps heartbeats going through one long remote command (sha256 of 40 GB). */
-  async function beating<T>(fn: () => Promise<T>): Promise<T> {
-    const timer = setInterval(
-      () => report('checksumming', 'computing sha256 on the builder'),
-      Math.min(opts.pollIntervalMs ?? 10_000, 10_000),
-    );
-    try {
-      return await fn();
-    } finally {
-      clearInterval(timer);
     }
   }
 }
@@ -256,7 +247,7 @@ async function describeArtifact(
   ].join('\n');
   const { stdout } = await ssh.exec(script, { signal }).catch((err: unknown) => {
     if (err instanceof SshCommandError && err.result.code === 3)
-      throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), 'ArtifactMissing');
+      throw ApplicationFailure.nonRetryable(err.result.stderr.trim(), FailureType.ArtifactMissing);
     throw err;
   });
   const fields = parseFields(stdout);

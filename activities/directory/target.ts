@@ -6,11 +6,11 @@ import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/p
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import type { Candidate, PublishTargetDriver } from '../types';
 import { fileUser, listImageFiles } from './retention';
+import { withHeartbeats } from '../runtime/heartbeat';
 
 type DirectoryTarget = Extract<Target, { kind: 'directory' }>;
 const run = promisify(execFile);
@@ -21,15 +21,6 @@ export async function sha256File(file: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');
-}
-
-/** Heartbeat when running as an activity; a no-op when called directly (tests, scripts). */
-function heartbeat(): void {
-  try {
-    Context.current().heartbeat();
-  } catch {
-    // not in an activity
-  }
 }
 
 export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
@@ -66,15 +57,15 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
       // Copying and hashing a 10 GiB image takes a while: keep heartbeating, so Temporal does not think this worker
       // died and start a second attempt. Each attempt writes its own partial file all the same.
       const partial = `${file}.partial-${process.pid}-${Date.now()}`;
-      const beat = setInterval(heartbeat, 5_000);
       try {
-        await run('cp', ['--sparse=always', artifact.path, partial]);
-        const actual = await sha256File(partial);
-        if (actual !== artifact.sha256)
-          throw ApplicationFailure.retryable(`${artifact.path}: sha256 ${actual} of the copy differs from the fetched ${artifact.sha256}`);
-        await rename(partial, file);
+        await withHeartbeats(async () => {
+          await run('cp', ['--sparse=always', artifact.path, partial]);
+          const actual = await sha256File(partial);
+          if (actual !== artifact.sha256)
+            throw ApplicationFailure.retryable(`${artifact.path}: sha256 ${actual} of the copy differs from the fetched ${artifact.sha256}`);
+          await rename(partial, file);
+        }, 5_000);
       } finally {
-        clearInterval(beat);
         await rm(partial, { force: true });
       }
       await writeFile(sidecar, `${artifact.sha256}  ${path.basename(file)}\n`);

@@ -4,13 +4,14 @@
 // continues with the artifact and the pieces where the last one stopped; cancellation closes the channels.
 import { mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder } from '../../config/schema';
 import { connectBuilder } from '../ssh/builder-session';
 import type { SshSession } from '../ssh/connection';
 import { fetchFile, StagingSpaceError, type FetchProgress } from './fetch-file';
 import type { BuilderHost, BuiltArtifact, StagedArtifact } from '../types';
+import { activityLog, activitySignal, previousDetails, throttledHeartbeat, withHeartbeats } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export interface FetchArtifactsInput {
   releaseId: string;
@@ -72,89 +73,85 @@ export function createFetchActivities(deps: FetchDeps) {
     };
   }
 
+  async function fetchAll(input: FetchArtifactsInput): Promise<StagedArtifact[]> {
+    const signal = activitySignal();
+    const details = previousDetails<FetchHeartbeat>();
+    const staged: StagedArtifact[] = [];
+    const heartbeat = throttledHeartbeat<FetchHeartbeat>(interval);
+    // Where this attempt starts: the previous attempt's resume state, else the first artifact.
+    heartbeat(details ?? { index: 0, bytesDone: 0, total: 0 }, true);
+    const connect = () => connectBuilder(input.host, input.builder, signal);
+    let ssh: SshSession | undefined;
+    try {
+      ssh = await connect();
+      for (const [index, a] of input.artifacts.entries()) {
+        const local = stagingPath(deps.stagingDir, input.releaseId, input.arch, a);
+        const stagedArtifact = (size: number, dataBytes: number, sha256: string): StagedArtifact => ({
+          arch: input.arch,
+          type: a.type,
+          path: local,
+          size,
+          dataBytes,
+          sha256,
+          stagingQueue: deps.stagingQueue,
+        });
+        const onDisk = await alreadyStaged(local, a);
+        if (onDisk) {
+          staged.push(stagedArtifact(onDisk.size, onDisk.dataBytes, a.sha256));
+          continue;
+        }
+        await mkdir(path.dirname(local), { recursive: true });
+        // Until the new attempt reports, the details keep the old resume state: a death now must not lose it.
+        const resume = details?.index === index ? details.progress : undefined;
+        heartbeat(
+          { index, bytesDone: resume?.bytesDone ?? 0, total: resume?.dataBytes ?? 0, progress: resume },
+          true,
+        );
+        const result = await fetchFile(ssh, a.remotePath, local, {
+          signal,
+          expectedSha256: a.sha256 || undefined,
+          expectedSparseSha256: a.sparseSha256,
+          resume,
+          openSession: connect,
+          pieceBytes: deps.pieceBytes,
+          onProgress: (progress) =>
+            heartbeat({
+              index,
+              bytesDone: progress.bytesDone,
+              total: progress.dataBytes,
+              progress,
+            }),
+        }).catch(async (err: unknown) => {
+          const failure = classify(err, input, a, deps.stagingDir);
+          // A full disk is not retried: give the space of the partial file back.
+          if (failure !== err) await rm(`${local}.part`, { force: true });
+          throw failure;
+        });
+        // The checksum file vouches for the data: it must not reach the disk before the data does (a machine
+        // crash would otherwise leave a "verified" file with lost pages).
+        await datasync(local);
+        await writeFile(
+          checksumFile(local),
+          `${result.sha256}  ${path.basename(local)}\n# size=${result.size} dataBytes=${result.dataBytes}\n`,
+        );
+        activityLog(
+          `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
+            `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256} ` +
+            `(verified by ${result.verifiedBy}; receive window ${result.receiveWindow >> 20} MiB per stream)`,
+        );
+        staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
+      }
+      heartbeat({ index: input.artifacts.length, bytesDone: 0, total: 0 }, true);
+      return staged;
+    } finally {
+      ssh?.close();
+    }
+  }
+
   return {
     async fetchArtifacts(input: FetchArtifactsInput): Promise<StagedArtifact[]> {
-      const ctx = Context.current();
-      const signal = ctx.cancellationSignal;
-      const details = ctx.info.heartbeatDetails as FetchHeartbeat | undefined;
-      const staged: StagedArtifact[] = [];
-      let beat: FetchHeartbeat = { index: 0, bytesDone: 0, total: 0 };
-      let lastBeat = 0;
-      const heartbeat = (next: FetchHeartbeat, force = false) => {
-        beat = next;
-        if (!force && Date.now() - lastBeat < interval) return;
-        lastBeat = Date.now();
-        ctx.heartbeat(beat);
-      };
       // Keeps the attempt alive while nothing moves on the wire: the final hash, the builder's sha256.
-      const keepalive = setInterval(() => heartbeat(beat, true), interval);
-      const connect = () => connectBuilder(input.host, input.builder, signal);
-      let ssh: SshSession | undefined;
-      try {
-        ssh = await connect();
-        for (const [index, a] of input.artifacts.entries()) {
-          const local = stagingPath(deps.stagingDir, input.releaseId, input.arch, a);
-          const stagedArtifact = (size: number, dataBytes: number, sha256: string): StagedArtifact => ({
-            arch: input.arch,
-            type: a.type,
-            path: local,
-            size,
-            dataBytes,
-            sha256,
-            stagingQueue: deps.stagingQueue,
-          });
-          const onDisk = await alreadyStaged(local, a);
-          if (onDisk) {
-            staged.push(stagedArtifact(onDisk.size, onDisk.dataBytes, a.sha256));
-            continue;
-          }
-          await mkdir(path.dirname(local), { recursive: true });
-          // Until the new attempt reports, the details keep the old resume state: a death now must not lose it.
-          const resume = details?.index === index ? details.progress : undefined;
-          heartbeat(
-            { index, bytesDone: resume?.bytesDone ?? 0, total: resume?.dataBytes ?? 0, progress: resume },
-            true,
-          );
-          const result = await fetchFile(ssh, a.remotePath, local, {
-            signal,
-            expectedSha256: a.sha256 || undefined,
-            expectedSparseSha256: a.sparseSha256,
-            resume,
-            openSession: connect,
-            pieceBytes: deps.pieceBytes,
-            onProgress: (progress) =>
-              heartbeat({
-                index,
-                bytesDone: progress.bytesDone,
-                total: progress.dataBytes,
-                progress,
-              }),
-          }).catch(async (err: unknown) => {
-            const failure = classify(err, input, a, deps.stagingDir);
-            // A full disk is not retried: give the space of the partial file back.
-            if (failure !== err) await rm(`${local}.part`, { force: true });
-            throw failure;
-          });
-          // The checksum file vouches for the data: it must not reach the disk before the data does (a machine
-          // crash would otherwise leave a "verified" file with lost pages).
-          await datasync(local);
-          await writeFile(
-            checksumFile(local),
-            `${result.sha256}  ${path.basename(local)}\n# size=${result.size} dataBytes=${result.dataBytes}\n`,
-          );
-          ctx.log.info(
-            `${input.arch}: fetched ${a.type} ${a.remotePath} to ${local}: ${result.dataBytes} data bytes of ${result.size}, ` +
-              `${result.bytesFetched} this attempt, ${result.piecesSkipped} pieces resumed, sha256 ${result.sha256} ` +
-              `(verified by ${result.verifiedBy}; receive window ${result.receiveWindow >> 20} MiB per stream)`,
-          );
-          staged.push(stagedArtifact(result.size, result.dataBytes, result.sha256));
-        }
-        heartbeat({ index: input.artifacts.length, bytesDone: 0, total: 0 }, true);
-        return staged;
-      } finally {
-        clearInterval(keepalive);
-        ssh?.close();
-      }
+      return await withHeartbeats(() => fetchAll(input), interval);
     },
   };
 }
@@ -178,7 +175,7 @@ function classify(err: unknown, input: FetchArtifactsInput, a: BuiltArtifact, st
     return ApplicationFailure.nonRetryable(
       `${input.arch}: no space left in the worker's staging directory ${stagingDir} for ${a.type} ${path.posix.basename(a.remotePath)} ` +
         `(${need}); free space there or point BOOTC_RELEASE_STAGING at a larger disk`,
-      'StagingFull',
+      FailureType.StagingFull,
     );
   }
   return err;

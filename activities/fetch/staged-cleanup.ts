@@ -5,6 +5,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import type { StagedArtifact } from '../types';
+import { FailureType } from '../failures';
 
 export function createStagingCleanup(deps: { stagingDir: string }) {
   return {
@@ -16,7 +17,7 @@ export function createStagingCleanup(deps: { stagingDir: string }) {
         if (!dir.startsWith(`${root}${path.sep}`))
           throw ApplicationFailure.nonRetryable(
             `staged artifact directory ${dir} is outside release ${input.releaseId}'s staging directory ${root}; not deleting it`,
-            'ConfigError',
+            FailureType.Config,
           );
         await rm(dir, { recursive: true, force: true });
       }

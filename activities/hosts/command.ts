@@ -13,8 +13,10 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
 import type { BuilderHost, BuilderProvider, CheckResult, StepContext } from '../types';
 import { credentialsOf } from '../ssh/builder-session';
-import { activityContext, learnHostKey } from '../ssh/host-key-pinning';
+import { learnHostKey } from '../ssh/host-key-pinning';
+import { activitySignal, heartbeat, previousDetails, withHeartbeats } from '../runtime/heartbeat';
 import { commandEnv } from '../runtime/command-env';
+import { FailureType } from '../failures';
 
 export type CommandBuilder = Extract<Builder, { provider: 'command' }>;
 
@@ -42,7 +44,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     try {
       return JSON.parse(await readFile(stateFile(ctx), 'utf8')) as HandleState;
     } catch {
-      const details = activityContext()?.info.heartbeatDetails as Partial<HandleState> | undefined;
+      const details = previousDetails<Partial<HandleState>>();
       return details?.handle
         ? { handle: details.handle, address: details.address, hostKey: details.hostKey }
         : undefined;
@@ -54,55 +56,17 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
     await mkdir(path.dirname(file), { recursive: true });
     await writeFile(`${file}.tmp`, JSON.stringify(state));
     await rename(`${file}.tmp`, file);
-    activityContext()?.heartbeat(state);
+    heartbeat(state);
   }
 
   /**
-   * Runs argv on the worker; the last non-empty stdout line is the answer. Each heartbeat repeats `resume` (the
-   * state saved so far): the server keeps only the latest details, and an empty beat during ticket-wait would erase
-   * the ticket, so a retry elsewhere would take a second one and never close the first.
+   * Runs argv on the worker; the last non-empty stdout line is the answer. While it runs, keep-alive beats repeat
+   * `resume` (the state saved so far): the server keeps only the latest details, and an empty beat during ticket-wait
+   * would erase the ticket, so a retry elsewhere would take a second one and never close the first.
    */
   async function run(argv: string[], ctx: StepContext, field: string, passEnv: readonly string[], resume?: HandleState): Promise<string> {
-    const activity = activityContext();
-    const beat = activity ? setInterval(() => activity.heartbeat(resume), deps.heartbeatMs ?? 10_000) : undefined;
-    try {
-      return await new Promise<string>((resolve, reject) => {
-        execFile(
-          argv[0],
-          argv.slice(1),
-          {
-            env: commandEnv(passEnv, { BOOTC_RELEASE_ID: ctx.releaseId, BOOTC_RELEASE_ARCH: ctx.arch }),
-            signal: activity?.cancellationSignal,
-            maxBuffer: 1 << 20,
-          },
-          (err, stdout, stderr) => {
-            if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
-              return reject(
-                ApplicationFailure.nonRetryable(
-                  `${ctx.arch}: ${argv[0]} not found on the worker; check architectures.${ctx.arch}.builder.${field}`,
-                  'ConfigError',
-                ),
-              );
-            if (err)
-              return reject(
-                new Error(
-                  `${ctx.arch}: \`${argv.join(' ')}\` failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' | ')}`,
-                ),
-              );
-            const line =
-              stdout
-                .trim()
-                .split('\n')
-                .filter((l) => l.trim())
-                .pop()
-                ?.trim() ?? '';
-            resolve(line);
-          },
-        );
-      });
-    } finally {
-      if (beat) clearInterval(beat);
-    }
+    if (resume) heartbeat(resume);
+    return await withHeartbeats(() => lastLineOf(argv, ctx, field, passEnv), deps.heartbeatMs ?? 10_000);
   }
 
   return {
@@ -153,7 +117,7 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
           user: builder.ssh.user,
           hostKey: builder.ssh.hostKey,
         };
-        hostKey = await learnHostKey(endpoint, credentialsOf(builder), activityContext()?.cancellationSignal);
+        hostKey = await learnHostKey(endpoint, credentialsOf(builder), activitySignal());
         await saveState(ctx, { handle, address, hostKey });
       }
       return {
@@ -174,6 +138,41 @@ export function createCommandProvider(deps: CommandProviderDeps): BuilderProvide
       await rm(stateFile(ctx), { force: true });
     },
   };
+}
+
+function lastLineOf(argv: string[], ctx: StepContext, field: string, passEnv: readonly string[]): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    execFile(
+      argv[0],
+      argv.slice(1),
+      {
+        env: commandEnv(passEnv, { BOOTC_RELEASE_ID: ctx.releaseId, BOOTC_RELEASE_ARCH: ctx.arch }),
+        signal: activitySignal(),
+        maxBuffer: 1 << 20,
+      },
+      (err, stdout, stderr) => {
+        if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
+          return reject(
+            ApplicationFailure.nonRetryable(
+              `${ctx.arch}: ${argv[0]} not found on the worker; check architectures.${ctx.arch}.builder.${field}`,
+              FailureType.Config,
+            ),
+          );
+        if (err)
+          return reject(
+            new Error(`${ctx.arch}: \`${argv.join(' ')}\` failed: ${(stderr || err.message).trim().split('\n').slice(-3).join(' | ')}`),
+          );
+        resolve(
+          stdout
+            .trim()
+            .split('\n')
+            .filter((l) => l.trim())
+            .pop()
+            ?.trim() ?? '',
+        );
+      },
+    );
+  });
 }
 
 async function findExecutable(command: string): Promise<string | undefined> {

@@ -11,6 +11,7 @@ import { credentialsOf } from '../ssh/builder-session';
 import { shellQuote, withSsh, type SshEndpoint } from '../ssh/connection';
 import { parseFields } from '../ssh/detached';
 import { learnHostKey, shortKey } from '../ssh/host-key-pinning';
+import { FailureType } from '../failures';
 
 export type StaticBuilder = Extract<Builder, { provider: 'static' }>;
 
@@ -29,7 +30,7 @@ export function endpointsOf(builder: StaticBuilder): SshEndpoint[] {
 }
 
 const isHostKeyMismatch = (err: unknown) =>
-  err instanceof ApplicationFailure && err.type === 'HostKeyMismatch';
+  err instanceof ApplicationFailure && err.type === FailureType.HostKeyMismatch;
 
 /** Stops what still runs for this release on one host, removes its work dir, and frees its claim there. */
 async function releaseOn(builder: StaticBuilder, ctx: StepContext, host: SshEndpoint): Promise<void> {

@@ -5,13 +5,18 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Builder } from '../../config/schema';
 import { NAME_PREFIX, ownerOfName } from '../naming';
 import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult, type OwnedResource, type StepContext } from '../types';
-import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
-import { currentProgress, pollUntil, type Progress } from '../runtime/progress';
+import { reason, TRANSIENT_POLL_ERRORS, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
+import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
+import { pollUntil } from '../runtime/poll';
 import type { VpcClient, VpcFloatingIp, VpcInstance } from './vpc-client';
+import { FailureType } from '../failures';
 
 export type IbmCloudBuilder = Extract<Builder, { provider: 'ibmcloud' }>;
 
 const WAITABLE = new Set(['pending', 'starting', 'restarting', 'running']);
+
+/** Every wait for an instance or its floating IP: the configured interval and limit, a few bad polls in a row survived. */
+const polls = (d: ResolvedDeps) => ({ intervalMs: d.pollIntervalMs, timeoutMs: d.instanceTimeoutMs, transientErrors: TRANSIENT_POLL_ERRORS });
 
 export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderProvider<IbmCloudBuilder> {
   const d = withDefaults(deps);
@@ -21,18 +26,18 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
     check: (builder, ctx) => check(d, builder, field(ctx)),
 
     async acquire(builder, ctx) {
-      const progress = currentProgress();
+      const signal = activitySignal();
       const vpc = d.vpc(builder, field(ctx));
       const name = resourceName(ctx.releaseId, ctx.arch, 'builder');
-      let instance = await findInstance(vpc, name, progress.signal);
+      let instance = await findInstance(vpc, name, signal);
       if (instance && !WAITABLE.has(instance.status)) {
         // A stopped or failed builder from an earlier attempt is not worth reviving; a fresh one is cheap.
-        if (instance.status !== 'deleting') await vpc.deleteInstance(instance.id, progress.signal);
+        if (instance.status !== 'deleting') await vpc.deleteInstance(instance.id, signal);
         throw new Error(`ibmcloud: builder ${name} (${instance.id}) in ${vpc.region} was ${instance.status}; it is being deleted and a new one is created on retry`);
       }
-      if (instance) progress.log(`Found builder ${name} (${instance.id}) from an earlier attempt.`);
+      if (instance) activityLog(`Found builder ${name} (${instance.id}) from an earlier attempt.`);
       else {
-        progress.log(`Creating builder ${name} in ${builder.zone}…`);
+        activityLog(`Creating builder ${name} in ${builder.zone}…`);
         instance = await vpc.createInstance(
           {
             name,
@@ -44,14 +49,14 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
             keys: builder.keys.map((id) => ({ id })),
             ...(builder.resourceGroup ? { resource_group: { id: builder.resourceGroup } } : {}),
           },
-          progress.signal,
+          signal,
         );
       }
-      const running = await waitRunning(d, vpc, instance, progress);
+      const running = await waitRunning(d, vpc, instance, signal);
       const resources: BuilderHost['resources'] = [{ kind: 'instance', id: running.id, region: vpc.region }];
       let address = running.primary_network_interface?.primary_ip?.address ?? running.primary_network_interface?.primary_ipv4_address;
       if (builder.floatingIp) {
-        const fip = await ensureFloatingIp(d, vpc, name, running, builder, progress);
+        const fip = await ensureFloatingIp(d, vpc, name, running, builder, signal);
         resources.push({ kind: 'floating-ip', id: fip.id, region: vpc.region });
         address = fip.address;
       }
@@ -66,27 +71,26 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
     },
 
     async release(builder, ctx, host) {
-      const progress = currentProgress();
+      const signal = activitySignal();
       const vpc = d.vpc(builder, field(ctx));
       const name = resourceName(ctx.releaseId, ctx.arch, 'builder');
       // By id from the host, and by name too: an acquire that died mid-way may have created things it never returned.
       const fipIds = new Set(host.resources.filter((r) => r.kind === 'floating-ip').map((r) => r.id));
-      for (const fip of await vpc.listFloatingIps(progress.signal)) if (fip.name === name) fipIds.add(fip.id);
-      for (const id of fipIds) await vpc.deleteFloatingIp(id, progress.signal);
+      for (const fip of await vpc.listFloatingIps(signal)) if (fip.name === name) fipIds.add(fip.id);
+      for (const id of fipIds) await vpc.deleteFloatingIp(id, signal);
       const instanceIds = new Set(host.id ? [host.id] : []);
-      for (const i of await vpc.listInstances(name, progress.signal)) instanceIds.add(i.id);
-      for (const id of instanceIds) await vpc.deleteInstance(id, progress.signal);
+      for (const i of await vpc.listInstances(name, signal)) instanceIds.add(i.id);
+      for (const id of instanceIds) await vpc.deleteInstance(id, signal);
       for (const id of instanceIds)
-        await pollUntil({
-          read: () => vpc.getInstance(id, progress.signal),
-          done: (i) => i === undefined,
-          intervalMs: d.pollIntervalMs,
-          timeoutMs: d.instanceTimeoutMs,
-          what: `builder ${name} (${id}) to be deleted`,
-          progress,
-          details: (i) => ({ stage: 'release', instance: id, status: i?.status ?? 'gone' }),
-        });
-      progress.log(`Released builder ${name}.`);
+        await pollUntil(
+          async () => {
+            const i = await vpc.getInstance(id, signal);
+            heartbeat({ stage: 'release', instance: id, status: i?.status ?? 'gone' });
+            return i === undefined ? true : undefined;
+          },
+          { describe: `builder ${name} (${id}) to be deleted`, ...polls(d), signal },
+        );
+      activityLog(`Released builder ${name}.`);
     },
 
     async listOwned(builder) {
@@ -103,7 +107,7 @@ export function createIbmCloudBuilderProvider(deps: IbmCloudDeps = {}): BuilderP
       const vpc = d.vpc(builder, field());
       if (resource.kind === 'instance') await vpc.deleteInstance(resource.id);
       else if (resource.kind === 'floating-ip') await vpc.deleteFloatingIp(resource.id);
-      else throw ApplicationFailure.nonRetryable(`ibmcloud: cannot delete a resource of kind ${resource.kind}`, 'ConfigError');
+      else throw ApplicationFailure.nonRetryable(`ibmcloud: cannot delete a resource of kind ${resource.kind}`, FailureType.Config);
     },
   };
 }
@@ -152,19 +156,18 @@ async function findInstance(vpc: VpcClient, name: string, signal?: AbortSignal) 
   return (await vpc.listInstances(name, signal)).find((i) => i.name === name);
 }
 
-async function waitRunning(d: ResolvedDeps, vpc: VpcClient, instance: VpcInstance, progress: Progress): Promise<VpcInstance> {
-  const found = await pollUntil({
-    read: async () => (await vpc.getInstance(instance.id, progress.signal)) ?? ({ ...instance, status: 'gone' } as VpcInstance),
-    done: (i) => !WAITABLE.has(i.status) || i.status === 'running',
-    intervalMs: d.pollIntervalMs,
-    timeoutMs: d.instanceTimeoutMs,
-    what: `builder ${instance.name} (${instance.id}) to be running`,
-    progress,
-    details: (i) => ({ stage: 'acquire', instance: i.id, status: i.status }),
-  });
+async function waitRunning(d: ResolvedDeps, vpc: VpcClient, instance: VpcInstance, signal?: AbortSignal): Promise<VpcInstance> {
+  const found = await pollUntil(
+    async () => {
+      const i = (await vpc.getInstance(instance.id, signal)) ?? ({ ...instance, status: 'gone' } as VpcInstance);
+      heartbeat({ stage: 'acquire', instance: i.id, status: i.status });
+      return !WAITABLE.has(i.status) || i.status === 'running' ? i : undefined;
+    },
+    { describe: `builder ${instance.name} (${instance.id}) to be running`, ...polls(d), signal },
+  );
   if (found.status === 'running') return found;
   const why = (found.status_reasons ?? []).map((r) => `${r.code}: ${r.message}`).join('; ');
-  if (found.status !== 'gone' && found.status !== 'deleting') await vpc.deleteInstance(found.id, progress.signal);
+  if (found.status !== 'gone' && found.status !== 'deleting') await vpc.deleteInstance(found.id, signal);
   throw new Error(`ibmcloud: builder ${instance.name} (${instance.id}) in ${vpc.region} became ${found.status}${why ? ` (${why})` : ''}; a new one is created on retry`);
 }
 
@@ -174,28 +177,27 @@ async function ensureFloatingIp(
   name: string,
   instance: VpcInstance,
   builder: IbmCloudBuilder,
-  progress: Progress,
+  signal?: AbortSignal,
 ): Promise<VpcFloatingIp> {
   const nic = instance.primary_network_interface?.id;
   if (!nic) throw new Error(`ibmcloud: builder ${name} (${instance.id}) reports no primary network interface yet`);
-  let fip = (await vpc.listFloatingIps(progress.signal)).find((f) => f.name === name);
+  let fip = (await vpc.listFloatingIps(signal)).find((f) => f.name === name);
   if (!fip) {
-    progress.log(`Reserving floating IP ${name}…`);
+    activityLog(`Reserving floating IP ${name}…`);
     fip = await vpc.createFloatingIp(
       { name, target: { id: nic }, ...(builder.resourceGroup ? { resource_group: { id: builder.resourceGroup } } : {}) },
-      progress.signal,
+      signal,
     );
   }
   const id = fip.id;
-  const ready = await pollUntil({
-    read: async () => (await vpc.getFloatingIp(id, progress.signal)) ?? ({ id, name, address: '', status: 'gone' } as VpcFloatingIp),
-    done: (f) => f.status !== 'pending',
-    intervalMs: d.pollIntervalMs,
-    timeoutMs: d.instanceTimeoutMs,
-    what: `floating IP ${name} (${id})`,
-    progress,
-    details: (f) => ({ stage: 'acquire', floatingIp: id, status: f.status }),
-  });
+  const ready = await pollUntil(
+    async () => {
+      const f = (await vpc.getFloatingIp(id, signal)) ?? ({ id, name, address: '', status: 'gone' } as VpcFloatingIp);
+      heartbeat({ stage: 'acquire', floatingIp: id, status: f.status });
+      return f.status !== 'pending' ? f : undefined;
+    },
+    { describe: `floating IP ${name} (${id})`, ...polls(d), signal },
+  );
   if (ready.status !== 'available') throw new Error(`ibmcloud: floating IP ${name} (${id}) became ${ready.status}`);
   return ready;
 }

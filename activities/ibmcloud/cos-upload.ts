@@ -3,11 +3,11 @@
 // finds the same object skips the upload; a half-done multipart upload from a dead worker is continued: its state
 // rides in the heartbeat, and the retry sends only the parts COS does not hold.
 import { DeleteObjectCommand, HeadBucketCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
-import { asyncLocalStorage, type Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import { partSizeFor, uploadResumable, type MultipartResumeState } from '../s3/resumable-upload';
-import type { Progress } from '../runtime/progress';
+import { activityLog, heartbeat, previousDetails } from '../runtime/heartbeat';
+import { FailureType } from '../failures';
 
 export type IbmCloudTarget = Extract<Target, { kind: 'ibmcloud' }>;
 
@@ -32,7 +32,7 @@ export function cosClient(target: IbmCloudTarget, field: string, env: NodeJS.Pro
     if (!value)
       throw ApplicationFailure.nonRetryable(
         `ibmcloud: environment variable ${name} is not set on the worker; set it to the COS HMAC key or change ${field}.${key}`,
-        'ConfigError',
+        FailureType.Config,
       );
   return new S3Client({
     endpoint: cosEndpointOf(target),
@@ -50,10 +50,10 @@ export function cosFailure(err: unknown, what: string, bucket: string, field: st
   if (status === 403 || err.name === 'AccessDenied' || err.name === 'InvalidAccessKeyId' || err.name === 'SignatureDoesNotMatch')
     return ApplicationFailure.nonRetryable(
       `${msg}; give the HMAC keys in ${field}.cosAccessKeyEnv/cosSecretKeyEnv Writer access to bucket ${bucket}`,
-      'PermissionError',
+      FailureType.Permission,
     );
   if (err.name === 'NoSuchBucket' || (status === 404 && what === 'bucket check'))
-    return ApplicationFailure.nonRetryable(`${msg}; create the bucket or change ${field}.cosBucket`, 'ConfigError');
+    return ApplicationFailure.nonRetryable(`${msg}; create the bucket or change ${field}.cosBucket`, FailureType.Config);
   return new Error(msg);
 }
 
@@ -85,7 +85,7 @@ export interface CosUploadBeat {
 
 /** The multipart state the previous attempt of this activity left for `key`, if it was uploading it. */
 export function previousCosUpload(key: string): MultipartResumeState | undefined {
-  const details = (asyncLocalStorage.getStore() as Context | undefined)?.info.heartbeatDetails as Partial<CosUploadBeat> | undefined;
+  const details = previousDetails<Partial<CosUploadBeat>>();
   return details?.stage === 'cos-upload' && details.upload?.key === key ? details.upload : undefined;
 }
 
@@ -93,11 +93,10 @@ export function previousCosUpload(key: string): MultipartResumeState | undefined
 export async function uploadToCos(
   s3: S3Client,
   obj: CosObject,
-  progress: Progress,
-  opts: { field: string; partSize?: number; queueSize?: number; resume?: MultipartResumeState },
+  opts: { field: string; partSize?: number; queueSize?: number; resume?: MultipartResumeState; signal?: AbortSignal },
 ): Promise<{ uploaded: boolean; bytesSent: number }> {
   const { bucket, key } = obj;
-  const beat = (b: Omit<CosUploadBeat, 'stage' | 'key' | 'total'>) => progress.heartbeat({ stage: 'cos-upload', key, ...b, total: obj.size });
+  const beat = (b: Omit<CosUploadBeat, 'stage' | 'key' | 'total'>) => heartbeat({ stage: 'cos-upload', key, ...b, total: obj.size });
   try {
     const out = await uploadResumable(s3, {
       bucket,
@@ -109,19 +108,19 @@ export async function uploadToCos(
       partSize: partSizeFor(obj.size, opts.partSize ?? 16 * 1024 * 1024),
       concurrency: opts.queueSize ?? 4,
       resume: opts.resume,
-      signal: progress.signal,
-      log: progress.log,
+      signal: opts.signal,
+      log: activityLog,
       onProgress: (upload, figures) => beat({ loaded: figures.confirmedBytes, upload }),
     });
     if (out.outcome === 'exists') {
-      progress.log(`COS object ${bucket}/${key} already holds this image; not uploading again.`);
+      activityLog(`COS object ${bucket}/${key} already holds this image; not uploading again.`);
       beat({ loaded: obj.size });
       return { uploaded: false, bytesSent: 0 };
     }
-    progress.log(`Uploaded ${out.bytesSent} bytes in ${out.partsSent} of ${out.parts} parts to COS ${bucket}/${key}.`);
+    activityLog(`Uploaded ${out.bytesSent} bytes in ${out.partsSent} of ${out.parts} parts to COS ${bucket}/${key}.`);
     return { uploaded: true, bytesSent: out.bytesSent };
   } catch (err) {
-    if (progress.signal?.aborted) throw progress.signal.reason ?? err;
+    if (opts.signal?.aborted) throw (opts.signal.reason as Error | undefined) ?? err;
     throw cosFailure(err, `upload of ${key}`, bucket, opts.field);
   }
 }

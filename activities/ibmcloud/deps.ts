@@ -49,6 +49,9 @@ export function withDefaults(deps: IbmCloudDeps) {
   };
 }
 
+/** A wait of hours should not fail on one bad poll (429, 5xx, a dropped connection): this many in a row end it. */
+export const TRANSIENT_POLL_ERRORS = 5;
+
 export type ResolvedDeps = ReturnType<typeof withDefaults>;
 
 /** Turns any failure into one line for a CheckResult, without stack or secrets. */

@@ -5,6 +5,7 @@
 // poll never sends a stale one. The key is read from the worker's environment and never leaves this module.
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../failures';
 
 export const DEFAULT_IAM_ENDPOINT = 'https://iam.cloud.ibm.com';
 const RENEW_BEFORE_MS = 60_000;
@@ -27,7 +28,7 @@ export function resolveAuth(
   if (!apiKey)
     throw ApplicationFailure.nonRetryable(
       `ibmcloud: environment variable ${ref.apiKeyEnv} is not set on the worker; set it to an IBM Cloud API key or change ${field}.apiKeyEnv`,
-      'ConfigError',
+      FailureType.Config,
     );
   return { apiKey, apiKeyEnv: ref.apiKeyEnv, iamEndpoint: ref.iamEndpoint ?? DEFAULT_IAM_ENDPOINT, field };
 }
@@ -68,7 +69,7 @@ export class IamTokens {
       if (res.status === 429 || res.status >= 500) throw new Error(message);
       throw ApplicationFailure.nonRetryable(
         `${message}; put a valid API key in ${auth.apiKeyEnv} on the worker or change ${auth.field}.apiKeyEnv`,
-        'PermissionError',
+        FailureType.Permission,
       );
     }
     const body = JSON.parse(text) as { access_token?: string; expires_in?: number; expiration?: number };

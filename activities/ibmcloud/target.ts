@@ -5,10 +5,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Candidate, CheckResult, PublishTargetDriver } from '../types';
 import { checkBucket, cosClient, cosHref, cosRegionOf, deleteCosObject, parseCosHref, previousCosUpload, uploadToCos, type IbmCloudTarget } from './cos-upload';
 import { reason, withDefaults, type IbmCloudDeps, type ResolvedDeps } from './deps';
-import { currentProgress, type Progress } from '../runtime/progress';
+import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
 import { ensureImage, vpcImageName } from './vpc-image';
 import { sweepPrefix } from '../s3/sweep';
 import { listVpcImages, vpcImageUser } from './retention';
+import { FailureType } from '../failures';
 
 export type { IbmCloudTarget };
 
@@ -29,12 +30,12 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
       if (!(ACCEPTED as readonly string[]).includes(artifact.type))
         throw ApplicationFailure.nonRetryable(
           `${field} (ibmcloud) takes qcow2 or vhd images, not ${artifact.type}; build qcow2 for ${request.arch} or drop this target from architectures.${request.arch}.targets`,
-          'ConfigError',
+          FailureType.Config,
         );
-      const progress = currentProgress();
+      const signal = activitySignal();
       // Credentials first, so a missing or refused API key fails before gigabytes travel.
       const clients = target.regions.map((region) => vpcFor(target, region, field));
-      await clients[0].token(progress.signal);
+      await clients[0].token(signal);
       const s3 = cosClient(target, field, d.env);
       const bucket = target.cosBucket;
       const key = `${releaseId}/${request.imageName}.${artifact.type}`;
@@ -42,9 +43,8 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
         await uploadToCos(
           s3,
           { bucket, key, file: artifact.path, size: artifact.size, sha256: artifact.sha256, metadata: { 'release-id': releaseId, arch: request.arch } },
-          progress,
           // A retry after a worker death continues the upload its heartbeat names.
-          { field, partSize: d.cosPartSize, resume: previousCosUpload(key) },
+          { field, partSize: d.cosPartSize, resume: previousCosUpload(key), signal },
         );
       } finally {
         s3.destroy();
@@ -52,12 +52,11 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
       const cosRegion = cosRegionOf(target);
       const href = cosHref(cosRegion, bucket, key);
       const name = vpcImageName(request.imageName);
-      const images = await inEveryRegion(clients.map((c) => c.region), progress, (region, p) =>
+      const images = await inEveryRegion(clients.map((c) => c.region), signal, (region, report) =>
         ensureImage(
           clients.find((c) => c.region === region)!,
           { name, href, operatingSystem: target.operatingSystem, resourceGroup: target.resourceGroup },
-          p,
-          { intervalMs: d.pollIntervalMs, timeoutMs: d.imageTimeoutMs, field },
+          { intervalMs: d.pollIntervalMs, timeoutMs: d.imageTimeoutMs, field, ...report },
         ),
       );
       return images.map(
@@ -78,17 +77,17 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
 
     async delete(target, candidate) {
       const field = fieldOf(candidate.target);
-      const progress = currentProgress();
+      const signal = activitySignal();
       const region = candidate.region ?? target.regions[0];
-      if (await vpcFor(target, region, field).deleteImage(candidate.imageId, progress.signal))
-        progress.log(`Deleted image ${candidate.name} (${candidate.imageId}) in ${region}.`);
+      if (await vpcFor(target, region, field).deleteImage(candidate.imageId, signal))
+        activityLog(`Deleted image ${candidate.name} (${candidate.imageId}) in ${region}.`);
       for (const r of candidate.resources ?? []) {
         const loc = r.kind === 'cos-object' ? parseCosHref(r.id) : undefined;
         if (!loc) continue;
         // The same object backs the image of every region; the last image to go takes it along.
         const others = target.regions.filter((other) => other !== region);
         const stillUsed = await Promise.all(
-          others.map(async (other) => (await vpcFor(target, other, field).listImages(candidate.name, progress.signal)).some((i) => i.status !== 'deleting')),
+          others.map(async (other) => (await vpcFor(target, other, field).listImages(candidate.name, signal)).some((i) => i.status !== 'deleting')),
         );
         if (stillUsed.some(Boolean)) continue;
         const s3 = cosClient(target, field, d.env);
@@ -97,14 +96,14 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
         } finally {
           s3.destroy();
         }
-        progress.log(`Deleted COS object ${r.id}.`);
+        activityLog(`Deleted COS object ${r.id}.`);
       }
     },
 
     /** VPC images by name in every region (a pending import too), then the COS objects and unfinished uploads. */
     async deleteRelease(target, scope) {
       const field = fieldOf(scope.targetName);
-      const signal = currentProgress().signal;
+      const signal = activitySignal();
       const removed: string[] = [];
       for (const region of target.regions) {
         const vpc = vpcFor(target, region, field);
@@ -130,14 +129,14 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
       const s3 = cosClient(target, field, d.env);
       try {
         const vpcs = target.regions.map((region) => vpcFor(target, region, field));
-        return await listVpcImages(s3, vpcs, target, targetName, definition, currentProgress().signal);
+        return await listVpcImages(s3, vpcs, target, targetName, definition, activitySignal());
       } finally {
         s3.destroy();
       }
     },
 
     inUse: (target, image) =>
-      vpcImageUser(vpcFor(target, image.region ?? target.regions[0], fieldOf(image.target)), image, currentProgress().signal),
+      vpcImageUser(vpcFor(target, image.region ?? target.regions[0], fieldOf(image.target)), image, activitySignal()),
   };
 }
 
@@ -147,22 +146,21 @@ export function createIbmCloudTarget(deps: IbmCloudDeps = {}): PublishTargetDriv
  */
 async function inEveryRegion<T>(
   regions: string[],
-  progress: Progress,
-  fn: (region: string, progress: Progress) => Promise<T>,
+  signal: AbortSignal | undefined,
+  fn: (region: string, report: { signal: AbortSignal; onStatus: (s: { status: string }) => void }) => Promise<T>,
 ): Promise<{ region: string; value: T }[]> {
   const status: Record<string, unknown> = {};
   const stop = new AbortController();
-  const onAbort = () => stop.abort(progress.signal?.reason);
-  progress.signal?.addEventListener('abort', onAbort, { once: true });
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const results = await Promise.allSettled(
       regions.map((region) =>
         fn(region, {
-          ...progress,
           signal: stop.signal,
-          heartbeat: (details) => {
-            status[region] = details.status;
-            progress.heartbeat({ stage: 'vpc-images', regions: { ...status } });
+          onStatus: ({ status: s }) => {
+            status[region] = s;
+            heartbeat({ stage: 'vpc-images', regions: { ...status } });
           },
         }).catch((err: unknown) => {
           stop.abort(err);
@@ -177,7 +175,7 @@ async function inEveryRegion<T>(
     if (aborted?.status === 'rejected') throw aborted.reason;
     return results.map((r, i) => ({ region: regions[i], value: (r as PromiseFulfilledResult<T>).value }));
   } finally {
-    progress.signal?.removeEventListener('abort', onAbort);
+    signal?.removeEventListener('abort', onAbort);
   }
 }
 

@@ -6,6 +6,7 @@
 // paged through `next.href`, errors as `{errors: [{code, message, more_info}], trace}`.
 import { ApplicationFailure } from '@temporalio/common';
 import type { IamTokens, IbmAuth } from './iam';
+import { FailureType } from '../failures';
 
 export const VPC_API_VERSION = '2024-11-12';
 
@@ -206,11 +207,11 @@ export class VpcClient {
     if (status === 401 || status === 403)
       return ApplicationFailure.nonRetryable(
         `${traced}; the API key in ${apiKeyEnv} lacks access to this VPC resource: grant it the VPC Infrastructure Services role (Editor for writes) or check ${field}`,
-        'PermissionError',
+        FailureType.Permission,
       );
     // 409 is a state conflict (deleting something still in use, a resource mid-transition): it clears with time.
     if (status === 429 || status === 409 || status >= 500) return new Error(traced);
-    return ApplicationFailure.nonRetryable(`${traced}; check ${field}`, status === 404 ? 'NotFound' : 'ConfigError');
+    return ApplicationFailure.nonRetryable(`${traced}; check ${field}`, status === 404 ? FailureType.NotFound : FailureType.Config);
   }
 }
 

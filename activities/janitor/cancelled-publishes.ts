@@ -3,11 +3,12 @@
 // knows; only releases Temporal reports as cancelled count, since a closed release's images may be in use.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { heartbeat } from '@temporalio/activity';
 import { parse as parseYaml } from 'yaml';
 import { parseDefinition } from '../../config/load';
 import type { Target } from '../../config/schema';
-import type { PublishScope, PublishTargetDriver } from '../types';
+import type { PublishScope } from '../types';
+import { driverOf, type PublishTargets } from '../registry';
+import { keepAlive } from '../runtime/heartbeat';
 import type { JanitorDeps } from './stale-builders';
 
 export interface CancelledPublish {
@@ -17,7 +18,7 @@ export interface CancelledPublish {
 }
 
 export async function findCancelledPublishes(
-  deps: Pick<JanitorDeps, 'definitionsDir' | 'releases'> & { targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>> },
+  deps: Pick<JanitorDeps, 'definitionsDir' | 'releases'> & { targets: PublishTargets },
 ): Promise<CancelledPublish[]> {
   const found: CancelledPublish[] = [];
   const seen = new Set<string>();
@@ -30,12 +31,12 @@ export async function findCancelledPublishes(
       continue; // `validate` reports a broken definition
     }
     for (const [targetName, target] of Object.entries(def.targets)) {
-      const driver = deps.targets[target.kind];
+      const driver = driverOf(deps.targets, target.kind);
       const key = JSON.stringify([targetName, target]);
       if (!driver?.listReleases || seen.has(key)) continue;
       seen.add(key);
       for (const scope of await driver.listReleases(target, targetName)) {
-        heartbeat();
+        keepAlive();
         if ((await deps.releases.state(scope.releaseId)) === 'cancelled') found.push({ definition: def.name, target, scope });
       }
     }

@@ -4,12 +4,13 @@
 // another tool or an older version cut) is left alone and reported: deleting on a guess destroyed running builders.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { heartbeat } from '@temporalio/activity';
 import { parse as parseYaml } from 'yaml';
 import { parseDefinition } from '../../config/load';
 import type { Builder } from '../../config/schema';
 import { parseResourceName, releaseIdSearchPrefix, resourceName } from '../naming';
-import type { BuilderProvider, OwnedResource } from '../types';
+import type { OwnedResource } from '../types';
+import { providerOf, type BuilderProviders } from '../registry';
+import { keepAlive } from '../runtime/heartbeat';
 
 export interface StaleBuilder {
   definition: string;
@@ -38,7 +39,7 @@ export interface ReleaseLookup {
 
 export interface JanitorDeps {
   definitionsDir: string;
-  providers: Partial<Record<Builder['provider'], BuilderProvider<any>>>;
+  providers: BuilderProviders;
   releases: ReleaseLookup;
 }
 
@@ -92,11 +93,11 @@ export async function findStaleBuilders(
   const { builders, unread } = await knownBuilders(deps.definitionsDir);
   kept.push(...unread);
   for (const { definition, arch, builder } of builders) {
-    const provider = deps.providers[builder.provider];
+    const provider = providerOf(deps.providers, builder.provider);
     if (!provider?.listOwned || seen.has(listingKey(builder))) continue;
     seen.add(listingKey(builder));
     for (const resource of await provider.listOwned(builder)) {
-      heartbeat();
+      keepAlive();
       const owner = await attribute(resource, idsStartingWith);
       if ('unknown' in owner) {
         kept.push({ kind: resource.kind, id: resource.id, reason: owner.unknown });
@@ -121,7 +122,7 @@ export async function findStaleBuilders(
 }
 
 export async function deleteStaleBuilder(deps: JanitorDeps, item: StaleBuilder): Promise<void> {
-  const provider = deps.providers[item.builder.provider];
+  const provider = providerOf(deps.providers, item.builder.provider);
   if (!provider?.deleteOwned) throw new Error(`provider ${item.builder.provider} cannot delete ${item.resource.kind} ${item.resource.id}`);
   await provider.deleteOwned(item.builder, item.resource);
 }

@@ -10,9 +10,11 @@ import { resourceName, type BuilderHost, type BuilderProvider, type CheckResult,
 import { domainXml, releaseInMetadata } from './domain-xml';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
-import { currentProgress, sleep } from '../runtime/progress';
+import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
+import { pollUntil } from '../runtime/poll';
 import { firstLine, isNotFound, parseVolList, type HypervisorRunner } from './virsh';
 import { checkPool } from './volume-upload';
+import { FailureType } from '../failures';
 
 export type LibvirtBuilder = Extract<Builder, { provider: 'libvirt' }>;
 
@@ -83,7 +85,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
     if (isNotFound(xml))
       throw ApplicationFailure.nonRetryable(
         `${r.host}: base volume "${builder.baseVolume}" is not in pool "${builder.pool}"; upload it or change architectures.${arch}.builder.baseVolume`,
-        'ConfigError',
+        FailureType.Config,
       );
     if (xml.code !== 0) throw new Error(`${r.host}: virsh vol-dumpxml ${builder.baseVolume} failed: ${firstLine(xml.stderr)}`);
     return /<format type=['"]([a-z0-9]+)['"]/.exec(xml.stdout)?.[1] ?? 'raw';
@@ -102,7 +104,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
           if (net.code !== 0 || !/^Active:\s+yes/m.test(net.stdout))
             throw ApplicationFailure.nonRetryable(
               `${builder.host}: network "${builder.network}" is ${net.code === 0 ? 'not active' : 'missing'}; start it or change ${field}.network`,
-              'ConfigError',
+              FailureType.Config,
             );
           messages.push(`Network ${builder.network} is active.`);
         });
@@ -114,8 +116,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
     },
 
     async acquire(builder, ctx: StepContext): Promise<BuilderHost> {
-      const progress = currentProgress();
-      const signal = progress.signal;
+      const signal = activitySignal();
       const name = resourceName(ctx.releaseId, ctx.arch, 'builder');
       const volume = volumeOf(name);
       const address = await withHypervisor(
@@ -139,51 +140,60 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
           }
           const state = (await r.virsh(['domstate', name], { signal })).stdout.trim();
           if (state !== 'running') await r.virsh(['start', name], { signal });
-          progress.heartbeat({ step: 'address', name });
-
-          const deadline = Date.now() + (deps.addressTimeoutMs ?? 5 * 60_000);
-          for (let attempt = 1; ; attempt++) {
-            // DHCP leases of libvirt's network first; the ARP table finds VMs on bridges libvirt does not serve.
-            for (const source of ['lease', 'arp']) {
-              const res = await r.virsh(['domifaddr', name, '--source', source], { allowFailure: true, signal });
-              const ip = res.code === 0 ? parseDomIfAddr(res.stdout) : undefined;
-              if (ip) return ip;
-            }
-            if (Date.now() > deadline)
-              throw new Error(`${r.host}: domain ${name} has no IPv4 address after ${attempt} tries; is network "${builder.network}" serving DHCP?`);
-            progress.heartbeat({ step: 'address', name, attempt });
-            await sleep(interval, signal);
-          }
+          return await pollUntil(
+            async (attempt) => {
+              heartbeat({ step: 'address', name, attempt });
+              // DHCP leases of libvirt's network first; the ARP table finds VMs on bridges libvirt does not serve.
+              for (const source of ['lease', 'arp']) {
+                const res = await r.virsh(['domifaddr', name, '--source', source], { allowFailure: true, signal });
+                const ip = res.code === 0 ? parseDomIfAddr(res.stdout) : undefined;
+                if (ip) return ip;
+              }
+              return undefined;
+            },
+            {
+              describe: `an IPv4 address of domain ${name}`,
+              intervalMs: interval,
+              timeoutMs: deps.addressTimeoutMs ?? 5 * 60_000,
+              signal,
+              timeoutError: (tries) =>
+                new Error(`${r.host}: domain ${name} has no IPv4 address after ${tries} tries; is network "${builder.network}" serving DHCP?`),
+            },
+          );
         },
         signal,
       );
 
       const endpoint = { address, port: builder.ssh.port, user: builder.ssh.user, hostKey: builder.ssh.hostKey };
-      const deadline = Date.now() + (deps.sshTimeoutMs ?? 10 * 60_000);
-      for (let attempt = 1; ; attempt++) {
-        try {
+      const hostKey = await pollUntil(
+        async (attempt) => {
+          heartbeat({ step: 'ssh', name, attempt });
           const ssh = await SshSession.connect(endpoint, { privateKeyPath: builder.ssh.privateKeyPath, privateKeyEnv: builder.ssh.privateKeyEnv }, { signal, readyTimeoutMs: 15_000 });
           ssh.close();
-          progress.log(`builder ${name} answers SSH at ${address}:${endpoint.port}`);
-          return {
-            provider: 'libvirt',
-            id: name,
-            address,
-            port: endpoint.port,
-            user: endpoint.user,
-            hostKey: ssh.hostKey,
-            resources: [
-              { kind: 'libvirt-domain', id: name },
-              { kind: 'libvirt-volume', id: `${builder.pool}/${volume}` },
-            ],
-          };
-        } catch (err) {
-          if (err instanceof ApplicationFailure || signal?.aborted || Date.now() > deadline)
-            throw err instanceof ApplicationFailure ? err : new Error(`builder ${name} at ${address}: no SSH after ${attempt} tries: ${(err as Error).message}`);
-          progress.heartbeat({ step: 'ssh', name, attempt });
-          await sleep(interval, signal);
-        }
-      }
+          return ssh.hostKey;
+        },
+        {
+          describe: `builder ${name} to answer SSH at ${address}`,
+          intervalMs: interval,
+          timeoutMs: deps.sshTimeoutMs ?? 10 * 60_000,
+          signal,
+          transientErrors: Number.POSITIVE_INFINITY,
+          timeoutError: (tries, err) => new Error(`builder ${name} at ${address}: no SSH after ${tries} tries: ${err?.message}`),
+        },
+      );
+      activityLog(`builder ${name} answers SSH at ${address}:${endpoint.port}`);
+      return {
+        provider: 'libvirt',
+        id: name,
+        address,
+        port: endpoint.port,
+        user: endpoint.user,
+        hostKey,
+        resources: [
+          { kind: 'libvirt-domain', id: name },
+          { kind: 'libvirt-volume', id: `${builder.pool}/${volume}` },
+        ],
+      };
     },
 
     async release(builder, ctx): Promise<void> {
@@ -214,7 +224,7 @@ export function createLibvirtBuilderProvider(deps: LibvirtBuilderDeps = {}): Bui
         } else if (resource.kind === 'libvirt-volume') {
           const [pool, vol] = resource.id.split('/');
           await virshIdempotent(r, ['vol-delete', '--pool', pool, vol]);
-        } else throw ApplicationFailure.nonRetryable(`libvirt builder provider does not own resources of kind ${resource.kind}`, 'ConfigError');
+        } else throw ApplicationFailure.nonRetryable(`libvirt builder provider does not own resources of kind ${resource.kind}`, FailureType.Config);
       });
     },
   };

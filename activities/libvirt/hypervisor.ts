@@ -1,17 +1,13 @@
 // Opening virsh on a hypervisor over SSH, with refused keys turned into errors that name the config field to fix.
 import { ApplicationFailure } from '@temporalio/common';
+import { durationMs } from '../../config/duration';
 import type { Target } from '../../config/schema';
 import { SshSession } from '../ssh/connection';
 import type { KnownHosts } from '../ssh/known-hosts';
 import { sshHypervisor, type HypervisorRunner } from './virsh';
+import { FailureType } from '../failures';
 
 export type HypervisorSsh = Extract<Target, { kind: 'libvirt' }>['ssh'];
-
-export const durationMs = (d: string) => {
-  const m = /^(\d+)(ms|s|m|h|d)$/.exec(d);
-  const unit = { ms: 1, s: 1e3, m: 6e4, h: 36e5, d: 864e5 } as const;
-  return m ? Number(m[1]) * unit[m[2] as keyof typeof unit] : 20_000;
-};
 
 /**
  * `field` is the config path of the ssh block, e.g. `targets.hypervisors.ssh`. With `knownHosts` (the worker's file),
@@ -42,7 +38,7 @@ export async function openHypervisor(
   } catch (err) {
     if (err instanceof ApplicationFailure) throw err;
     if (/authentication methods failed/i.test((err as Error).message))
-      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix ${field}`, 'PermissionError');
+      throw ApplicationFailure.nonRetryable(`${host}: SSH refused the key for ${ssh.user}; fix ${field}`, FailureType.Permission);
     throw new Error(`${host}:${ssh.port}: cannot connect over SSH: ${(err as Error).message}`);
   }
 }

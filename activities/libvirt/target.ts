@@ -7,11 +7,12 @@ import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishTar
 import { prepareImage } from '../artifacts/convert';
 import { openHypervisor } from './hypervisor';
 import type { KnownHosts } from '../ssh/known-hosts';
-import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifacts/extents';
-import { currentProgress } from '../runtime/progress';
+import { cachedScanExtents, type ExtentMap, type ScanOptions } from '../artifacts/zero-blocks';
+import { activityLog, activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
 import { firstLine, isNotFound, type HypervisorRunner } from './virsh';
 import { checkPool, uploadVolume, type HostProgress } from './volume-upload';
 import { listVolumes, volumeUser } from './retention';
+import { FailureType } from '../failures';
 
 export type LibvirtTarget = Extract<Target, { kind: 'libvirt' }>;
 
@@ -31,7 +32,7 @@ export const connectHypervisor = (host: string, target: LibvirtTarget, targetNam
 export function parseImageId(imageId: string): { host: string; pool: string; name: string } {
   const slash = imageId.lastIndexOf('/');
   const colon = imageId.lastIndexOf(':', slash);
-  if (slash < 0 || colon < 0) throw ApplicationFailure.nonRetryable(`"${imageId}" is not a libvirt image id (<host>:<pool>/<name>)`, 'ConfigError');
+  if (slash < 0 || colon < 0) throw ApplicationFailure.nonRetryable(`"${imageId}" is not a libvirt image id (<host>:<pool>/<name>)`, FailureType.Config);
   return { host: imageId.slice(0, colon), pool: imageId.slice(colon + 1, slash), name: imageId.slice(slash + 1) };
 }
 
@@ -70,16 +71,15 @@ export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTarget
 
     async publish(request: PublishRequest & { target: LibvirtTarget }): Promise<Candidate[]> {
       const { target, targetName, artifact, imageName } = request;
-      const progress = currentProgress();
-      const signal = progress.signal;
+      const signal = activitySignal();
       const where = `targets.${targetName}`;
       const image = await prepareImage(artifact, target.format, { qemuImg: deps.qemuImg, signal, where });
       let scanned: Promise<ExtentMap> | undefined;
       const scan = () => (scanned ??= cachedScanExtents(image.path, { ...deps.scan, signal }));
 
-      const resumed = (progress.resumed?.hosts ?? {}) as Record<string, HostProgress>;
+      const resumed = previousDetails<{ hosts?: Record<string, HostProgress> }>()?.hosts ?? {};
       const hosts: Record<string, HostProgress> = { ...resumed };
-      const beat = () => progress.heartbeat({ hosts });
+      const beat = () => heartbeat({ hosts });
 
       const results = await Promise.allSettled(
         target.hosts.map((host) =>
@@ -104,7 +104,7 @@ export function createLibvirtTarget(deps: LibvirtTargetDeps = {}): PublishTarget
                   },
                 },
               );
-              progress.log(
+              activityLog(
                 res.reused
                   ? `${host}: volume ${target.pool}/${imageName} already holds this image; reused it`
                   : `${host}: uploaded ${res.bytesSent} bytes in ${res.extents} extents to ${target.pool}/${imageName}`,

@@ -3,6 +3,7 @@
 import type { Readable } from 'node:stream';
 import { ApplicationFailure } from '@temporalio/common';
 import { exitCode, shellCommand, SshCommandError, type ExecResult, type SshSession } from '../ssh/connection';
+import { FailureType } from '../failures';
 
 export interface RunOptions {
   stdin?: string | Buffer;
@@ -78,9 +79,9 @@ export const isNotFound = (r: ExecResult) =>
 
 /** virsh exited 127 (command not found) or the libvirt socket is not there: the host is no hypervisor we can use. */
 export function unusableHypervisor(host: string, r: ExecResult, field: string): ApplicationFailure | undefined {
-  if (r.code === 127) return ApplicationFailure.nonRetryable(`${host}: virsh is not installed; install libvirt-clients there or remove it from ${field}`, 'ConfigError');
+  if (r.code === 127) return ApplicationFailure.nonRetryable(`${host}: virsh is not installed; install libvirt-clients there or remove it from ${field}`, FailureType.Config);
   if (/authentication (failed|unavailable)|Permission denied|access denied/i.test(r.stderr))
-    return ApplicationFailure.nonRetryable(`${host}: libvirt refused access: ${firstLine(r.stderr)}; give the SSH user libvirt access or change ${field}`, 'PermissionError');
+    return ApplicationFailure.nonRetryable(`${host}: libvirt refused access: ${firstLine(r.stderr)}; give the SSH user libvirt access or change ${field}`, FailureType.Permission);
   return undefined;
 }
 

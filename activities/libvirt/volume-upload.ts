@@ -4,8 +4,9 @@
 import { createReadStream } from 'node:fs';
 import { ApplicationFailure } from '@temporalio/common';
 import type { PreparedImage } from '../artifacts/convert';
-import { wholeFile, type ExtentMap } from '../artifacts/extents';
+import { wholeFile, type ExtentMap } from '../artifacts/zero-blocks';
 import { FILE_POOL_TYPES, firstLine, isNotFound, poolType, parsePoolInfo, parseVolInfo, unusableHypervisor, type HypervisorRunner } from './virsh';
+import { FailureType } from '../failures';
 
 /** Resume state per host, carried in heartbeat details (small: counts, never paths or logs). */
 export interface HostProgress {
@@ -50,12 +51,12 @@ export async function checkPool(runner: HypervisorRunner, pool: string, poolFiel
     const unusable = unusableHypervisor(runner.host, info, poolField.replace(/\.pool$/, '.hosts'));
     if (unusable) throw unusable;
     if (isNotFound(info))
-      throw ApplicationFailure.nonRetryable(`${runner.host}: storage pool "${pool}" does not exist; create it there or change ${poolField}`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${runner.host}: storage pool "${pool}" does not exist; create it there or change ${poolField}`, FailureType.Config);
     throw new Error(`${runner.host}: virsh pool-info ${pool} failed: ${firstLine(info.stderr)}`);
   }
   const { state, available } = parsePoolInfo(info.stdout);
   if (state !== 'running')
-    throw ApplicationFailure.nonRetryable(`${runner.host}: storage pool "${pool}" is ${state || 'not active'}; start it (virsh pool-start ${pool}) or change ${poolField}`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`${runner.host}: storage pool "${pool}" is ${state || 'not active'}; start it (virsh pool-start ${pool}) or change ${poolField}`, FailureType.Config);
   return { type: poolType(info.stdout), available };
 }
 

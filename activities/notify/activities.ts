@@ -1,11 +1,12 @@
 // Sends one release event to every notification sink of a definition. Sinks that took the event are remembered in
 // the heartbeat details, so a retry (after a sink failed, or the worker died) sends only to the others. A failed
 // sink is retried by Temporal; the release itself never waits on it (workflows/notify.ts).
-import { Context } from '@temporalio/activity';
+import { heartbeat, previousDetails } from '../runtime/heartbeat';
 import { ApplicationFailure } from '@temporalio/common';
 import { connect } from 'amqplib';
 import type { Notification } from '../../config/notifications';
 import { type ReleaseEvent, webhookBody } from './message';
+import { FailureType } from '../failures';
 
 export interface NotifyDeps {
   /** Where urlEnv/tokenEnv are looked up: the worker's environment. */
@@ -33,7 +34,7 @@ const label = (n: Notification, i: number) =>
 
 function secret(env: NodeJS.ProcessEnv, name: string, field: string): string {
   const value = env[name];
-  if (!value) throw ApplicationFailure.nonRetryable(`${field}: environment variable ${name} is not set on the worker`, 'ConfigError');
+  if (!value) throw ApplicationFailure.nonRetryable(`${field}: environment variable ${name} is not set on the worker`, FailureType.Config);
   return value;
 }
 
@@ -58,7 +59,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
     }
     await res.arrayBuffer().catch(() => undefined);
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429)
-      throw ApplicationFailure.nonRetryable(`${label(n, i)}: refused with HTTP ${res.status}; check the webhook's address and token`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${label(n, i)}: refused with HTTP ${res.status}; check the webhook's address and token`, FailureType.Config);
     if (!res.ok) throw new Error(`${label(n, i)}: HTTP ${res.status}`);
   }
 
@@ -90,13 +91,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
 
   return {
     async notifyRelease(req: NotifyRequest): Promise<NotifyResult> {
-      let ctx: Context | undefined;
-      try {
-        ctx = Context.current();
-      } catch {
-        ctx = undefined; // called outside an activity (tests, scripts)
-      }
-      const done = new Set<number>((ctx?.info.heartbeatDetails as { delivered?: number[] } | undefined)?.delivered ?? []);
+      const done = new Set<number>(previousDetails<{ delivered?: number[] }>()?.delivered ?? []);
       const event: ReleaseEvent = deps.uiAddress
         ? { ...req.event, url: `${deps.uiAddress.replace(/\/$/, '')}/namespaces/${deps.namespace ?? 'default'}/workflows/${req.event.releaseId}` }
         : req.event;
@@ -111,7 +106,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
         try {
           await (n.kind === 'webhook' ? webhook(n, i, event) : amqp(n, i, event));
           done.add(i);
-          ctx?.heartbeat({ delivered: [...done] });
+          heartbeat({ delivered: [...done] });
         } catch (err) {
           failures.push(err as Error);
         }
@@ -119,7 +114,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
       if (failures.length) {
         const message = failures.map((f) => f.message).join('; ');
         // Every sink was tried; a retry helps only if no failure was a refusal that would repeat.
-        if (failures.some((f) => f instanceof ApplicationFailure && f.nonRetryable)) throw ApplicationFailure.nonRetryable(message, 'ConfigError');
+        if (failures.some((f) => f instanceof ApplicationFailure && f.nonRetryable)) throw ApplicationFailure.nonRetryable(message, FailureType.Config);
         throw new Error(message);
       }
       return { delivered: [...done].sort((a, b) => a - b), skipped };

@@ -7,6 +7,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import { imageEndpoint, issueToken, type KeystoneCredentials, type KeystoneToken } from './keystone';
+import { FailureType } from '../failures';
 
 export type OpenstackTarget = Extract<Target, { kind: 'openstack' }>;
 
@@ -27,7 +28,7 @@ const baseUrl = (url: string) => url.replace(/\/+$/, '').replace(/\/v2$/, '');
 export async function resolveAuth(target: OpenstackTarget, targetName: string, signal?: AbortSignal, env: NodeJS.ProcessEnv = process.env): Promise<GlanceAuth> {
   const field = `targets.${targetName}`;
   if (target.testIdentityHeaders) {
-    if (!target.imageUrl) throw ApplicationFailure.nonRetryable(`${field}.imageUrl is required with testIdentityHeaders`, 'ConfigError');
+    if (!target.imageUrl) throw ApplicationFailure.nonRetryable(`${field}.imageUrl is required with testIdentityHeaders`, FailureType.Config);
     const id = target.testIdentityHeaders;
     const headers = { 'X-Identity-Status': 'Confirmed', 'X-User-Id': id.userId, 'X-Project-Id': id.projectId, 'X-Roles': id.roles.join(',') };
     return { kind: 'headers', imageUrl: baseUrl(target.imageUrl), projectId: id.projectId, roles: id.roles, headers: async () => headers };
@@ -35,9 +36,9 @@ export async function resolveAuth(target: OpenstackTarget, targetName: string, s
 
   if (!target.authUrl) {
     if (!target.tokenEnv || !target.imageUrl)
-      throw ApplicationFailure.nonRetryable(`${field}: set authUrl (Keystone), or imageUrl with tokenEnv (a pre-issued token)`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${field}: set authUrl (Keystone), or imageUrl with tokenEnv (a pre-issued token)`, FailureType.Config);
     const token = env[target.tokenEnv];
-    if (!token) throw ApplicationFailure.nonRetryable(`${field}.tokenEnv: environment variable ${target.tokenEnv} is not set on the worker`, 'ConfigError');
+    if (!token) throw ApplicationFailure.nonRetryable(`${field}.tokenEnv: environment variable ${target.tokenEnv} is not set on the worker`, FailureType.Config);
     return { kind: 'token', imageUrl: baseUrl(target.imageUrl), headers: async () => ({ 'X-Auth-Token': token }) };
   }
 
@@ -45,7 +46,7 @@ export async function resolveAuth(target: OpenstackTarget, targetName: string, s
   const credsField = `${field}.credentialsEnv (${prefix}_*)`;
   const read = (suffix: string, fallback?: string) => {
     const value = env[`${prefix}_${suffix}`] ?? fallback;
-    if (!value) throw ApplicationFailure.nonRetryable(`environment variable ${prefix}_${suffix} is not set on the worker; see ${field}.credentialsEnv`, 'ConfigError');
+    if (!value) throw ApplicationFailure.nonRetryable(`environment variable ${prefix}_${suffix} is not set on the worker; see ${field}.credentialsEnv`, FailureType.Config);
     return value;
   };
   const creds: KeystoneCredentials = {

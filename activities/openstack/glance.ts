@@ -7,6 +7,7 @@ import https from 'node:https';
 import { ApplicationFailure } from '@temporalio/common';
 import type { GlanceAuth } from './auth';
 import { errorMessage } from './keystone';
+import { FailureType } from '../failures';
 
 export interface GlanceImage {
   id: string;
@@ -63,13 +64,13 @@ export class GlanceClient {
   private async fail(res: Response, what: string): Promise<never> {
     const detail = await errorMessage(res);
     if (res.status === 401)
-      throw ApplicationFailure.nonRetryable(`glance refused the credentials for ${what} (401: ${detail}); fix ${this.field} credentials`, 'PermissionError');
+      throw ApplicationFailure.nonRetryable(`glance refused the credentials for ${what} (401: ${detail}); fix ${this.field} credentials`, FailureType.Permission);
     if (res.status === 403)
-      throw ApplicationFailure.nonRetryable(`glance forbids ${what} for this project (403: ${detail}); the user needs the member role, see ${this.field}`, 'PermissionError');
+      throw ApplicationFailure.nonRetryable(`glance forbids ${what} for this project (403: ${detail}); the user needs the member role, see ${this.field}`, FailureType.Permission);
     if (res.status === 413)
-      throw ApplicationFailure.nonRetryable(`glance refused ${what}: image too large or quota exceeded (413: ${detail})`, 'QuotaError');
+      throw ApplicationFailure.nonRetryable(`glance refused ${what}: image too large or quota exceeded (413: ${detail})`, FailureType.GlanceQuota);
     if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 409 && res.status !== 429)
-      throw ApplicationFailure.nonRetryable(`glance refused ${what} (${res.status}: ${detail})`, 'GlanceError');
+      throw ApplicationFailure.nonRetryable(`glance refused ${what} (${res.status}: ${detail})`, FailureType.GlanceRefused);
     throw new Error(`glance ${what}: ${res.status} ${detail}`);
   }
 

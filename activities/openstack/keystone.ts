@@ -1,6 +1,7 @@
 // Keystone v3 password authentication: POST /v3/auth/tokens, token from X-Subject-Token, roles and the service
 // catalog from the body. The password is read from the worker's environment and never leaves this function.
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../failures';
 
 export interface KeystoneCredentials {
   authUrl: string;
@@ -57,11 +58,11 @@ export async function issueToken(creds: KeystoneCredentials, field: string, sign
     const detail = await errorMessage(res);
     throw ApplicationFailure.nonRetryable(
       `keystone ${url} refused user "${creds.username}" for project "${creds.projectName}" (${res.status}${detail ? `: ${detail}` : ''}); fix ${field}`,
-      'PermissionError',
+      FailureType.Permission,
     );
   }
   if (res.status === 404)
-    throw ApplicationFailure.nonRetryable(`keystone ${url} answered 404: is the auth URL a Keystone v3 endpoint? fix its authUrl`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`keystone ${url} answered 404: is the auth URL a Keystone v3 endpoint? fix its authUrl`, FailureType.Config);
   if (!res.ok) throw new Error(`keystone ${url} answered ${res.status}: ${await errorMessage(res)}`);
   const token = res.headers.get('x-subject-token');
   const json = (await res.json()) as { token: { expires_at: string; project?: { id: string }; user: { id: string }; roles?: { name: string }[]; catalog?: CatalogEntry[] } };
@@ -83,7 +84,7 @@ export function imageEndpoint(catalog: CatalogEntry[], region: string | undefine
   if (!found)
     throw ApplicationFailure.nonRetryable(
       `the Keystone catalog has no public image endpoint${region ? ` in region ${region}` : ''}; set ${field}`,
-      'ConfigError',
+      FailureType.Config,
     );
   return found.url;
 }

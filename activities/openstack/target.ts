@@ -7,8 +7,9 @@ import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishSco
 import { prepareImage, type DiskFormat, type PreparedImage } from '../artifacts/convert';
 import { resolveAuth, type OpenstackTarget } from './auth';
 import { GlanceClient, type GlanceImage } from './glance';
-import { currentProgress, sleep, type Progress } from '../runtime/progress';
 import { listGlanceImages } from './retention';
+import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
+import { pollUntil } from '../runtime/poll';
 
 export type { OpenstackTarget };
 
@@ -45,14 +46,19 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
   }
 
   /** Polls while the image is in one of `states`; returns it when it leaves them, is gone, or time is up. */
-  async function waitWhile(glance: GlanceClient, id: string, states: string[], timeoutMs: number, progress: Progress): Promise<GlanceImage | undefined> {
+  async function waitWhile(glance: GlanceClient, id: string, states: string[], timeoutMs: number, signal?: AbortSignal): Promise<GlanceImage | undefined> {
     const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const img = await glance.get(id, progress.signal);
-      if (!img || !states.includes(img.status) || Date.now() > deadline) return img;
-      progress.heartbeat({ imageId: id, state: img.status });
-      await sleep(interval, progress.signal);
-    }
+    const { img } = await pollUntil(
+      async () => {
+        const img = await glance.get(id, signal);
+        if (!img || !states.includes(img.status) || Date.now() > deadline) return { img };
+        heartbeat({ imageId: id, state: img.status });
+        return undefined;
+      },
+      // Time up is an answer here (the caller replaces a stuck image), not an error: the check decides it.
+      { describe: `glance image ${id} to leave ${states.join('/')}`, intervalMs: interval, signal },
+    );
+    return img;
   }
 
   return {
@@ -76,8 +82,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
 
     async publish(request: PublishRequest & { target: OpenstackTarget }): Promise<Candidate[]> {
       const { target, targetName, artifact, imageName, releaseId } = request;
-      const progress = currentProgress();
-      const signal = progress.signal;
+      const signal = activitySignal();
       const field = `targets.${targetName}`;
       const wanted: DiskFormat = target.diskFormat ?? (RAW_TYPES.has(artifact.type) ? 'raw' : 'qcow2');
       const image = await prepareImage(artifact, wanted, { qemuImg: deps.qemuImg, signal, where: field });
@@ -91,7 +96,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
       for (let round = 0; round < 5; round++) {
         const ours = (await glance.findByName(imageName, signal)).filter((i) => i[PROPS.releaseId] === releaseId);
         for (const img of ours.filter((i) => i.status === 'killed')) {
-          progress.log(`glance image ${img.id} (${imageName}) was killed by a failed upload; deleting it`);
+          activityLog(`glance image ${img.id} (${imageName}) was killed by a failed upload; deleting it`);
           await glance.delete(img.id, signal);
         }
         const rank = { active: 0, saving: 1, uploading: 1, importing: 1, queued: 2 } as Record<string, number>;
@@ -99,20 +104,20 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
 
         if (img?.status === 'active') {
           if (await holdsOurData(img, image, signal)) {
-            progress.heartbeat({ imageId: img.id, state: 'active', bytesSent: 0, size: image.size });
-            progress.log(`glance image ${img.id} (${imageName}) already holds this artifact; reused it`);
+            heartbeat({ imageId: img.id, state: 'active', bytesSent: 0, size: image.size });
+            activityLog(`glance image ${img.id} (${imageName}) already holds this artifact; reused it`);
             return candidate(img);
           }
-          progress.log(`glance image ${img.id} (${imageName}) holds other data; replacing it`);
+          activityLog(`glance image ${img.id} (${imageName}) holds other data; replacing it`);
           await glance.delete(img.id, signal);
           continue;
         }
         if (img && img.status !== 'queued') {
           // Someone (a previous attempt whose connection Glance has not dropped yet) is uploading: wait for it. An
           // image stuck in saving (its glance-api died mid-upload) never moves again: replace it.
-          const after = await waitWhile(glance, img.id, ['saving', 'uploading', 'importing'], deps.savingTimeoutMs ?? 15 * 60_000, progress);
+          const after = await waitWhile(glance, img.id, ['saving', 'uploading', 'importing'], deps.savingTimeoutMs ?? 15 * 60_000, signal);
           if (after && after.status === img.status) {
-            progress.log(`glance image ${img.id} (${imageName}) stayed ${img.status}; deleting it`);
+            activityLog(`glance image ${img.id} (${imageName}) stayed ${img.status}; deleting it`);
             await glance.delete(img.id, signal);
           }
           continue;
@@ -132,15 +137,15 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
             },
             signal,
           ));
-        progress.heartbeat({ imageId: target_.id, state: 'uploading', bytesSent: 0, size: image.size });
+        heartbeat({ imageId: target_.id, state: 'uploading', bytesSent: 0, size: image.size });
         const sent = await glance.upload(target_.id, image, {
           hashAlgo: 'sha512',
           signal,
-          onBytes: (bytesSent) => progress.heartbeat({ imageId: target_.id, state: 'uploading', bytesSent, size: image.size }),
+          onBytes: (bytesSent) => heartbeat({ imageId: target_.id, state: 'uploading', bytesSent, size: image.size }),
         });
         if (sent === 'conflict') continue;
 
-        const done = await waitWhile(glance, target_.id, ['queued', 'saving', 'uploading', 'importing'], deps.activeTimeoutMs ?? 30 * 60_000, progress);
+        const done = await waitWhile(glance, target_.id, ['queued', 'saving', 'uploading', 'importing'], deps.activeTimeoutMs ?? 30 * 60_000, signal);
         if (!done || done.status !== 'active') {
           if (done) await glance.delete(done.id, signal);
           throw new Error(`glance image ${target_.id} (${imageName}) ended ${done?.status ?? 'deleted'} after the upload; the retry uploads a new one`);
@@ -149,7 +154,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
           await glance.delete(done.id, signal);
           throw new Error(`glance image ${done.id} (${imageName}) hash differs from what was sent; deleted it, the retry uploads again`);
         }
-        progress.heartbeat({ imageId: done.id, state: 'active', bytesSent: image.size, size: image.size });
+        heartbeat({ imageId: done.id, state: 'active', bytesSent: image.size, size: image.size });
         return candidate(done);
       }
       throw new Error(`glance image ${imageName}: could not settle its state after 5 rounds; retrying`);
@@ -162,7 +167,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
 
     /** Releases with images here, from the `bootc-release` tag and the release and arch properties. */
     async listReleases(target, targetName): Promise<PublishScope[]> {
-      const signal = currentProgress().signal;
+      const signal = activitySignal();
       const glance = new GlanceClient(await resolveAuth(target, targetName, signal, deps.env), `targets.${targetName}`);
       const scopes = new Map<string, PublishScope>();
       for (const img of await glance.listTagged(TAG, signal)) {
@@ -178,7 +183,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
 
     /** By name, and only images that carry this release's id: another release may use the same name. */
     async deleteRelease(target, scope): Promise<string[]> {
-      const signal = currentProgress().signal;
+      const signal = activitySignal();
       const glance = new GlanceClient(await resolveAuth(target, scope.targetName, signal, deps.env), `targets.${scope.targetName}`);
       const removed: string[] = [];
       for (const name of scope.imageNames)
@@ -192,7 +197,7 @@ export function createOpenstackTarget(deps: OpenstackTargetDeps = {}): PublishTa
 
     /** Retention: the definition's images here, by tag and name (activities/openstack/retention.ts). */
     async listImages(target, targetName, definition): Promise<PublishedImage[]> {
-      const signal = currentProgress().signal;
+      const signal = activitySignal();
       const glance = new GlanceClient(await resolveAuth(target, targetName, signal, deps.env), `targets.${targetName}`);
       return await listGlanceImages(glance, PROPS, TAG, targetName, definition, signal);
     },

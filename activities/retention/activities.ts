@@ -7,7 +7,7 @@ import { ConfigError, findDefinition } from '../../config/load';
 import type { ReleaseDefinition, Target } from '../../config/schema';
 import type { ChannelState, RetentionRecord } from '../channels';
 import type { PublishTargetDriver } from '../types';
-import { currentProgress } from '../runtime/progress';
+import { heartbeat } from '../runtime/heartbeat';
 import type { ChannelLookup, ReleaseCatalog } from './lookup';
 import { parseImageName } from './names';
 import {
@@ -93,13 +93,12 @@ export function createRetentionActivities(deps: RetentionDeps) {
 
   /** Every image at every target of the definition; a target that refuses (config, permission) is reported, not fatal. */
   async function listAll(def: ReleaseDefinition): Promise<{ images: ListedImage[]; unlisted: RetentionPlan['unlisted'] }> {
-    const progress = currentProgress();
     const images: ListedImage[] = [];
     const unlisted: RetentionPlan['unlisted'] = [];
     for (const [name, target] of Object.entries(def.targets)) {
       const driver = driverOf(target);
       if (!driver.listImages) continue;
-      progress.heartbeat({ listing: name });
+      heartbeat({ listing: name });
       try {
         for (const image of await driver.listImages(target, name, def.name)) images.push({ target: name, image, canDeprecate: !!driver.deprecate });
       } catch (err) {
@@ -130,7 +129,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     };
     for (const l of imagesToCheckForUse(planInput)) {
       if (l.target === STAGED_TARGET) continue;
-      currentProgress().heartbeat({ checking: l.image.imageId });
+      heartbeat({ checking: l.image.imageId });
       l.usedBy = await driverOf(targetOf(def, l.target)).inUse?.(targetOf(def, l.target), l.image);
     }
     return planFrom(planInput);

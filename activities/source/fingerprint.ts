@@ -11,6 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Source } from '../../config/schema';
 import { baseImages } from './containerfile';
 import { manifestDigest, type RegistryOptions } from './registry';
+import { FailureType } from '../failures';
 
 const execFileP = promisify(execFile);
 
@@ -54,14 +55,14 @@ export async function fingerprintSource(deps: FingerprintDeps, source: Source): 
     const why = (err as { stderr?: string }).stderr?.trim().split('\n').at(-1) ?? (err as Error).message;
     const message = `source: cannot fetch ${source.ref} of ${source.git}: ${why}`;
     if (/couldn't find remote ref|not a git repository|does not exist|not found|could not read from remote/i.test(why))
-      throw ApplicationFailure.nonRetryable(`${message}; check source.git and source.ref`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${message}; check source.git and source.ref`, FailureType.Config);
     throw new Error(message);
   }
   try {
     const containerfile = source.containerfile; // relative to the repository, as podman build -f takes it
     const touched = await git('rev-list', '-1', ref, '--', containerfile, source.context);
     const text = await git('show', `${ref}:${containerfile}`).catch(() => {
-      throw ApplicationFailure.nonRetryable(`source: ${containerfile} is not in ${source.git} at ${source.ref}; check source.containerfile`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`source: ${containerfile} is not in ${source.git} at ${source.ref}; check source.containerfile`, FailureType.Config);
     });
     const parts: SourcePart[] = [{ kind: 'context-commit', ref: containerfile, value: touched }];
     for (const image of baseImages(text)) parts.push({ kind: 'base-image', ref: image, value: await manifestDigest(image, deps.registry) });

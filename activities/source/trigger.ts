@@ -6,6 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition } from '../../config/load';
 import type { Notification } from '../../config/notifications';
 import { fingerprintSource, type FingerprintDeps, type SourceFingerprint } from './fingerprint';
+import { FailureType } from '../failures';
 
 export type TriggerMode = 'always' | 'source-change' | 'inactivity';
 
@@ -50,9 +51,9 @@ export interface TriggerDeps extends FingerprintDeps {
 const stamp = (iso: string) => iso.replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
 
 export async function checkTrigger(deps: TriggerDeps, check: TriggerCheck): Promise<TriggerDecision> {
-  if (!deps.history) throw ApplicationFailure.nonRetryable('this worker was wired without a Temporal client: triggers cannot see earlier releases', 'ConfigError');
+  if (!deps.history) throw ApplicationFailure.nonRetryable('this worker was wired without a Temporal client: triggers cannot see earlier releases', FailureType.Config);
   const definition = await findDefinition(deps.definitionsDir, check.definition).catch((err: unknown) => {
-    if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+    if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.Config);
     throw err;
   });
   const base = { arches: Object.keys(definition.architectures), notifications: definition.notifications };

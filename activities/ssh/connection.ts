@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { Client, utils, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { ApplicationFailure } from '@temporalio/common';
+import { FailureType } from '../failures';
 
 export interface SshEndpoint {
   address: string;
@@ -24,7 +25,7 @@ export interface SshCredentials {
 /** Worker-wide default key, used when a builder's ssh config names none: a path or the key text. */
 export const DEFAULT_KEY_ENV = 'BOOTC_RELEASE_SSH_KEY';
 
-const keyProblem = (message: string) => ApplicationFailure.nonRetryable(`ssh: ${message}`, 'ConfigError');
+const keyProblem = (message: string) => ApplicationFailure.nonRetryable(`ssh: ${message}`, FailureType.Config);
 
 const readProblem = (err: unknown) => {
   const code = (err as NodeJS.ErrnoException).code;
@@ -301,7 +302,7 @@ export function hostKeyMismatch(endpoint: SshEndpoint, presented: string): Appli
     `${endpoint.address}:${endpoint.port}: SSH host key changed: pinned ${keyTail(endpoint.hostKey ?? '')}, presented ${keyTail(presented)}; ` +
       `refusing to connect (a changed key may mean someone is in between). ` +
       (endpoint.hostKeyHint ?? 'If the builder was legitimately replaced, start a new release.'),
-    'HostKeyMismatch',
+    FailureType.HostKeyMismatch,
   );
 }
 

@@ -3,7 +3,8 @@
 // group leader's pid to `pid` and, when it ends, its status to `exit-code`. These files are the whole state, so any
 // later connection from any worker can re-attach: a live pid means "keep polling", an exit-code means "done".
 import { shellCommand, shellQuote, type SshSession } from './connection';
-import { sleep, type BuilderLink } from './link';
+import type { BuilderLink } from './link';
+import { sleep } from '../runtime/poll';
 
 export type DetachedState =
   | { state: 'running'; pid: number }

@@ -1,9 +1,8 @@
 // Host keys for builders that no cloud API vouches for (static and command-provided hosts, cloud VMs whose console
 // shows no key): a configured key is enforced; otherwise the key presented at first contact is recorded in
 // BuilderHost and enforced from then on (TOFU).
-import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
-import { currentProgress, sleep } from '../runtime/progress';
+import { activityLog, activitySignal, heartbeat } from '../runtime/heartbeat';
+import { pollUntil } from '../runtime/poll';
 import { hostKeyMismatch, SshSession, type SshCredentials, type SshEndpoint } from './connection';
 import type { BuilderHost } from '../types';
 
@@ -21,14 +20,8 @@ export async function learnHostKey(
   }
 }
 
-/** The running activity's context, or undefined when called as a plain function (tests, benches, CLI). */
-export function activityContext(): Context | undefined {
-  try {
-    return Context.current();
-  } catch {
-    return undefined;
-  }
-}
+// Its home is the activity runtime; the activation steps still import it from here.
+export { activityContext } from '../runtime/heartbeat';
 
 export const shortKey = (key: string) => `${key.slice(0, 30)}…`;
 
@@ -58,21 +51,27 @@ export async function pinFirstHostKey(
       throw hostKeyMismatch(endpoint, host.hostKey);
     return host;
   }
-  const progress = currentProgress();
-  const deadline = Date.now() + (opts.timeoutMs ?? 10 * 60_000);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const hostKey = await learnHostKey(endpoint, creds, progress.signal);
-      progress.heartbeat({ pinnedHostKey: { id: host.id, address: host.address, port: host.port, hostKey } } satisfies PinnedHostKey);
-      progress.log(`builder ${host.id} at ${host.address}:${host.port}: host key ${shortKey(hostKey)} pinned for this release`);
-      return { ...host, hostKey };
-    } catch (err) {
-      if (err instanceof ApplicationFailure || progress.signal?.aborted) throw err;
-      if (Date.now() > deadline)
-        throw new Error(`builder ${host.id} at ${host.address}:${host.port}: no SSH after ${attempt} tries to learn its host key: ${(err as Error).message}`);
+  const signal = activitySignal();
+  const maxIntervalMs = opts.intervalMs ?? 5000;
+  const hostKey = await pollUntil(
+    async (attempt) => {
       // Keeps the earlier attempt's record, so that a third attempt still knows it.
-      progress.heartbeat({ step: 'host-key', attempt, ...(pinned ? { pinnedHostKey: earlier } : {}) });
-      await sleep(Math.min(1000 * attempt, opts.intervalMs ?? 5000), progress.signal);
-    }
-  }
+      heartbeat({ step: 'host-key', attempt, ...(pinned ? { pinnedHostKey: earlier } : {}) });
+      return await learnHostKey(endpoint, creds, signal);
+    },
+    {
+      describe: `builder ${host.id} at ${host.address}:${host.port} to answer SSH`,
+      intervalMs: Math.min(1000, maxIntervalMs),
+      maxIntervalMs,
+      backoff: 'linear',
+      timeoutMs: opts.timeoutMs ?? 10 * 60_000,
+      signal,
+      transientErrors: Number.POSITIVE_INFINITY,
+      timeoutError: (tries, err) =>
+        new Error(`builder ${host.id} at ${host.address}:${host.port}: no SSH after ${tries} tries to learn its host key: ${err?.message}`),
+    },
+  );
+  heartbeat({ pinnedHostKey: { id: host.id, address: host.address, port: host.port, hostKey } } satisfies PinnedHostKey);
+  activityLog(`builder ${host.id} at ${host.address}:${host.port}: host key ${shortKey(hostKey)} pinned for this release`);
+  return { ...host, hostKey };
 }

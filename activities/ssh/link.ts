@@ -6,6 +6,7 @@ import type { Builder } from '../../config/schema';
 import type { BuilderHost } from '../types';
 import { connectBuilder } from './builder-session';
 import { SshCommandError, type SshSession } from './connection';
+import { sleep } from '../runtime/poll';
 
 export interface LinkOptions {
   signal?: AbortSignal;
@@ -20,20 +21,6 @@ export function isConnectionLoss(err: unknown, signal?: AbortSignal): boolean {
   if (err instanceof SshCommandError) return err.result.code === -1;
   return !(err instanceof ApplicationFailure) && err instanceof Error;
 }
-
-export const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason as Error);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason as Error);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 
 export class BuilderLink {
   private ssh?: SshSession;
