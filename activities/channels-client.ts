@@ -8,8 +8,9 @@ import { ConfigError, findDefinition, parseDefinition } from '../config/load';
 import type { ReleaseDefinition } from '../config/schema';
 import type { AssignRequest, ChannelAssignment, ChannelState, ReleaseApprovalView } from './channels';
 import { withHeartbeats } from './runtime/heartbeat';
-import { activityContext } from './ssh/host-key-pinning';
+import { activityContext } from './runtime/heartbeat';
 import type { ActivationRecord } from './types';
+import { FailureType } from './failures';
 
 /** What channel activities ask Temporal. Refusals come back as non-retryable ApplicationFailures. */
 export interface ChannelGateway {
@@ -48,7 +49,7 @@ const aborted = (signal: AbortSignal | undefined) =>
 
 export function createChannelActivities(deps: ChannelActivityDeps) {
   const gateway = (): ChannelGateway => {
-    if (!deps.gateway) throw ApplicationFailure.nonRetryable('this worker was wired without a Temporal client, so it cannot reach channels', 'ConfigError');
+    if (!deps.gateway) throw ApplicationFailure.nonRetryable('this worker was wired without a Temporal client, so it cannot reach channels', FailureType.Config);
     return deps.gateway;
   };
 
@@ -67,7 +68,7 @@ export function createChannelActivities(deps: ChannelActivityDeps) {
       await withHeartbeats(() => assigned.then(() => undefined, () => undefined), every);
       throw new CancelledFailure(`the release was cancelled while channel ${input.channel} activated its images`);
     }
-    if (!outcome.activation) throw ApplicationFailure.nonRetryable(`channel ${input.channel} reports no activation for release ${input.releaseId}`, 'ActivationFailed');
+    if (!outcome.activation) throw ApplicationFailure.nonRetryable(`channel ${input.channel} reports no activation for release ${input.releaseId}`, FailureType.ActivationFailed);
     return outcome.activation;
   }
 
@@ -84,7 +85,7 @@ export function createChannelActivities(deps: ChannelActivityDeps) {
       }
       return await findDefinition(deps.definitionsDir, name);
     } catch (err) {
-      if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+      if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.Config);
       throw err;
     }
   }

@@ -20,6 +20,7 @@ import { WORKFLOW_TYPES } from '../workflows/messages';
 import { releaseNameKey } from '../workflows/search-attributes';
 import { signChannelAction } from './approval-signing';
 import { InputError } from './release-client';
+import { FailureType } from '../activities/failures';
 
 /** One row of `channel list`. */
 export interface ChannelSummary {
@@ -164,7 +165,7 @@ async function refusals<T>(channel: string, send: () => Promise<T>): Promise<T> 
     if (!(err instanceof WorkflowUpdateFailedError)) throw err;
     const text = `${channel}: ${err.cause?.message ?? err.message}`;
     // An activation that failed is not the caller's input: exit 1, as for a release whose activation failed.
-    if ((err.cause as { type?: string } | undefined)?.type === 'ActivationFailed') throw new Error(text, { cause: err });
+    if ((err.cause as { type?: string } | undefined)?.type === FailureType.ActivationFailed) throw new Error(text, { cause: err });
     throw new InputError(text);
   }
 }

@@ -7,6 +7,7 @@ import type { ChannelGateway } from '../activities/channels-client';
 import { assignUpdate, cancelAssignmentSignal, channelStateQuery } from '../workflows/channel-messages';
 import { statusQuery, WORKFLOW_TYPES } from '../workflows/messages';
 import { releaseNameKey } from '../workflows/search-attributes';
+import { FailureType } from '../activities/failures';
 
 /** The one line the Web UI shows above a channel's workflow. */
 export const channelSummary = (definition: string, channel: string) => `channel ${channel} of ${definition}`;
@@ -15,7 +16,7 @@ export const channelSummary = (definition: string, channel: string) => `channel 
 function channelFailure(definition: string, channel: string, err: unknown): unknown {
   if (!(err instanceof WorkflowUpdateFailedError)) return err;
   const cause = err.cause as (Error & { type?: string }) | undefined;
-  return ApplicationFailure.nonRetryable(`channel ${channel} of ${definition}: ${cause?.message ?? err.message}`, cause?.type ?? 'ChannelRequestRefused');
+  return ApplicationFailure.nonRetryable(`channel ${channel} of ${definition}: ${cause?.message ?? err.message}`, cause?.type ?? FailureType.ChannelRequestRefused);
 }
 
 export function channelGatewayFrom(client: Client): ChannelGateway {
@@ -31,7 +32,7 @@ export function channelGatewayFrom(client: Client): ChannelGateway {
         throw ApplicationFailure.nonRetryable(
           `channel ${channel} of ${definition} runs on task queue ${running.taskQueue}, and this release on ${taskQueue}: ` +
             `run its workers on one queue (BOOTC_RELEASE_TASK_QUEUE), or terminate workflow ${workflowId} to start it anew here`,
-          'ConfigError',
+          FailureType.Config,
         );
       const start = new WithStartWorkflowOperation(WORKFLOW_TYPES.channel, {
         workflowId,

@@ -13,9 +13,11 @@ import { ApplicationFailure } from '@temporalio/common';
 import { durationMs } from '../../config/duration';
 import { commandEnv } from '../runtime/command-env';
 import { shellQuote } from '../ssh/connection';
-import { activityContext } from '../ssh/host-key-pinning';
+import { activityContext, heartbeat } from '../runtime/heartbeat';
+import { sleep } from '../runtime/poll';
 import type { ActivationConfigs, ActivationDriver, CheckResult } from '../types';
 import { buildImageMap } from './image-map';
+import { FailureType } from '../failures';
 
 const run = promisify(execFile);
 
@@ -42,7 +44,6 @@ export interface HookRun {
 
 /** Exit status of flock -n when another process holds the lock. */
 const LOCKED = 75;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The hook runs under the lock; it writes its process group first, its exit code last (atomically). */
 function wrapper(dir: string): string {
@@ -136,7 +137,7 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
       throw ApplicationFailure.nonRetryable(
         `${h.where}: ${hook.command[0]} exited ${code}; its output is in ${log} on the worker. ` +
           `Fix the cause, then remove ${exitFile} and retry the activation`,
-        'ActivationHookFailed',
+        FailureType.ActivationHookFailed,
       );
     }
     if (signal?.aborted) {
@@ -149,11 +150,11 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
       await killGroup(h.dir, grace, mine?.pid);
       throw ApplicationFailure.nonRetryable(
         `${h.where}: ${hook.command[0]} ran longer than its timeout and was killed; see ${log} on the worker, or raise ${h.where}.timeout`,
-        'ActivationHookTimedOut',
+        FailureType.ActivationHookTimedOut,
       );
     }
     if (ours === -1)
-      throw ApplicationFailure.nonRetryable(`${h.where}: cannot run flock (util-linux) on the worker; install it to run activation hooks`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`${h.where}: cannot run flock (util-linux) on the worker; install it to run activation hooks`, FailureType.Config);
     if (ours !== undefined && ours !== LOCKED)
       // Started by this attempt, ended, no exit code: killed from outside. A retry starts it again.
       throw new Error(`${h.where}: ${hook.command[0]} ended without an exit code (killed?); see ${log} on the worker`);
@@ -165,7 +166,7 @@ export async function runHook(hook: HookActivation, h: HookRun, deps: HookDeps):
         continue;
       }
     }
-    ctx?.heartbeat({ step: h.where, hook: 'running' });
+    heartbeat({ step: h.where, hook: 'running' });
     await sleep(pollMs);
   }
 }

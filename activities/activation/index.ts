@@ -7,7 +7,7 @@ import type { Activation, ReleasePlan } from '../../config/schema';
 import type { AwsClientDeps } from '../aws/clients';
 import { createSsmActivation } from '../aws/ssm-parameters';
 import { withHeartbeats } from '../runtime/heartbeat';
-import { activityContext } from '../ssh/host-key-pinning';
+import { activityContext } from '../runtime/heartbeat';
 import type {
   ActivationConfigs,
   ActivationDriver,
@@ -23,6 +23,7 @@ import { createHookActivation, type HookDeps } from './hook';
 import { buildImageMap, previousImageMap } from './image-map';
 import { imageMapFileActivation } from './image-map-file';
 import { imageMapGitActivation } from './image-map-git';
+import { FailureType } from '../failures';
 
 export interface ActivationDeps extends HookDeps {
   /** AWS client settings for SSM (tests: recording middleware). Credentials come from the activation's reference. */
@@ -82,7 +83,7 @@ export const activationPath = (channel: string, index: number) => `channels.${ch
 export function createActivationActivities(drivers: ActivationDrivers) {
   async function activate(input: ActivateInput): Promise<ActivationRecord> {
     const { plan, channel, candidates, approvedBy, assignment } = input;
-    if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', 'ConfigError');
+    if (candidates.length === 0) throw ApplicationFailure.nonRetryable('nothing to activate: no image was chosen', FailureType.Config);
     const signal = activityContext()?.cancellationSignal;
     const imageMap = buildImageMap(candidates, plan);
     const replaced: ActivationRecord['replaced'] = [];

@@ -4,6 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import type { Activation } from '../../config/schema';
 import type { SshCredentials, SshEndpoint } from '../ssh/connection';
+import { FailureType } from '../failures';
 
 type MapFile = Extract<Activation, { kind: 'image-map-file' }>;
 
@@ -17,7 +18,7 @@ export function remoteMapPath(a: MapFile, where: string): { endpoint: SshEndpoin
     throw ApplicationFailure.nonRetryable(
       `${where}.ssh.hostKey: required for an image map on a host (${a.path}); put the host's key there ` +
         `(\`ssh-keyscan -t ed25519 ${m[1]}\`, as "ssh-ed25519 AAAA...")`,
-      'ConfigError',
+      FailureType.Config,
     );
   return {
     endpoint: { address: m[1]!, port: a.ssh.port, user: a.ssh.user, hostKey: a.ssh.hostKey },

@@ -8,6 +8,7 @@ import type { ActivationConfigs, ActivationDriver, Candidate, CheckResult, Repla
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { classifyAwsError, isNotFound } from './errors';
 import { awsPreflight } from './preflight';
+import { FailureType } from '../failures';
 
 export type SsmActivation = ActivationConfigs['ssm-parameter'];
 
@@ -34,7 +35,7 @@ export function ssmWrites(a: SsmActivation, candidates: Candidate[], where: stri
     if (other && other.value !== c.imageId)
       throw ApplicationFailure.nonRetryable(
         `${where}: parameter ${name} in ${c.region} would get both ${other.from} and ${from}; put {arch} in ${where}.name or approve one of them`,
-        'ConfigError',
+        FailureType.Config,
       );
     writes.set(`${name}\u0000${c.region}`, { name, region: c.region, value: c.imageId, from });
   }
@@ -44,7 +45,7 @@ export function ssmWrites(a: SsmActivation, candidates: Candidate[], where: stri
         .filter((c) => c.kind === 'aws')
         .map((c) => `${c.arch} ${c.imageId} on ${c.target}`)
         .join(', ')}); this is a bug in the aws target, please report it`,
-      'ConfigError',
+      FailureType.Config,
     );
   return [...writes.values()].map(({ name, region, value }) => ({ name, region, value }));
 }

@@ -6,6 +6,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition } from '../../config/load';
 import type { ReleaseDefinition } from '../../config/schema';
+import { FailureType } from '../failures';
 
 export async function requireKnownDefinition(definitionsDir: string, sent: ReleaseDefinition): Promise<void> {
   let known: ReleaseDefinition;
@@ -31,7 +32,7 @@ function refused(name: string, why: string): ApplicationFailure {
     `input.plan.definition: release definition "${name}" was sent whole in the start input, and this worker runs only ` +
       `the definitions it knows: ${why}. Start it by name from the worker's definitions directory, or allow inline ` +
       `definitions on the worker (BOOTC_RELEASE_ALLOW_INLINE_DEFINITIONS=true)`,
-    'ConfigError',
+    FailureType.Config,
   );
 }
 

@@ -2,16 +2,18 @@
 // checked before any VM starts, like `image-builder upload`'s "Upload conditions met". All problems are reported at
 // once, each naming its config path: a release whose approval could not be activated fails here, not days later.
 import { ApplicationFailure } from '@temporalio/common';
-import { heartbeat } from '@temporalio/activity';
 import type { ReleasePlan } from '../../config/schema';
-import type { ActivationDrivers, BuilderProvider, CheckResult, PublishTargetDriver } from '../types';
+import type { ActivationDrivers, CheckResult } from '../types';
+import { driverOf, providerOf, type BuilderProviders, type PublishTargets } from '../registry';
+import { keepAlive } from '../runtime/heartbeat';
 import { activationPath, bindActivation } from '../activation';
 import { credentialsOf } from '../ssh/builder-session';
 import { resolvePrivateKey } from '../ssh/connection';
+import { FailureType } from '../failures';
 
 export interface PreflightDeps {
-  providers: Partial<Record<string, BuilderProvider<any>>>;
-  targets: Partial<Record<string, PublishTargetDriver<any>>>;
+  providers: BuilderProviders;
+  targets: PublishTargets;
   activations: ActivationDrivers;
 }
 
@@ -19,7 +21,7 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
   const checks: { where: string; run: () => Promise<CheckResult> }[] = [];
   for (const arch of plan.arches) {
     const builder = plan.definition.architectures[arch]!.builder;
-    const provider = deps.providers[builder.provider];
+    const provider = providerOf(deps.providers, builder.provider);
     checks.push({
       where: `architectures.${arch}.builder (${builder.provider})`,
       run: async () =>
@@ -41,7 +43,7 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
   const usedTargets = new Set(plan.arches.flatMap((a) => plan.definition.architectures[a]!.targets));
   for (const name of usedTargets) {
     const target = plan.definition.targets[name]!;
-    const driver = deps.targets[target.kind];
+    const driver = driverOf(deps.targets, target.kind);
     checks.push({
       where: `targets.${name} (${target.kind})`,
       run: async () =>
@@ -64,7 +66,7 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
       } catch (err) {
         return { where, ok: false, messages: [(err as Error).message] };
       } finally {
-        heartbeat();
+        keepAlive();
       }
     }),
   );
@@ -72,7 +74,7 @@ export async function preflight(deps: PreflightDeps, plan: ReleasePlan): Promise
   if (failed.length) {
     throw ApplicationFailure.nonRetryable(
       `preflight failed; nothing was created:\n${failed.map((r) => `  ${r.where}: ${r.messages.join('; ')}`).join('\n')}`,
-      'ConfigError',
+      FailureType.Config,
     );
   }
   return { messages: results.flatMap((r) => r.messages.map((m) => `${r.where}: ${m}`)) };

@@ -5,6 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition, formatIssues, parseDefinition, parsePlan } from '../../config/load';
 import { ReleaseInput, type Arch, type ReleaseDefinition, type ReleasePlan } from '../../config/schema';
 import { requireKnownDefinition } from './known-definition';
+import { FailureType } from '../failures';
 
 export interface ResolvePlanInput {
   input: unknown;
@@ -44,7 +45,7 @@ export async function resolvePlan(
       'plan',
     );
   } catch (err) {
-    if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+    if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.Config);
     throw err;
   }
 }

@@ -23,10 +23,12 @@ import {
   type RetentionPlan,
 } from './plan';
 import { deleteStaged, listStaged } from './staged';
+import { driverOf, type PublishTargets } from '../registry';
+import { FailureType } from '../failures';
 
 export interface RetentionDeps {
   definitionsDir: string;
-  targets: Partial<Record<Target['kind'], PublishTargetDriver<any>>>;
+  targets: PublishTargets;
   channels: ChannelLookup;
   releases: ReleaseCatalog;
   /** This worker's staging directory and queue: its staged artifacts are listed, and deleted on that queue. */
@@ -58,7 +60,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     try {
       return await findDefinition(deps.definitionsDir, name);
     } catch (err) {
-      if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, 'ConfigError');
+      if (err instanceof ConfigError) throw ApplicationFailure.nonRetryable(err.message, FailureType.Config);
       throw err;
     }
   }
@@ -78,16 +80,16 @@ export function createRetentionActivities(deps: RetentionDeps) {
     };
   }
 
-  const driverOf = (target: Target): PublishTargetDriver<any> => {
-    const d = deps.targets[target.kind];
-    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, 'ConfigError');
+  const driverFor = (target: Target): PublishTargetDriver => {
+    const d = driverOf(deps.targets, target.kind);
+    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
     return d;
   };
 
   function targetOf(def: ReleaseDefinition, name: string): Target {
     const target = def.targets[name];
     if (!target)
-      throw ApplicationFailure.nonRetryable(`target ${name} is no longer in definition ${def.name}; retention leaves its images alone`, 'ConfigError');
+      throw ApplicationFailure.nonRetryable(`target ${name} is no longer in definition ${def.name}; retention leaves its images alone`, FailureType.Config);
     return target;
   }
 
@@ -96,7 +98,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     const images: ListedImage[] = [];
     const unlisted: RetentionPlan['unlisted'] = [];
     for (const [name, target] of Object.entries(def.targets)) {
-      const driver = driverOf(target);
+      const driver = driverFor(target);
       if (!driver.listImages) continue;
       heartbeat({ listing: name });
       try {
@@ -130,7 +132,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     for (const l of imagesToCheckForUse(planInput)) {
       if (l.target === STAGED_TARGET) continue;
       heartbeat({ checking: l.image.imageId });
-      l.usedBy = await driverOf(targetOf(def, l.target)).inUse?.(targetOf(def, l.target), l.image);
+      l.usedBy = await driverFor(targetOf(def, l.target)).inUse?.(targetOf(def, l.target), l.image);
     }
     return planFrom(planInput);
   }
@@ -157,7 +159,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
       return record('ok', `deleted ${item.image.imageId}`);
     }
     const target = targetOf(def, item.target);
-    const driver = driverOf(target);
+    const driver = driverFor(target);
     if (item.action === 'deprecate') {
       if (!driver.deprecate) return record('kept', `${target.kind} targets cannot deprecate images`);
       return record('ok', await driver.deprecate(target, item.image, new Date().toISOString()));
@@ -172,7 +174,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     const def = await definitionOf(definition);
     const records: RetentionRecord[] = [];
     for (const [name, target] of Object.entries(def.targets)) {
-      const driver = driverOf(target);
+      const driver = driverFor(target);
       if (!driver.listImages || !driver.restore) continue;
       for (const image of await driver.listImages(target, name, def.name)) {
         if (image.releaseId !== releaseId || !image.deprecated) continue;

@@ -3,6 +3,7 @@
 // the definition's are listed (a staging directory serves every definition, and its names carry no definition),
 // and only inside the staging directory is anything deleted. Build logs beside them stay, as after a release.
 import { readdir, rm, stat } from 'node:fs/promises';
+import { FailureType } from '../failures';
 import path from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { ARCHES, IMAGE_TYPES } from '../../config/constants';
@@ -45,6 +46,6 @@ export async function deleteStaged(stagingDir: string, image: PublishedImage): P
   const root = path.resolve(stagingDir, image.releaseId ?? '');
   const dir = path.resolve(image.imageId);
   if (!image.releaseId || !dir.startsWith(`${root}${path.sep}`))
-    throw ApplicationFailure.nonRetryable(`staged artifact ${dir} is not inside ${root}; not deleting it`, 'ConfigError');
+    throw ApplicationFailure.nonRetryable(`staged artifact ${dir} is not inside ${root}; not deleting it`, FailureType.Config);
   await rm(dir, { recursive: true, force: true });
 }

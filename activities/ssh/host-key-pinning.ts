@@ -20,9 +20,6 @@ export async function learnHostKey(
   }
 }
 
-// Its home is the activity runtime; the activation steps still import it from here.
-export { activityContext } from '../runtime/heartbeat';
-
 export const shortKey = (key: string) => `${key.slice(0, 30)}…`;
 
 /** Heartbeat details an acquire leaves once it has seen the builder's key, so that its retry enforces that key. */
