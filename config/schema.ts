@@ -346,7 +346,7 @@ export const ReleaseDefinition = z
      */
     timeouts: z
       .strictObject({
-        heartbeat: duration('1h').default('2m'),
+        heartbeat: duration('1h').default('30s'),
         retryInitial: duration('1h').default('5s'),
         retryMax: duration('1d').default('5m'),
         maxAttempts: z.number().int().min(0).default(10),

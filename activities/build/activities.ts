@@ -47,7 +47,8 @@ export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
 
   async prepareContainerImage(input: PrepareContainerImageInput): Promise<ContainerImage> {
     let last = '';
-    return await prepareContainerImage(input, {
+    // Between polls (and through an SSH reconnect) the last progress is repeated, so only a dead worker goes silent.
+    return await withHeartbeats(() => prepareContainerImage(input, {
       signal: activitySignal(),
       pollIntervalMs: deps.pollIntervalMs,
       onProgress: (p) => {
@@ -55,12 +56,12 @@ export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
         if (p.phase !== last) activityLog(`${input.arch}: ${p.message}`);
         last = p.phase;
       },
-    });
+    }));
   },
 
   async runImageBuild(input: RunImageBuildInput): Promise<ImageBuildResult> {
     let last = '';
-    const result = await runImageBuild(input, {
+    const result = await withHeartbeats(() => runImageBuild(input, {
       stagingDir: deps.stagingDir,
       signal: activitySignal(),
       pollIntervalMs: deps.pollIntervalMs,
@@ -72,7 +73,7 @@ export const createBuilderActivities = (deps: BuilderActivityDeps) => ({
         if (line !== last && p.phase !== 'building') activityLog(line);
         last = line;
       },
-    });
+    }));
     activityLog(`${input.arch}: bootc-image-builder finished; logs: ${result.logs.join(', ')}`);
     return result;
   },
