@@ -11,6 +11,7 @@ import {
 import type { JanitorInput, JanitorReport } from '../workflows/builder-janitor';
 import type { Arch, ReleasePlan } from '../config/schema';
 import { planFromDefinition } from '../activities/plan/resolve-plan';
+import { codecDataConverter } from '../config/codec';
 import { signDecision } from './approval-signing';
 import {
   approveUpdate,
@@ -30,7 +31,7 @@ import { releaseNameKey, releaseStageKey, releaseTriggerKey } from '../workflows
 
 export async function connectClient(s: TemporalSettings): Promise<Client> {
   const connection = await Connection.connect({ address: s.address, tls: s.tls, apiKey: s.apiKey, connectTimeout: '10s' });
-  return new Client({ connection, namespace: s.namespace });
+  return new Client({ connection, namespace: s.namespace, dataConverter: codecDataConverter(s.codecKeyFile) });
 }
 
 /**

@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
 import type { ReleaseActivities } from '../activities';
+import { codecDataConverter } from '../config/codec';
 import { stepMetrics } from './metrics';
 import type { TemporalSettings, WorkerSettings } from './settings';
 
@@ -24,7 +25,7 @@ export interface RunningWorkers {
 
 export async function createWorkers(
   connection: NativeConnection,
-  settings: Pick<WorkerSettings, 'namespace' | 'taskQueue' | 'stagingQueue' | 'workflowBundle'>,
+  settings: Pick<WorkerSettings, 'namespace' | 'taskQueue' | 'stagingQueue' | 'workflowBundle' | 'codecKeyFile'>,
   activities: ReleaseActivities,
   opts: { workflowBundle?: { code: string }; extra?: Partial<WorkerOptions> } = {},
 ): Promise<RunningWorkers> {
@@ -34,12 +35,14 @@ export async function createWorkers(
       ? { workflowBundle: { codePath: settings.workflowBundle } }
       : { workflowsPath };
   const interceptors = { activity: [stepMetrics] };
+  const dataConverter = codecDataConverter(settings.codecKeyFile);
   const main = await Worker.create({
     connection,
     namespace: settings.namespace,
     taskQueue: settings.taskQueue,
     activities,
     interceptors,
+    dataConverter,
     ...bundle,
     ...opts.extra,
   });
@@ -49,6 +52,7 @@ export async function createWorkers(
     taskQueue: settings.stagingQueue,
     activities,
     interceptors,
+    dataConverter,
     ...opts.extra,
   });
   return {

@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { CODEC_KEY_FILE_ENV } from '../config/codec';
 
 export interface TemporalSettings {
   address: string;
@@ -10,6 +11,8 @@ export interface TemporalSettings {
   taskQueue: string;
   tls?: { serverName?: string; clientCertPair?: { crt: Buffer; key: Buffer }; serverRootCACertificate?: Buffer };
   apiKey?: string;
+  /** Key file of the payload codec (config/codec.ts); payloads go unencrypted without one. */
+  codecKeyFile?: string;
 }
 
 export interface WorkerSettings extends TemporalSettings {
@@ -53,6 +56,7 @@ export const ENV = {
   uiUrl: 'BOOTC_RELEASE_UI_URL',
   metrics: 'BOOTC_RELEASE_METRICS',
   plainHttpRegistries: 'BOOTC_RELEASE_PLAIN_HTTP_REGISTRIES',
+  codecKeyFile: CODEC_KEY_FILE_ENV,
 } as const;
 
 export const DEFAULT_TASK_QUEUE = 'bootc-release';
@@ -76,6 +80,7 @@ export function temporalSettings(env: NodeJS.ProcessEnv = process.env): Temporal
     taskQueue: env[ENV.taskQueue] ?? DEFAULT_TASK_QUEUE,
     tls: tls ?? (env[ENV.apiKey] ? {} : undefined),
     apiKey: env[ENV.apiKey],
+    codecKeyFile: env[ENV.codecKeyFile] || undefined,
   };
 }
 
