@@ -18,6 +18,7 @@ import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import type { SshHost } from './sshd';
 import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
+import { KEYSTONE_ADMIN } from './keystone';
 import { fileScan, logEntryMaterials, scanSecretsWhenTheFileEnds, type LogEntry } from './secret-scan';
 
 scanSecretsWhenTheFileEnds();
@@ -69,6 +70,7 @@ const codecKeys = new Set<string>();
 function watchForSecrets(rig: RigInfo, taskQueue: string, codecKeyFile?: string) {
   fileScan.watchQueue(rig.temporalAddress, taskQueue);
   fileScan.watchKeyFiles(rig.dir);
+  fileScan.secrets.add("the rig Keystone's admin password", KEYSTONE_ADMIN.password);
   if (codecKeyFile && !codecKeys.has(codecKeyFile)) {
     codecKeys.add(codecKeyFile);
     fileScan.codecs.push(payloadCodec(codecKeyFile));

@@ -159,6 +159,7 @@ export class FileScan {
   private readonly logs: (() => Material[])[] = [];
   private readonly envs: Record<string, string | undefined>[] = [];
   private readonly keyRoots = new Set<string>();
+  private readonly logFiles = new Set<string>();
   private readonly refs: References = { env: new Set(), prefixes: new Set(), files: new Set() };
   private timer?: NodeJS.Timeout;
   private sampling = false;
@@ -185,6 +186,8 @@ export class FileScan {
 
   /** Text files (a worker's log file, build logs under a staging directory), read when the file ends. */
   watchLogFiles(fileOrDir: string, label = path.basename(fileOrDir)): void {
+    if (this.logFiles.has(fileOrDir)) return;
+    this.logFiles.add(fileOrDir);
     this.watchLog(() => logFileMaterials(fileOrDir, label));
   }
 
