@@ -4,10 +4,12 @@
 // Every command prints through client/output.ts: --json, a table for a terminal, plain text for a pipe.
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
+import { CODEC_KEY_FILE_ENV, payloadCodec } from '../config/codec';
 import { ConfigError, loadDefinitionFile, readDefinitionData } from '../config/load';
 import { ARCHES, type Arch } from '../config/schema';
 import { temporalSettings } from '../config/temporal';
 import { FINAL_STAGES } from '../workflows/messages';
+import { listenCodecServer, serverAddress } from './codec-server';
 import { janitorText, listTable, statusText, validText } from './format';
 import { printer } from './output';
 import { archProgress, progressLines } from './progress';
@@ -220,6 +222,26 @@ janitor
 addScheduleCommands(program, json);
 addChannelCommands(program, json, keyOption);
 addRetentionCommands(program, json);
+
+program
+  .command('codec-server')
+  .description(`decode (and encode) encrypted payloads for the Temporal Web UI and CLI, with the key file in ${CODEC_KEY_FILE_ENV}`)
+  .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8089')
+  .option('--ui-origin <url...>', 'origins of Web UIs allowed to call it from the browser', ['http://localhost:8233', 'http://127.0.0.1:8233'])
+  .option('--token-env <name>', 'require `Authorization: Bearer <the value of this variable>` on every request')
+  .action(async (o: { listen: string; uiOrigin: string[]; tokenEnv?: string }) => {
+    const keyFile = temporalSettings().codecKeyFile;
+    if (!keyFile) throw new InputError(`codec-server: set ${CODEC_KEY_FILE_ENV} to the key file the worker uses`);
+    const token = o.tokenEnv ? process.env[o.tokenEnv] : undefined;
+    if (o.tokenEnv && !token) throw new InputError(`--token-env: ${o.tokenEnv} is not set`);
+    const server = await listenCodecServer(o.listen, { codec: payloadCodec(keyFile), origins: o.uiOrigin, token, log: (l) => console.log(l) });
+    console.log(`bootc-release codec-server on http://${serverAddress(server)} (POST /decode, /encode), for ${o.uiOrigin.join(', ')}`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    server.close();
+  });
 
 program
   .command('worker')

@@ -11,6 +11,7 @@ import {
 import type { JanitorInput, JanitorReport } from '../workflows/builder-janitor';
 import type { Arch, ReleasePlan } from '../config/schema';
 import { planFromDefinition } from '../activities/plan/resolve-plan';
+import { codecDataConverter } from '../config/codec';
 import { signDecision } from './approval-signing';
 import {
   approveUpdate,
@@ -37,7 +38,7 @@ import { releaseNameKey, releaseStageKey, releaseTriggerKey } from '../workflows
 /** The CLI's client, from the same connection options as the worker's (config/temporal.ts). */
 export async function connectClient(s: TemporalSettings, env: NodeJS.ProcessEnv = process.env): Promise<Client> {
   const connection = await Connection.connect({ ...temporalConnectionOptions(s, env), connectTimeout: '10s' });
-  return new Client({ connection, namespace: s.namespace });
+  return new Client({ connection, namespace: s.namespace, dataConverter: codecDataConverter(s.codecKeyFile) });
 }
 
 /**

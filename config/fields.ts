@@ -16,6 +16,70 @@ export const hostName = () =>
 export const absPath = () =>
   z.string().regex(/^\/[A-Za-z0-9._@%+=:,/-]*$/, 'must be an absolute path of letters, digits and ._@%+=:,/-');
 
+/** Paths on the worker (a directory target, an image map file, `host:/path`), relative to its working directory or absolute. */
+export const workerPath = () =>
+  z.string().regex(/^(?!-)[A-Za-z0-9._@%+=:,/~-]+$/, 'must be a path of letters, digits and ._@%+=:,/~- (no spaces, quotes or shell metacharacters), not starting with "-"');
+
+/** Paths inside a checkout (Containerfile, build context, a file in a git repository): relative, and staying inside it. */
+export const relativePath = () =>
+  z
+    .string()
+    .regex(
+      /^(?![-/])(?!(.*\/)?\.\.(\/|$))[A-Za-z0-9._/-]+$/,
+      'must be a relative path of letters, digits and ._/-, without ".." and not starting with "-" or "/"',
+    );
+
+/** Branches, tags and commits: they reach `git` command lines, where a leading "-" would be read as an option. */
+export const gitRef = () => z.string().regex(/^(?!-)[A-Za-z0-9._/-]+$/, 'must be a branch, tag or commit (letters, digits and ._/-, not starting with "-")');
+
+/** Git repositories: a URL, an absolute path, or `user@host:path`; never an option (`--upload-pack=...`). */
+export const gitRepository = () =>
+  noUserInfo(
+    z
+      .string()
+      .regex(
+        /^(https?|ssh|git|file|git\+ssh|ssh\+git):\/\/[A-Za-z0-9._~@:/%+=,-]+$|^\/[A-Za-z0-9._@%+=:,/~-]+$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$/,
+        'must be a git URL, an absolute path or user@host:path, with no spaces, quotes or shell metacharacters',
+      ),
+  );
+
+/** Container image references (`quay.io/org/name:tag`, `name@sha256:...`): they reach podman command lines on builders. */
+export const imageRef = () =>
+  z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/, 'must be a container image reference (letters, digits and ._/:@-)');
+
+/** One word of a command line the worker builds for a remote shell: no spaces, quotes, shell metacharacters or newlines. */
+export const plainWord = () =>
+  z.string().regex(/^[A-Za-z0-9=._/:,@%+-]+$/, 'must be a plain word of letters, digits and =._/:,@%+- (no spaces, quotes or shell metacharacters)');
+
+/** SSH login names. */
+export const sshUser = () => z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name');
+
+/** One public host key line as ssh-keyscan prints it after the host name: `ssh-ed25519 AAAA...` (a comment may follow). */
+export const hostKey = () =>
+  z
+    .string()
+    .regex(
+      /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( \P{Cc}*)?$/u,
+      'must be one host key line like "ssh-ed25519 AAAA..."',
+    );
+
+const PROGRAM = /^(?!-)[A-Za-z0-9._/+-]+$/;
+
+/**
+ * A command the worker runs itself (a builder provider's acquire/wait/release, an activation hook): argv, executed
+ * without a shell, so a ";" or "$(...)" in an argument is handed to the program as it is, never interpreted by the
+ * worker. The program must be a plain name or path, and no argument may hold a newline or another control character
+ * (one line each, as logs and `ps` show them; a longer script belongs in a file the command names).
+ */
+export const argv = () =>
+  z
+    .array(z.string().min(1).regex(/^\P{Cc}+$/u, 'must be one line of text (no newlines or control characters)'))
+    .min(1)
+    .superRefine((words, ctx) => {
+      if (words[0] !== undefined && !PROGRAM.test(words[0]))
+        ctx.addIssue({ code: 'custom', path: [0], message: 'must be a program name or path (letters, digits and ._/+-), not starting with "-"' });
+    });
+
 /** Environment variable names: credentials are referenced by name and resolved on the worker. */
 export const envName = () => z.string().regex(/^[A-Z_][A-Z0-9_]*$/, 'must be an environment variable name (A-Z, 0-9, _)');
 

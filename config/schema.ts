@@ -2,7 +2,26 @@
 // Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
 import { z } from 'zod';
 import { ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
-import { absPath, duration, durationMs, envName, hostName, name, noUserInfo, unique, url } from './fields';
+import {
+  absPath,
+  argv,
+  duration,
+  durationMs,
+  envName,
+  gitRef,
+  gitRepository,
+  hostKey,
+  hostName,
+  imageRef,
+  name,
+  noUserInfo,
+  plainWord,
+  relativePath,
+  sshUser,
+  unique,
+  url,
+  workerPath,
+} from './fields';
 import { Notification } from './notifications';
 
 export { ARCHES, IMAGE_TYPES, TARGET_TYPES };
@@ -10,7 +29,9 @@ export { NAME_PATTERN, name, absPath, duration, durationMs } from './fields';
 
 /** libvirt connection URI on the hypervisor; `qemu+ssh://root@host/system` names a login, never a password. */
 const libvirtUri = () =>
-  noUserInfo(z.string().regex(/^[a-z0-9+]+:\/\/[^\s'"]*$/, 'must be a libvirt URI like qemu:///system')).default('qemu:///system');
+  noUserInfo(
+    z.string().regex(/^[a-z0-9+]+:\/\/[A-Za-z0-9._~@:/?=,%+-]*$/, 'must be a libvirt URI like qemu:///system (no spaces, quotes or shell metacharacters)'),
+  ).default('qemu:///system');
 
 /**
  * Worker environment variables a command run on the worker may see, by name. Commands get these plus PATH, HOME
@@ -25,27 +46,30 @@ export type Arch = z.infer<typeof Arch>;
 export const ImageType = z.enum(IMAGE_TYPES);
 export type ImageType = z.infer<typeof ImageType>;
 
-export const Source = z.union([
-  z.strictObject({ image: z.string().min(1).regex(/^[A-Za-z0-9][A-Za-z0-9._/:@-]*$/, 'must be a container image reference') }),
-  z.strictObject({
-    git: noUserInfo(z.string().regex(/^(https?|ssh|git|file):\/\/[^\s'"]+$|^\/[^\s'"]+$/, 'must be a git URL or an absolute path')),
-    ref: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a branch, tag or commit').default('main'),
-    containerfile: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('Containerfile'),
-    context: z.string().regex(/^[A-Za-z0-9._/-]+$/, 'must be a relative path').default('.'),
-  }),
-]);
+export const Source = z.union(
+  [
+    z.strictObject({ image: imageRef() }),
+    z.strictObject({
+      git: gitRepository(),
+      ref: gitRef().default('main'),
+      containerfile: relativePath().default('Containerfile'),
+      context: relativePath().default('.'),
+    }),
+  ],
+  { error: (issue) => (issue.input === undefined ? 'required' : 'must be {image: REF} or {git: URL, ref?, containerfile?, context?}') },
+);
 export type Source = z.infer<typeof Source>;
 
 export const ImageBuilder = z.strictObject({
-  image: z.string().default('quay.io/centos-bootc/bootc-image-builder:latest'),
+  image: imageRef().default('quay.io/centos-bootc/bootc-image-builder:latest'),
   rootfs: z.enum(['xfs', 'ext4', 'btrfs']).default('xfs'),
   /** A bootc-image-builder config.toml on the worker; it is copied to the builder. */
-  config: z.string().optional(),
+  config: absPath().optional(),
   /**
    * The container engine command that runs bootc-image-builder. Production leaves it at `podman`; a rig or a host
    * with a wrapped engine may point it elsewhere. The arguments after it are always the documented ones.
    */
-  engine: z.array(z.string().min(1)).min(1).default(['podman']),
+  engine: z.array(plainWord()).min(1).default(['podman']),
   extraArgs: z.array(z.string().regex(/^[A-Za-z0-9=._/:,-]+$/, 'must be a plain argument')).default([]),
   timeout: duration('2d').default('6h'),
 });
@@ -53,14 +77,14 @@ export const ImageBuilder = z.strictObject({
 export type ImageBuilderConfig = z.infer<typeof ImageBuilder>;
 
 const Ssh = z.strictObject({
-  user: z.string().regex(/^[a-z_][a-z0-9_-]*$/, 'must be a user name').default('root'),
+  user: sshUser().default('root'),
   port: z.number().int().min(1).max(65535).default(22),
   /** Path of the private key on the worker; the key itself never enters a workflow. */
   privateKeyPath: z.string().min(1).optional(),
   /** Env var holding the private key path or PEM, for workers configured through the environment. */
   privateKeyEnv: envName().optional(),
   /** Pinned host key ("ssh-ed25519 AAAA..."), when known in advance. Otherwise trust on first use, then enforced. */
-  hostKey: z.string().optional(),
+  hostKey: hostKey().optional(),
   connectTimeout: duration('10m').default('20s'),
 });
 
@@ -72,9 +96,9 @@ const DataVolume = z.strictObject({
   /** Size of the extra volume a cloud provider attaches (aws). */
   sizeGiB: z.number().int().min(8).max(16384).optional(),
   /** Remount these tmpfs mounts with a new size, e.g. { "/run": "3G", "/tmp": "8G" }. */
-  tmpfs: z.record(absPath(), z.string().regex(/^\d+[KMG]$/, 'must be a size like 3G')).default({}),
+  tmpfs: z.record(absPath(), z.string().regex(/^[1-9]\d{0,6}[KMG]$/, 'must be a size like 3G')).default({}),
   /** Fail the step early when the data volume has less free space. */
-  minFreeGiB: z.number().min(0).default(20),
+  minFreeGiB: z.number().min(0).max(65536).default(20),
 });
 
 const BuilderCommon = {
@@ -84,14 +108,14 @@ const BuilderCommon = {
   workDir: absPath().default('/var/tmp/bootc-release'),
   keepBuilderOnFailure: z.boolean().default(false),
   /** Task queue of a worker that can reach this builder (per-site workers); default: the release's queue. */
-  taskQueue: z.string().optional(),
+  taskQueue: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._@:/-]{0,199}$/, 'must be a task queue name (letters, digits and ._@:/-)').optional(),
 };
 
 const StaticHost = z.strictObject({
   address: hostName(),
   port: z.number().int().min(1).max(65535).optional(),
-  user: z.string().optional(),
-  hostKey: z.string().optional(),
+  user: sshUser().optional(),
+  hostKey: hostKey().optional(),
 });
 
 const AwsCredentials = z.strictObject({
@@ -144,10 +168,10 @@ export const Builder = z.discriminatedUnion('provider', [
     hypervisorSsh: Ssh.prefault({}),
     pool: name().default('images'),
     baseVolume: name(),
-    memoryMiB: z.number().int().min(512).default(8192),
-    vcpus: z.number().int().min(1).default(4),
+    memoryMiB: z.number().int().min(512).max(4_194_304).default(8192),
+    vcpus: z.number().int().min(1).max(1024).default(4),
     network: name().default('default'),
-    diskSizeGiB: z.number().int().min(10).default(60),
+    diskSizeGiB: z.number().int().min(10).max(65536).default(60),
     /** libvirt connection URI on the hypervisor. */
     uri: libvirtUri(),
     ...BuilderCommon,
@@ -155,11 +179,11 @@ export const Builder = z.discriminatedUnion('provider', [
   z.strictObject({
     provider: z.literal('command'),
     /** Prints a ticket/handle on stdout (e.g. `resalloc ticket --tag arch_x86_64`). */
-    acquire: z.array(z.string().min(1)).min(1),
+    acquire: argv(),
     /** Given the handle as its last argument, waits and prints the host address (e.g. `resalloc ticket-wait`). */
-    wait: z.array(z.string().min(1)).optional(),
+    wait: argv().optional(),
     /** Given the handle as its last argument, releases it (e.g. `resalloc ticket-close`). */
-    release: z.array(z.string().min(1)).min(1),
+    release: argv(),
     passEnv: passEnv(),
     ...BuilderCommon,
   }),
@@ -175,7 +199,7 @@ export const ArchitectureSpec = z.strictObject({
 export const Target = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('directory'),
-    path: z.string().min(1),
+    path: workerPath(),
   }),
   z.strictObject({
     kind: z.literal('aws'),
@@ -238,7 +262,7 @@ export const Activation = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('image-map-file'),
     /** Local path on the worker, or `host:/path` reached over SSH with `ssh` (its `hostKey` is required then). */
-    path: z.string().min(1),
+    path: workerPath(),
     /** Key under which the image map is written (Fedora Copr's farm: copr_builder_images). */
     key: z.string().default('copr_builder_images'),
     ssh: Ssh.optional(),
@@ -246,22 +270,22 @@ export const Activation = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('image-map-git'),
     /** A git URL or a path on the worker; push access comes from the worker's own git/SSH setup, never from the URL. */
-    repository: noUserInfo(z.string().min(1)),
-    branch: z.string().default('main'),
-    file: z.string().min(1),
+    repository: gitRepository(),
+    branch: gitRef().default('main'),
+    file: relativePath(),
     key: z.string().default('copr_builder_images'),
   }),
   z.strictObject({
     kind: z.literal('ssm-parameter'),
-    region: z.string(),
+    region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'must be an AWS region like us-east-1'),
     /** Parameter name; {arch} is replaced per architecture. */
-    name: z.string().min(1),
+    name: z.string().regex(/^[A-Za-z0-9_.\/{}-]{1,1011}$/, 'must be an SSM parameter name like /copr/builder-image/{arch}'),
     credentials: AwsCredentials.prefault({}),
   }),
   z.strictObject({
     kind: z.literal('command'),
     /** Runs on the worker with the image map as JSON on stdin. */
-    command: z.array(z.string().min(1)).min(1),
+    command: argv(),
     passEnv: passEnv(),
     /** The hook's process group is killed when it runs longer. */
     timeout: duration('1d').default('30m'),
@@ -302,7 +326,7 @@ export const Approval = z
     keys: z
       .record(
         z.string(),
-        z.array(z.string().regex(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}( [^\n]*)?$/, 'must be an ssh-ed25519 public key line')),
+        unique(z.string().regex(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]{43}( \P{Cc}*)?$/u, 'must be an ssh-ed25519 public key line')),
       )
       .default({}),
     /** Accept decisions that carry no signature (the Temporal UI's signals): anyone who reaches Temporal can send those. */
@@ -333,7 +357,7 @@ export const ReleaseDefinition = z
      */
     retention: z
       .strictObject({
-        keep: z.number().int().min(1).default(2),
+        keep: z.number().int().min(1).max(1000).default(2),
         minAge: duration('365d').default('1d'),
         deprecateFirst: z.boolean().default(true),
       })
@@ -349,7 +373,7 @@ export const ReleaseDefinition = z
         heartbeat: duration('1h').default('30s'),
         retryInitial: duration('1h').default('5s'),
         retryMax: duration('1d').default('5m'),
-        maxAttempts: z.number().int().min(0).default(10),
+        maxAttempts: z.number().int().min(0).max(1000).default(10),
         /**
          * How long a publish may wait for the worker that holds its staged artifact (its own staging queue) to pick
          * it up; past that the publish fails naming that worker instead of waiting forever for one that is gone.
@@ -448,17 +472,29 @@ export type ReleasePlan = z.infer<typeof ReleasePlan>;
  * What `imageRelease` accepts. The short form is what a person types into the Temporal UI's start dialog:
  * `{"definition": "copr-builder", "arches": ["s390x"], "reason": "..."}`. The long form is what the CLI sends.
  */
-export const ReleaseInput = z.union([
-  z.strictObject({
-    definition: name(),
-    arches: unique(Arch).min(1).optional(),
-    reason: z.string().max(500).optional(),
-    requestedBy: z.string().max(100).optional(),
-  }),
-  z.strictObject({
-    plan: z.unknown(),
-  }),
-]);
+const ShortInput = z.strictObject({
+  definition: name(),
+  arches: unique(Arch).min(1).optional(),
+  reason: z.string().max(500).optional(),
+  requestedBy: z.string().max(100).optional(),
+});
+const PlanInput = z.strictObject({ plan: z.unknown() });
+
+/**
+ * The form is chosen by the `plan` key, so a mistake is reported at its field (`input.arches.0`), not as "matches
+ * neither form".
+ */
+export const ReleaseInput = z.unknown().transform((input, ctx) => {
+  const isObject = typeof input === 'object' && input !== null && !Array.isArray(input);
+  if (!isObject) {
+    ctx.addIssue({ code: 'custom', message: 'must be an object', input });
+    return z.NEVER;
+  }
+  const result = ('plan' in input ? PlanInput : ShortInput).safeParse(input);
+  if (result.success) return result.data;
+  ctx.issues.push(...result.error.issues.map((issue) => ({ ...issue, input: undefined })));
+  return z.NEVER;
+});
 export type ReleaseInput =
   | { definition: string; arches?: Arch[]; reason?: string; requestedBy?: string }
   | { plan: ReleasePlanInput };

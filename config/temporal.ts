@@ -18,6 +18,8 @@ export const TEMPORAL_ENV = {
   tlsCa: 'TEMPORAL_TLS_CA',
   tlsServerName: 'TEMPORAL_TLS_SERVER_NAME',
   taskQueue: 'BOOTC_RELEASE_TASK_QUEUE',
+  /** Key file of the optional payload codec (config/codec.ts). */
+  codecKeyFile: 'BOOTC_RELEASE_CODEC_KEY_FILE',
 } as const;
 
 export const DEFAULT_TASK_QUEUE = 'bootc-release';
@@ -33,6 +35,8 @@ export interface TemporalSettings {
   tls?: { certFile?: string; keyFile?: string; caFile?: string; serverName?: string };
   /** The environment variable holding the API key (Temporal Cloud). */
   apiKeyEnv?: string;
+  /** Key file of the payload codec (config/codec.ts): a path, read only by the codec; payloads go unencrypted without one. */
+  codecKeyFile?: string;
 }
 
 /** What NativeConnection.connect (worker) and Connection.connect (client) both take. */
@@ -51,6 +55,7 @@ export function temporalSettings(env: NodeJS.ProcessEnv = process.env): Temporal
     taskQueue: env[TEMPORAL_ENV.taskQueue] ?? DEFAULT_TASK_QUEUE,
     tls: certFile || caFile || serverName ? { certFile, keyFile, caFile, serverName } : undefined,
     apiKeyEnv: env[TEMPORAL_ENV.apiKey] ? TEMPORAL_ENV.apiKey : undefined,
+    codecKeyFile: env[TEMPORAL_ENV.codecKeyFile] || undefined,
   };
 }
 

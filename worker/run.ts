@@ -5,6 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkerOptions } from '@temporalio/worker';
 import type { ReleaseActivities } from '../activities';
 import { temporalConnectionOptions, type TemporalSettings } from '../config/temporal';
+import { codecDataConverter } from '../config/codec';
 import { stepMetrics } from './metrics';
 import type { WorkerSettings } from './settings';
 
@@ -50,7 +51,7 @@ export interface RunningWorkers {
 
 export async function createWorkers(
   connection: NativeConnection,
-  settings: Pick<WorkerSettings, 'namespace' | 'taskQueue' | 'stagingQueue' | 'workflowBundle'>,
+  settings: Pick<WorkerSettings, 'namespace' | 'taskQueue' | 'stagingQueue' | 'workflowBundle' | 'codecKeyFile'>,
   activities: ReleaseActivities,
   opts: { workflowBundle?: { code: string }; extra?: Partial<WorkerOptions> } = {},
 ): Promise<RunningWorkers> {
@@ -60,12 +61,14 @@ export async function createWorkers(
       ? { workflowBundle: { codePath: settings.workflowBundle } }
       : { workflowsPath };
   const interceptors = { activity: [stepMetrics] };
+  const dataConverter = codecDataConverter(settings.codecKeyFile);
   const main = await Worker.create({
     connection,
     namespace: settings.namespace,
     taskQueue: settings.taskQueue,
     activities,
     interceptors,
+    dataConverter,
     ...bundle,
     ...opts.extra,
   });
@@ -75,6 +78,7 @@ export async function createWorkers(
     taskQueue: settings.stagingQueue,
     activities,
     interceptors,
+    dataConverter,
     ...opts.extra,
   });
   return {

@@ -1,10 +1,15 @@
 // Runs `tsx scripts/demo.ts` as a user would, from the repository root, in a process group of its own (so SIGINT
-// reaches the group as a terminal's Ctrl-C does), on free ports instead of the demo's fixed ones.
+// reaches the group as a terminal's Ctrl-C does), on free ports instead of the demo's fixed ones. What the demo's
+// Temporal holds and what it prints are scanned for its secrets when the test file ends (../rig/secret-scan.ts); the
+// server is gone by then, so each waitFor that succeeds reads it first.
 import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { descendants } from '../../scripts/demo-stop';
+import { fileScan, scanSecretsWhenTheFileEnds } from '../rig/secret-scan';
 import { freePort } from '../../scripts/servers/tools';
+
+scanSecretsWhenTheFileEnds();
 
 export const repo = path.resolve(__dirname, '../..');
 
@@ -50,6 +55,7 @@ export const portEnv = (p: DemoPortsEnv) => ({
 });
 
 const ANSI = /\x1b\[[0-9;]*m/g;
+let runs = 0;
 
 export class DemoRun {
   readonly child: ChildProcess;
@@ -65,6 +71,10 @@ export class DemoRun {
     });
     for (const stream of [this.child.stdout!, this.child.stderr!]) stream.on('data', (d: Buffer) => (this.text += d.toString().replace(ANSI, '')));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+    if (env.BOOTC_RELEASE_DEMO_TEMPORAL_PORT) fileScan.watchServer(`127.0.0.1:${env.BOOTC_RELEASE_DEMO_TEMPORAL_PORT}`);
+    fileScan.watchKeyFiles(path.join(repo, '.demo'));
+    const label = `output of demo run ${++runs}`;
+    fileScan.watchLog(() => this.text.split('\n').map((text, i) => ({ place: `${label} line ${i + 1}`, text })));
   }
 
   get output(): string {
@@ -78,7 +88,10 @@ export class DemoRun {
     void this.exited.then(() => (exited = true));
     for (;;) {
       const m = re.exec(this.text);
-      if (m) return m;
+      if (m) {
+        await fileScan.snapshot().catch(() => undefined);
+        return m;
+      }
       if (exited) throw new Error(`the demo exited (${this.child.exitCode}) before printing ${re}:\n${this.text}`);
       if (Date.now() > deadline) throw new Error(`the demo did not print ${re} within ${timeoutMs} ms:\n${this.text}`);
       await new Promise((r) => setTimeout(r, 250));

@@ -1,13 +1,16 @@
 // End-to-end harness: real workers (in this process or as a child process that a test may SIGKILL) on the rig's
 // Temporal server, each test file on a task queue of its own, and release definitions that use the rig's SSH hosts,
-// registry and the bootc-image-builder stand-in.
+// registry and the bootc-image-builder stand-in. Everything a file runs through it is scanned for the file's secrets
+// when the file ends (./secret-scan.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { DescribeInstancesCommand, DescribeVolumesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { createActivities } from '../../activities';
+import { codecDataConverter, payloadCodec } from '../../config/codec';
 import type { ReleaseDefinitionInput } from '../../config/schema';
 import { ReleaseClient } from '../../client/release-client';
 import { createWorkers } from '../../worker/run';
@@ -15,6 +18,10 @@ import { createActivityDeps, type WiringOverrides } from '../../worker/wiring';
 import type { ReleaseStage, ReleaseStatus } from '../../workflows/messages';
 import type { SshHost } from '../../scripts/servers/sshd';
 import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
+import { KEYSTONE_ADMIN } from '../../scripts/servers/keystone';
+import { fileScan, logEntryMaterials, scanSecretsWhenTheFileEnds, type LogEntry } from './secret-scan';
+
+scanSecretsWhenTheFileEnds();
 
 export interface RigInfo {
   temporalAddress: string;
@@ -45,13 +52,39 @@ export function workerDirs(base: string): WorkerDirs {
   return dirs;
 }
 
-export async function connectRig(rig: RigInfo, taskQueue: string) {
+/** A client of the rig's Temporal, with the payload codec when given its key file (config/codec.ts). */
+export async function connectRig(rig: RigInfo, taskQueue: string, opts: { codecKeyFile?: string } = {}) {
+  watchForSecrets(rig, taskQueue, opts.codecKeyFile);
   const connection = await Connection.connect({ address: rig.temporalAddress });
-  const client = new Client({ connection });
+  const client = new Client({ connection, dataConverter: codecDataConverter(opts.codecKeyFile) });
   return { client, releases: new ReleaseClient(client, taskQueue), close: () => connection.close() };
 }
 
 let runtimeInstalled = false;
+/** Everything the in-process workers logged, at INFO and above: the secret scan reads it. */
+const workerLog: LogEntry[] = [];
+
+const codecKeys = new Set<string>();
+
+/** The workflows on this queue, and the rig's private keys, go to the file's secret scan (which decodes with the codec). */
+function watchForSecrets(rig: RigInfo, taskQueue: string, codecKeyFile?: string) {
+  fileScan.watchQueue(rig.temporalAddress, taskQueue);
+  fileScan.watchKeyFiles(rig.dir);
+  fileScan.secrets.add("the rig Keystone's admin password", KEYSTONE_ADMIN.password);
+  if (codecKeyFile && !codecKeys.has(codecKeyFile)) {
+    codecKeys.add(codecKeyFile);
+    fileScan.codecs.push(payloadCodec(codecKeyFile));
+    fileScan.secrets.addFile('the payload codec key', codecKeyFile);
+  }
+}
+
+/** Prints what the default logger would at WARN and above; keeps every entry for the scan. */
+function recordWorkerLog(entry: LogEntry & { timestampNanos: bigint }) {
+  workerLog.push({ level: entry.level, message: entry.message, meta: entry.meta });
+  if (entry.level !== 'WARN' && entry.level !== 'ERROR') return;
+  const at = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+  process.stderr.write(`${at} [${entry.level}] ${entry.message}${entry.meta === undefined ? '' : ` ${inspect(entry.meta)}`}\n`);
+}
 
 /** A worker in this process, wired exactly as production wires it, plus the test's overrides. */
 export async function startInProcessWorker(
@@ -66,20 +99,25 @@ export async function startInProcessWorker(
      * definitions explicitly; production's default (off) is tested with false.
      */
     allowInlineDefinitions?: boolean;
+    /** Encrypt payloads with the key in this file, as BOOTC_RELEASE_CODEC_KEY_FILE does. */
+    codecKeyFile?: string;
   },
 ) {
   if (!runtimeInstalled) {
-    // Workers log every activity at INFO; a test run needs their warnings and errors only.
-    Runtime.install({ logger: new DefaultLogger('WARN') });
+    // Workers log every activity at INFO; a test run prints their warnings and errors only, and the scan reads all.
+    Runtime.install({ logger: new DefaultLogger('INFO', recordWorkerLog) });
     runtimeInstalled = true;
+    fileScan.watchLog(() => logEntryMaterials(workerLog, 'worker log'));
   }
+  fileScan.watchWorkerOverrides(opts.overrides);
+  fileScan.watchLogFiles(opts.dirs.stagingDir, `staging of worker ${opts.workerId ?? 'w1'}`);
   const connection = await NativeConnection.connect({ address: rig.temporalAddress });
-  const { client, close } = await connectRig(rig, opts.taskQueue);
+  const { client, close } = await connectRig(rig, opts.taskQueue, { codecKeyFile: opts.codecKeyFile });
   const stagingQueue = `${opts.taskQueue}@${opts.workerId ?? 'w1'}`;
   const settings = { ...opts.dirs, stagingQueue, allowInlineDefinitions: opts.allowInlineDefinitions ?? true };
   const workers = await createWorkers(
     connection,
-    { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath },
+    { namespace: 'default', taskQueue: opts.taskQueue, stagingQueue, workflowBundle: rig.workflowBundlePath, codecKeyFile: opts.codecKeyFile },
     createActivities(
       createActivityDeps(settings, client, {
         builder: { pollIntervalMs: 500 },
@@ -109,6 +147,13 @@ export function spawnWorkerProcess(
   rig: RigInfo,
   opts: { taskQueue: string; workerId: string; dirs: WorkerDirs; overrides?: object; logFile: string },
 ): ChildProcess {
+  watchForSecrets(rig, opts.taskQueue);
+  fileScan.watchWorkerOverrides(opts.overrides);
+  fileScan.watchLogFiles(opts.logFile);
+  fileScan.watchLogFiles(opts.dirs.stagingDir, `staging of worker ${opts.workerId}`);
+  // The worker's own log (the Temporal runtime's, at INFO) goes to its log file, for the scan to read.
+  mkdirSync(path.dirname(opts.logFile), { recursive: true });
+  const log = openSync(opts.logFile, 'a');
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(__dirname, 'worker-process.ts')], {
     env: {
       ...process.env,
@@ -124,8 +169,9 @@ export function spawnWorkerProcess(
       BOOTC_RELEASE_TEST_OVERRIDES: JSON.stringify(opts.overrides ?? {}),
       BOOTC_RELEASE_TEST_LOG: opts.logFile,
     },
-    stdio: 'ignore',
+    stdio: ['ignore', log, log],
   });
+  closeSync(log);
   return child;
 }
 
