@@ -159,7 +159,10 @@ export interface RetentionRun {
   finishedAt?: string;
   /** Images to deprecate or delete in the plan (apply), or images re-enabled (restore). */
   planned: number;
-  /** Of those: done (outcome ok), kept at apply time (protected or in use since the plan), failed after retries. */
+  /**
+   * Records of the run by outcome: done (ok), kept (an image something uses, found by the plan or again right before
+   * the action, or protected since the plan), failed after retries.
+   */
   done: number;
   kept: number;
   failed: number;

@@ -106,8 +106,9 @@ export async function applyChannelRetention(ch: RetentionChannel, def: ReleaseDe
     return 'done';
   }
   const items = [...plan.deprecate, ...plan.delete];
-  run = { ...run, planned: items.length, ...(plan.unlisted.length ? { unlisted: plan.unlisted } : {}) };
-  ch.set(withRetentionRecords(ch.state(), inUseRecords(plan, run.startedAt, seq), run));
+  const inUse = inUseRecords(plan, run.startedAt, seq);
+  run = { ...run, planned: items.length, kept: inUse.length, ...(plan.unlisted.length ? { unlisted: plan.unlisted } : {}) };
+  ch.set(withRetentionRecords(ch.state(), inUse, run));
   for (const [i, item] of items.entries()) {
     if (ch.assignmentWaiting()) {
       ch.set({ ...ch.state(), retentionRun: { ...run, deferred: items.length - i, finishedAt: now() } });
