@@ -4,10 +4,13 @@
 // twice: while the promotion's activation hook runs, and while a Glance deletion is in flight. Everything retention
 // does is counted through the peers' own APIs (DescribeImages/DescribeSnapshots, `virsh vol-list`, Glance's image
 // list); every activation target of production (a bare git repository, an SSM parameter on moto, a hook's input) is
-// checked after each step. `keep: 1` and `minAge: 0s`: each channel keeps only its current release.
+// checked after each step. `keep: 1` and `minAge: 0s`: each channel keeps only its current release. A deletion that
+// keeps failing is recorded failed and reported, and done by the next run; an update that arrives while a run deletes
+// waits for the deletion in flight only, and the run is made again after it.
 //
 // A gate in front of glance-api lets the test hold back Glance's answer to a DELETE (the image is deleted, the worker
-// never hears so): the worker is killed right then, deterministically mid-deletion. moto gives every AMI a snapshot of
+// never hears so): the worker is killed right then, deterministically mid-deletion; or an update is sent then. It
+// can also answer deletions with 503 itself. moto gives every AMI a snapshot of
 // its own and ignores RegisterImage's block device mappings, so two AMIs cannot share one there the EC2 way: the
 // test shares the way moto can show, a foreign AMI's own snapshot carrying release 2's tags (as a snapshot of the
 // release someone registered an AMI on would); retention must keep it because that AMI still uses it.
@@ -39,6 +42,7 @@ import type { Candidate } from '../../activities/types';
 import { ChannelClient } from '../../client/channel-client';
 import { identityHeaders, startGlance, type Glance } from '../../scripts/servers/glance';
 import { createPool, startLibvirtd, type Libvirtd, type RigPool } from '../../scripts/servers/libvirtd';
+import { promoteUpdate } from '../../workflows/channel-messages';
 import { WORKFLOW_TYPES } from '../../workflows/messages';
 import { fakeCredentials } from '../integration/aws-helpers';
 import {
@@ -80,18 +84,29 @@ const foreignAmis: string[] = [];
 const hookDir = (channel: string) => path.join(base, 'hooks', channel);
 
 /**
- * An HTTP relay to glance-api that records each DELETE and, while `hold` is on, sends the request on but never
- * returns Glance's answer: the image is gone and the worker that asked waits.
+ * An HTTP relay to glance-api that records each DELETE and, while held, sends the request on but keeps Glance's
+ * answer back until released: the image is gone and the worker that asked waits (or dies waiting). While refusing,
+ * it answers a DELETE itself with 503, as an overloaded Glance would.
  */
 async function glanceGate(upstream: string) {
   const deletes: string[] = [];
-  const state = { hold: false };
+  let holding = false;
+  let refusing = false;
+  const held: (() => void)[] = [];
   const server = http.createServer((req, res) => {
+    if (req.method === 'DELETE' && refusing) {
+      deletes.push(req.url!);
+      req.resume();
+      return void res.writeHead(503, { 'content-type': 'text/plain' }).end('Service Unavailable: the gate refuses deletions');
+    }
     const forward = http.request(new URL(req.url!, upstream), { method: req.method, headers: req.headers }, (answer) => {
+      const pass = () => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      };
       if (req.method === 'DELETE') deletes.push(req.url!);
-      if (req.method === 'DELETE' && state.hold) return void answer.resume();
-      res.writeHead(answer.statusCode!, answer.headers);
-      answer.pipe(res);
+      if (req.method === 'DELETE' && holding) held.push(pass);
+      else pass();
     });
     forward.on('error', () => res.destroy());
     res.on('error', () => undefined);
@@ -101,7 +116,13 @@ async function glanceGate(upstream: string) {
   return {
     address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     deletes,
-    state,
+    hold: () => void (holding = true),
+    refuse: (on: boolean) => void (refusing = on),
+    /** Answers what was held (to a worker that died meanwhile: to nobody) and holds nothing more. */
+    release: () => {
+      holding = false;
+      for (const pass of held.splice(0)) pass();
+    },
     close: () => {
       server.closeAllConnections();
       return new Promise<void>((r) => server.close(() => r()));
@@ -111,11 +132,12 @@ async function glanceGate(upstream: string) {
 
 function writeDefinition(deprecateFirst: boolean) {
   const def = standinDefinition(rig, path.join(base, 'release'), { name, arches: [{ arch: 'x86_64', host, types: ['ami', 'raw'] }], heartbeat: '5s' });
-  def.architectures!.x86_64!.targets = ['aws', 'hypervisors', 'osuosl'];
+  // Glance first: retention lists (and deletes) in this order, so the Glance deletion the gate holds has others after it.
+  def.architectures!.x86_64!.targets = ['osuosl', 'aws', 'hypervisors'];
   def.targets = {
+    osuosl: { kind: 'openstack', imageUrl: gate.address, testIdentityHeaders: { userId: 'copr-bot', projectId: PROJECT, roles: ['member', 'reader'] } },
     aws: { kind: 'aws', region, method: 'ebs-direct', credentials: { endpoint: rig.motoEndpoint } },
     hypervisors: { kind: 'libvirt', hosts: [host.address], ssh: { port: host.port, privateKeyPath: rig.privateKeyPath }, pool: pool.name, format: 'raw' },
-    osuosl: { kind: 'openstack', imageUrl: gate.address, testIdentityHeaders: { userId: 'copr-bot', projectId: PROJECT, roles: ['member', 'reader'] } },
   } as never;
   const map = (file: string) => ({ kind: 'image-map-git', repository: inventory.bare, file });
   def.channels = {
@@ -189,7 +211,7 @@ const everything = (r: Published) => ({ amis: [r.ami], deprecated: [], snapshots
 
 const state = (channel: string): Promise<ChannelState> => channels.show(name, channel);
 
-/** The channel's state once its retention run after assignment #seq has finished. */
+/** The channel's state once its retention run after assignment #seq has finished (not stopped for an assignment). */
 async function retentionAfter(channel: string, seq: number): Promise<ChannelState> {
   let s: ChannelState | undefined;
   await waitUntil(
@@ -197,7 +219,7 @@ async function retentionAfter(channel: string, seq: number): Promise<ChannelStat
     async () => {
       s = await state(channel).catch(() => undefined);
       const r = s?.retentionRun;
-      return r?.kind === 'apply' && r.seq === seq && !!r.finishedAt;
+      return r?.kind === 'apply' && r.seq === seq && !!r.finishedAt && !r.deferred;
     },
     240_000,
   );
@@ -347,21 +369,23 @@ describe('retention applied by the channels', () => {
     // Production takes release 3: release 1 is deprecated, release 2 (deprecated) deleted; Glance's answer to the
     // deletion is held back and the worker killed while it waits.
     await channels.markTested(name, 'staging', { by: 'copr-admin' });
-    gate.state.hold = true;
+    gate.hold();
     const deletesBefore = gate.deletes.length;
     const promoted = await channels.promote(name, 'staging', 'production', { by: 'release-manager' });
     await waitUntil('the Glance deletion of release 2', () => gate.deletes.length > deletesBefore, 180_000);
     await restartWorker();
     expect((await held(r2)).glance).toEqual([]);
-    gate.state.hold = false;
+    expect(await held(r2)).toMatchObject({ amis: [r2.ami], volumes: [r2.volume] });
+    gate.release();
 
     const production = await retentionAfter('production', promoted.seq);
     const records = recordsOf(production, promoted.seq);
+    // The new worker finished the deletion the killed one was in, then the two after it.
     expect(records.map(brief)).toEqual([
       `deprecate ok aws ${r1.ami}`,
+      `delete ok osuosl ${r2.glanceId}`,
       `delete ok aws ${r2.ami}`,
       `delete ok hypervisors ${host.address}:${pool.name}/${r2.volume}`,
-      `delete ok osuosl ${r2.glanceId}`,
     ]);
     expect(records.find((r) => r.imageId === r2.ami)!.detail).toBe(`snapshot ${shared} kept: AMI ${foreign} (foreign-${name}) still uses it`);
     expect(production.retentionRun).toMatchObject({ planned: 4, done: 4, failed: 0 });
@@ -373,33 +397,81 @@ describe('retention applied by the channels', () => {
     expect(await held(r3)).toEqual(everything(r3));
   });
 
-  it('with deprecateFirst off deletes a release at once when it leaves every channel, except an AMI an instance runs from', async () => {
+  it('with deprecateFirst off deletes a release at once when it leaves every channel; a deletion Glance keeps refusing is recorded failed, reported, and done by the next run', async () => {
     writeDefinition(false);
     r4 = await approvedRelease();
-    // Staging takes release 4, production has 3: release 1 (deprecated before) goes everywhere.
+    // Staging takes release 4, production has 3: release 1 (deprecated before) goes everywhere, but Glance refuses.
+    gate.refuse(true);
+    const deletesBefore = gate.deletes.length;
     const stagingSeq = (await state('staging')).current!.seq;
     const staging = await retentionAfter('staging', stagingSeq);
-    expect(recordsOf(staging, stagingSeq).map(brief).sort()).toEqual(
-      [`delete ok aws ${r1.ami}`, `delete ok hypervisors ${host.address}:${pool.name}/${r1.volume}`, `delete ok osuosl ${r1.glanceId}`].sort(),
-    );
-    expect(await held(r1)).toEqual({ amis: [], deprecated: [], snapshots: [], volumes: [], glance: [] });
+    gate.refuse(false);
+    const records = recordsOf(staging, stagingSeq);
+    expect(records.map(brief)).toEqual([
+      `delete failed osuosl ${r1.glanceId}`,
+      `delete ok aws ${r1.ami}`,
+      `delete ok hypervisors ${host.address}:${pool.name}/${r1.volume}`,
+    ]);
+    expect(records[0]!.detail).toMatch(new RegExp(`^delete failed after retries: glance deleting image ${r1.glanceId}: 503 .*the gate refuses deletions`));
+    // Five attempts, then the record: the retry policy's bound.
+    expect(gate.deletes.slice(deletesBefore)).toEqual(Array(5).fill(`/v2/images/${r1.glanceId}`));
+    expect(staging.retentionRun).toMatchObject({ planned: 3, done: 2, failed: 1 });
+    const handle = conn.client.workflow.getHandle(channelWorkflowId(name, 'staging'));
+    expect((await handle.describe()).memo).toMatchObject({ retention: { seq: stagingSeq, failed: 1, summary: `retention after #${stagingSeq}: 2 of 3 done, 1 failed` } });
+    const { currentDetails } = await handle.query<{ currentDetails: string }>('__temporal_workflow_metadata');
+    expect(currentDetails).toContain(`- **failed**: delete of \`${r1.glanceId}\` (osuosl, release \`${r1.releaseId}\`): delete failed after retries`);
+    expect(await held(r1)).toEqual({ amis: [], deprecated: [], snapshots: [], volumes: [], glance: [r1.glanceId] });
+    const shown = await cli(rig, taskQueue, ['channel', 'show', 'staging', '--definition', name]);
+    expect(shown.stdout).toContain(`Retention: retention after #${stagingSeq}: 2 of 3 done, 1 failed`);
+    expect(shown.stdout).toMatch(new RegExp(`delete\\s+${r1.releaseId}\\s+osuosl\\s+x86_64\\s+-\\s+${r1.glanceId}\\s+failed\\s+delete failed after retries`));
+  });
 
-    // An instance runs from release 3's AMI; production takes release 4 and release 3 leaves both channels.
+  it('keeps an AMI an instance runs from; a promotion arriving while the run deletes waits only for the deletion in flight', async () => {
+    // An instance runs from release 3's AMI; production takes release 4 and release 3 leaves both channels. While
+    // the run waits for Glance's answer to its first deletion, another promotion arrives.
     const launched = await ec2.send(new RunInstancesCommand({ ImageId: r3.ami, MinCount: 1, MaxCount: 1 }));
     const instance = launched.Instances![0]!.InstanceId!;
     instances.push(instance);
     await channels.markTested(name, 'staging', { by: 'copr-admin' });
+    gate.hold();
+    const deletesBefore = gate.deletes.length;
     const promoted = await channels.promote(name, 'staging', 'production', { by: 'release-manager' });
+    await waitUntil('the first Glance deletion', () => gate.deletes.length > deletesBefore, 180_000);
+    const handle = conn.client.workflow.getHandle(channelWorkflowId(name, 'production'));
+    const again = await handle.startUpdate(promoteUpdate, { args: [{ from: 'staging', by: 'release-manager' }], waitForStage: 'ACCEPTED' });
+    gate.release();
+    await expect(again.result()).rejects.toThrow();
     const production = await retentionAfter('production', promoted.seq);
+
+    // Two runs after this assignment: the first stopped after its first deletion for the waiting promotion (refused:
+    // production already has release 4), the second made a new plan and deleted the rest, with release 1's Glance
+    // image that staging's run could not delete.
+    const records = recordsOf(production, promoted.seq);
     const why = `in use: instance ${instance} (running) in ${region}`;
-    expect(recordsOf(production, promoted.seq).map((r) => [brief(r), r.detail ?? ''])).toEqual([
-      [`keep kept aws ${r3.ami}`, why],
-      [`delete ok hypervisors ${host.address}:${pool.name}/${r3.volume}`, ''],
-      [`delete ok osuosl ${r3.glanceId}`, ''],
-    ]);
-    // Nothing was deprecated on the way: deleted in the run that first found it unused.
-    expect(recordsOf(production, promoted.seq).some((r) => r.action === 'deprecate')).toBe(false);
+    expect(records.map((r) => `${r.action} ${r.outcome}`)).toEqual(['keep kept', 'delete ok', 'keep kept', 'delete ok', 'delete ok']);
+    for (const kept of [records[0]!, records[2]!]) expect(kept).toMatchObject({ imageId: r3.ami, detail: why });
+    expect(`/v2/images/${records[1]!.imageId}`).toBe(gate.deletes[deletesBefore]);
+    expect([records[1]!, records[3]!, records[4]!].map((r) => r.imageId).sort()).toEqual([r1.glanceId, r3.glanceId, `${host.address}:${pool.name}/${r3.volume}`].sort());
+
+    // The run that took the promotion (the workflow may have continued as new since).
+    let events: NonNullable<Awaited<ReturnType<typeof handle.fetchHistory>>['events']> = [];
+    for await (const wf of conn.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) {
+      const history = (await conn.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()).events ?? [];
+      if (history.some((e) => e.workflowExecutionUpdateCompletedEventAttributes?.meta?.updateId === again.updateId)) events = history;
+    }
+    const refusal = events.find((e) => e.workflowExecutionUpdateCompletedEventAttributes?.meta?.updateId === again.updateId)!;
+    expect(refusal.workflowExecutionUpdateCompletedEventAttributes!.outcome!.failure!.message).toBe(
+      `production already has release ${r4.releaseId}, the one staging has`,
+    );
+    // After the promotion was accepted: its own steps, then the second run's plan and its deletions.
+    const acceptedAt = events.findIndex((e) => e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.meta?.updateId === again.updateId);
+    const after = events.slice(acceptedAt).flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    expect(after).toEqual(['channelDefinition', 'channelStateOf', 'planRetention', 'applyRetention', 'applyRetention']);
+
+    // Nothing of release 3 was deprecated on the way: deleted in the run that first found it unused.
+    expect(records.some((r) => r.action === 'deprecate')).toBe(false);
     expect(await held(r3)).toEqual({ ...everything(r3), volumes: [], glance: [] });
+    expect(await held(r1)).toEqual({ amis: [], deprecated: [], snapshots: [], volumes: [], glance: [] });
     expect(await held(r4)).toEqual(everything(r4));
   });
 
@@ -421,7 +493,7 @@ describe('retention applied by the channels', () => {
     expect(text.code).toBe(0);
     expect(text.stdout).toContain(`Retention: retention after #${production.current!.seq}: 2 of 2 done, 1 kept`);
     expect(text.stdout).toContain(`Retention records (3 of ${production.retention.length}):`);
-    expect(text.stdout).toMatch(new RegExp(`delete\\s+${r3.releaseId}\\s+osuosl\\s+x86_64\\s+-\\s+${r3.glanceId}\\s+ok`));
+    expect(text.stdout).toMatch(new RegExp(`keep\\s+${r3.releaseId}\\s+aws\\s+x86_64\\s+${region}\\s+${r3.ami}\\s+kept\\s+in use: instance`));
     const json = await cli(rig, taskQueue, ['channel', 'show', 'production', '--definition', name, '--json', '--records', '3']);
     const shown = JSON.parse(json.stdout) as ChannelState;
     expect(shown.retention).toEqual(production.retention.slice(-3));
