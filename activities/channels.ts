@@ -48,8 +48,13 @@ export interface ChannelState {
   /** Latest first is NOT assumed: `history` is in seq order, `current` is the last assignment that activated. */
   current?: ChannelAssignment;
   history: ChannelAssignment[];
-  /** Deletions retention made after assignments, in order (the channel workflow applies retention). */
+  /**
+   * What retention did, in order: after each assignment (deprecate, delete, keep an image in use) and before each
+   * rollback (restore). The channel workflow applies retention; it keeps the last RETENTION_RECORDS_KEPT records.
+   */
   retention: RetentionRecord[];
+  /** The last retention run of this channel: running, or how it ended. */
+  retentionRun?: RetentionRun;
   /** The assignment being activated now (one at a time; others wait their turn). */
   activating?: ChannelAssignment;
   /** The last assignment whose activation failed: it never became current and is not in `history`. */
@@ -137,6 +142,36 @@ export interface RetentionRecord {
   /** ok: done; failed: retried and still failing (reported, never silently skipped); kept: in use or protected. */
   outcome: 'ok' | 'failed' | 'kept';
   detail?: string;
+  /** The assignment the record belongs to: retention ran after #seq, or (restore) before rollback #seq. */
+  seq?: number;
+}
+
+/** How many retention records a channel keeps (the oldest go first); continue-as-new carries them. */
+export const RETENTION_RECORDS_KEPT = 200;
+
+/** One retention run of a channel, as `channel show` and the Web UI report it. */
+export interface RetentionRun {
+  /** apply: after assignment #seq, a plan and each of its items; restore: before rollback #seq. */
+  kind: 'apply' | 'restore';
+  seq: number;
+  startedAt: string;
+  /** Unset while it runs. */
+  finishedAt?: string;
+  /** Images to deprecate or delete in the plan (apply), or images re-enabled (restore). */
+  planned: number;
+  /**
+   * Records of the run by outcome: done (ok), kept (an image something uses, found by the plan or again right before
+   * the action, or protected since the plan), failed after retries.
+   */
+  done: number;
+  kept: number;
+  failed: number;
+  /** Items not applied because an assignment was waiting: the run is made again, with a new plan, after it. */
+  deferred?: number;
+  /** Targets that refused to be listed: none of their images was considered. */
+  unlisted?: { target: string; error: string }[];
+  /** Why no plan (or restore) could be made: nothing was changed. */
+  error?: string;
 }
 
 /** The releases a channel still needs: its current one and the ones it may roll back to (`keep` distinct latest). */

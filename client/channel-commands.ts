@@ -1,7 +1,8 @@
 // The CLI's `channel …` commands: where approved images go, and moving them between channels (client/channel-client.ts).
 import type { Command, Option } from 'commander';
-import type { ChannelAssignment, ChannelState } from '../activities/channels';
+import type { ChannelAssignment, ChannelState, RetentionRecord } from '../activities/channels';
 import { temporalSettings } from '../config/temporal';
+import { describeRetentionRun } from '../workflows/channel-details';
 import { ChannelClient, type ChannelSummary } from './channel-client';
 import { paint, printer, renderTable, type OutputStyle } from './output';
 import { connectClient, InputError } from './release-client';
@@ -32,7 +33,31 @@ export function channelListText(rows: ChannelSummary[], style: OutputStyle): str
   );
 }
 
-export function channelText(s: ChannelState, style: OutputStyle, last = 10): string {
+const outcome = (style: OutputStyle, r: RetentionRecord) =>
+  paint(style, r.outcome === 'failed' ? 'red' : r.outcome === 'kept' ? 'yellow' : undefined, r.outcome);
+
+/** The last run in a line, then the last `last` records (newest first): what retention did for this channel. */
+export function retentionText(s: Pick<ChannelState, 'retention' | 'retentionRun'>, style: OutputStyle, last = 20): string[] {
+  const records = s.retention ?? [];
+  const lines: string[] = [];
+  if (s.retentionRun) {
+    const run = s.retentionRun;
+    lines.push(paint(style, run.error || run.failed ? 'red' : undefined, `Retention: ${describeRetentionRun(run)}`));
+  }
+  if (!records.length) return lines;
+  const shown = records.slice(-last).reverse();
+  lines.push(`Retention records (${shown.length} of ${records.length}):`);
+  lines.push(
+    renderTable(
+      style,
+      ['#', 'at', 'action', 'release', 'target', 'arch', 'region', 'image id', 'outcome', 'detail'],
+      shown.map((r) => [r.seq === undefined ? '' : String(r.seq), r.at, r.action, r.releaseId, r.target, r.arch, r.region ?? '', r.imageId, outcome(style, r), r.detail ?? '']),
+    ),
+  );
+  return lines;
+}
+
+export function channelText(s: ChannelState, style: OutputStyle, last = 10, records = 20): string {
   const title = `channel ${paint(style, 'bold', s.channel)} of ${s.definition}`;
   const c = s.current;
   const lines = [
@@ -61,12 +86,13 @@ export function channelText(s: ChannelState, style: OutputStyle, last = 10): str
       ),
     );
   }
+  lines.push(...retentionText(s, style, records));
   return lines.join('\n');
 }
 
-function count(value: string): number {
+function count(flag: string, value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InputError(`--last: "${value}" is not a positive whole number`);
+  if (!Number.isInteger(n) || n < 1) throw new InputError(`${flag}: "${value}" is not a positive whole number`);
   return n;
 }
 
@@ -86,16 +112,19 @@ export function addChannelCommands(program: Command, json: () => Option, keyOpti
 
   channel
     .command('show')
-    .description("a channel's images per target, arch and region, and its last assignments")
+    .description("a channel's images per target, arch and region, its last assignments and what retention did")
     .argument('<name>')
     .option('--definition <name>', definitionHelp)
     .option('--last <n>', 'how many assignments to show', '10')
+    .option('--records <n>', 'how many retention records to show (the channel keeps the last 200)', '20')
     .addOption(json())
-    .action(async (name: string, o: { definition?: string; last: string; json?: boolean }) => {
-      const last = count(o.last);
+    .action(async (name: string, o: { definition?: string; last: string; records: string; json?: boolean }) => {
+      const last = count('--last', o.last);
+      const records = count('--records', o.records);
       const c = await channels();
       const state = await c.show(await c.definition(o.definition), name);
-      printer(!!o.json).result({ ...state, history: state.history.slice(-last) }, (style) => channelText(state, style, last));
+      const shown = { ...state, history: state.history.slice(-last), retention: (state.retention ?? []).slice(-records) };
+      printer(!!o.json).result(shown, (style) => channelText(state, style, last, records));
     });
 
   const actor = (cmd: Command) =>

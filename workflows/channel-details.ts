@@ -1,7 +1,8 @@
 // What the Temporal Web UI shows for a channel: "Current Details" (Markdown: the images in use per target, arch and
-// region, then the last assignments) and a small memo (the current release and its images). Pure, unit-tested.
+// region, then the last assignments, then what retention did) and a small memo (the current release and its images,
+// the last retention run). Pure, unit-tested.
 import type { ReleaseDefinition } from '../config/schema';
-import type { ChannelAssignment, ChannelState } from '../activities/channels';
+import type { ChannelAssignment, ChannelState, RetentionRun } from '../activities/channels';
 import { requirementOf } from './channel-rules';
 
 const cell = (s: string | number | undefined) => String(s ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ') || '—';
@@ -42,12 +43,45 @@ export function channelDetails(state: ChannelState, def: ReleaseDefinition | und
     for (const a of state.history.slice(-last).reverse())
       out.push(`| ${a.seq} | ${cell(describeAssignment(a))} | \`${a.releaseId}\` | ${a.at} | ${replacedCount(a)} | ${cell(a.reason)} |`);
   }
+  out.push(...retentionDetails(state));
   out.push(
     '',
     `Roll back: \`bootc-release channel rollback ${state.channel} --definition ${state.definition} --by NAME --key KEY\`; ` +
       `history: \`bootc-release channel show ${state.channel} --definition ${state.definition}\`.`,
   );
   return out.join('\n');
+}
+
+/** "retention after #4: 3 of 5 done, 1 kept, 1 failed (running)": one line about a run. */
+export function describeRetentionRun(r: RetentionRun): string {
+  const what = r.kind === 'restore' ? `restore before rollback #${r.seq}` : `retention after #${r.seq}`;
+  if (r.error) return `${what}: ${r.error}`;
+  const counts = r.kind === 'restore' ? `${r.done} image(s) re-enabled` : `${r.done} of ${r.planned} done`;
+  const extra = [
+    r.kept ? `${r.kept} kept` : '',
+    r.failed ? `${r.failed} failed` : '',
+    r.deferred ? `${r.deferred} left for the run after the next assignment` : '',
+    r.unlisted?.length ? `not listed: ${r.unlisted.map((u) => `${u.target} (${u.error})`).join(', ')}` : '',
+  ].filter(Boolean);
+  return `${what}: ${[counts, ...extra].join(', ')}${r.finishedAt ? '' : ' (running)'}`;
+}
+
+/** The last run, the records that failed in it, and the last ten records. */
+function retentionDetails(state: ChannelState, last = 10): string[] {
+  const records = state.retention ?? [];
+  if (!state.retentionRun && !records.length) return [];
+  const out = ['', '**Retention**', ''];
+  if (state.retentionRun) out.push(`${cell(describeRetentionRun(state.retentionRun))}.`, '');
+  const failed = records.filter((r) => r.outcome === 'failed' && r.seq === state.retentionRun?.seq);
+  for (const f of failed) out.push(`- **failed**: ${f.action} of \`${f.imageId}\` (${f.target}, release \`${f.releaseId}\`): ${cell(f.detail)}`);
+  if (failed.length) out.push('', 'A failed image is planned again by the next run; the target says why it refused.', '');
+  if (records.length) {
+    out.push(`Last records (${Math.min(last, records.length)} of ${records.length}):`, '');
+    out.push('| # | at | action | release | target | region | image | outcome | detail |', '|---|---|---|---|---|---|---|---|---|');
+    for (const r of records.slice(-last).reverse())
+      out.push(`| ${r.seq ?? ''} | ${r.at} | ${r.action} | \`${r.releaseId}\` | ${cell(r.target)} | ${cell(r.region)} | \`${r.imageId}\` | ${r.outcome} | ${cell(r.detail)} |`);
+  }
+  return out;
 }
 
 /** The memo: enough for a list of channels to show what each one holds without a query. */
@@ -68,5 +102,19 @@ export function channelMemo(state: ChannelState): Record<string, unknown> {
           images: c.images.map((i) => ({ target: i.target, arch: i.arch, region: i.region, type: i.type, imageId: i.imageId })),
         }
       : null,
+    ...(state.retentionRun ? { retention: retentionMemo(state.retentionRun) } : {}),
   };
 }
+
+const retentionMemo = (r: RetentionRun) => ({
+  kind: r.kind,
+  seq: r.seq,
+  running: !r.finishedAt,
+  planned: r.planned,
+  done: r.done,
+  kept: r.kept,
+  failed: r.failed,
+  ...(r.deferred ? { deferred: r.deferred } : {}),
+  ...(r.error ? { error: r.error } : {}),
+  summary: describeRetentionRun(r),
+});

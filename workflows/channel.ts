@@ -6,6 +6,10 @@
 // Update validators refuse at once what the channel can judge from its state and the definition it resolved last
 // (approver, signature, requirement, rollback target). Each handler then resolves the definition afresh and checks
 // again before anything is activated, and a promotion reads FROM's assignment (minAge, tested) from FROM's workflow.
+//
+// Retention (workflows/channel-retention.ts) runs after an assignment activates, as a job of its own queued behind
+// the update that made the assignment: the update returns once the images are active, and the next assignment
+// waits only for the item in flight, since a run stops between items when one is waiting (and runs again after it).
 import {
   allHandlersFinished,
   ApplicationFailure,
@@ -13,6 +17,7 @@ import {
   condition,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   setCurrentDetails,
   setHandler,
@@ -46,6 +51,7 @@ import {
   withAssignment,
   withTested,
 } from './channel-rules';
+import { applyChannelRetention, restoreBeforeRollback, RETENTION_PATCH, type RetentionChannel } from './channel-retention';
 import { releaseNameKey } from './search-attributes';
 import { activationOptions } from './timeouts';
 import { FailureType } from '../activities/failures';
@@ -67,23 +73,6 @@ function failureText(err: unknown): string {
   return e?.message ?? String(err);
 }
 
-/**
- * RETENTION CALL SITE (activities/retention, not built yet): once an assignment is active, plan and apply retention
- * for this channel (`planRetention`, `applyRetention`), never touching `protectedReleases(state, keep)`, and append
- * what was done to `state.retention`. Does nothing yet.
- */
-async function afterAssignment(state: ChannelState): Promise<ChannelState> {
-  return state;
-}
-
-/**
- * RETENTION CALL SITE: before a rollback activates `target`, re-enable what retention only deprecated
- * (`restoreImages`). Does nothing yet.
- */
-async function beforeRollback(state: ChannelState, _target: ChannelAssignment): Promise<ChannelState> {
-  return state;
-}
-
 export async function imageChannel(input: ChannelInput): Promise<void> {
   const { channel } = input;
   let state: ChannelState = input.state ?? { definition: input.definition, channel, history: [], retention: [] };
@@ -97,15 +86,45 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
   upsertSearchAttributes([{ key: releaseNameKey, value: input.definition }]);
   refresh();
 
-  // One assignment at a time, in the order they were accepted.
+  // One job at a time, in the order they were queued: assignments, and the retention runs that follow them.
   let tail: Promise<unknown> = Promise.resolve();
+  let jobs = 0;
   function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    jobs++;
     const run = tail.then(fn);
-    tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
+    const settled = () => {
+      jobs--;
+    };
+    tail = run.then(settled, settled);
     return run;
+  }
+  // Assignments queued and not started yet: a retention run yields to them between items.
+  let waiting = 0;
+  function assignment<T>(fn: () => Promise<T>): Promise<T> {
+    waiting++;
+    return exclusive(() => {
+      waiting--;
+      return fn();
+    });
+  }
+
+  const retentionChannel: RetentionChannel = {
+    state: () => state,
+    set: (s) => {
+      state = s;
+      refresh();
+    },
+    assignmentWaiting: () => waiting > 0,
+  };
+  // One run covers every assignment before it: a second is queued only once the first has started.
+  let retentionQueued = false;
+  function queueRetention(): void {
+    if (retentionQueued) return;
+    retentionQueued = true;
+    void exclusive(async () => {
+      retentionQueued = false;
+      if (resolved && (await applyChannelRetention(retentionChannel, resolved)) === 'deferred') queueRetention();
+    });
   }
 
   async function definitionNow(sent?: ReleaseDefinition): Promise<ReleaseDefinition> {
@@ -133,7 +152,8 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
         }),
       );
       const done: ChannelAssignment = { ...a, activation: record, activatedAt: new Date().toISOString() };
-      state = await afterAssignment(withAssignment(state, done));
+      state = withAssignment(state, done);
+      if (patched(RETENTION_PATCH)) queueRetention();
       return done;
     } catch (err) {
       const error = isCancellation(err) ? 'cancelled with its release' : failureText(err);
@@ -176,10 +196,11 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     if (problem) throw refused(problem);
     const target = rollbackTarget(state, req.to);
     if (typeof target === 'string') throw refused(target);
-    state = await beforeRollback(state, target);
+    const seq = nextSeq(state);
+    if (patched(RETENTION_PATCH)) await restoreBeforeRollback(retentionChannel, def, seq, target.releaseId);
     const at = new Date().toISOString();
     const { releaseId, images } = target;
-    return await activate(def, { seq: nextSeq(state), kind: 'rollback', releaseId, images, by: req.by, at, reason: req.reason, restores: target.seq });
+    return await activate(def, { seq, kind: 'rollback', releaseId, images, by: req.by, at, reason: req.reason, restores: target.seq });
   }
 
   async function markTested(req: MarkTestedRequest, acceptedAt: number): Promise<ChannelAssignment> {
@@ -213,7 +234,7 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     assignUpdate,
     (req) => {
       const done = state.history.find((a) => a.kind === 'approve' && a.releaseId === req.releaseId);
-      return done ?? exclusive(() => assign(req));
+      return done ?? assignment(() => assign(req));
     },
     {
       description: "Internal: a release's approval assigns its chosen images (sent by the release's assignToChannel activity).",
@@ -224,7 +245,7 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     promoteUpdate,
     (req) => {
       const acceptedAt = Date.now();
-      return exclusive(() => promote(req, acceptedAt));
+      return assignment(() => promote(req, acceptedAt));
     },
     {
       description: 'Assign what another channel has now: {"from": "staging", "by": "name"}; `bootc-release channel promote FROM TO`.',
@@ -239,7 +260,7 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     rollbackUpdate,
     (req) => {
       const acceptedAt = Date.now();
-      return exclusive(() => rollback(req, acceptedAt));
+      return assignment(() => rollback(req, acceptedAt));
     },
     {
       description: 'Assign an earlier assignment again: {"by": "name"} for the previous release, {"by": "...", "to": "<release id>"} for a named one.',
@@ -270,8 +291,9 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     { description: "Internal: a release was cancelled while its images waited or were activated here; that activation stops." },
   );
 
-  // An entity lives forever: start afresh, carrying the state, before the history grows large.
+  // An entity lives forever: start afresh, carrying the state (and its last RETENTION_RECORDS_KEPT retention
+  // records), before the history grows large; never in the middle of an assignment or a retention run.
   const tooLong = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength > maxEvents;
-  await condition(() => tooLong() && allHandlersFinished());
+  await condition(() => tooLong() && allHandlersFinished() && jobs === 0);
   await continueAsNew<typeof imageChannel>({ ...input, state, resolved });
 }

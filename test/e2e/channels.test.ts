@@ -4,13 +4,13 @@
 // repository, an SSM parameter on moto (the AMIs are real moto AMIs the releases published), and a hook's input.
 // Both channel workflows continue as new early (a small history bound), so every later step runs on carried state; a
 // worker SIGKILLed during a promotion is followed by one that finishes it without running the hook again.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { parse as parseYaml, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { channelWorkflowId, type ChannelState } from '../../activities/channels';
 import { ChannelClient } from '../../client/channel-client';
 import { channelStateQuery } from '../../workflows/channel-messages';
@@ -26,6 +26,7 @@ import {
   workerDirs,
   type RigInfo,
 } from '../rig/release-harness';
+import { cli as runCli, hook, hookInputs as inputsIn, inventoryRepo, sshKey } from './channel-harness';
 
 const rig = inject('rig') as RigInfo;
 const run = randomUUID().slice(0, 8);
@@ -36,44 +37,17 @@ const name = `chan-${run}`;
 const region = 'us-west-1';
 const credentials = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 const parameter = `/${name}/builder-image/x86_64`;
-const repo = path.resolve(__dirname, '../..');
 let conn: Awaited<ReturnType<typeof connectRig>>;
 let channels: ChannelClient;
 const workers: ChildProcess[] = [];
 
-function sshKey(who: string) {
-  const file = path.join(base, 'keys', who);
-  mkdirSync(path.dirname(file), { recursive: true });
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', who, '-f', file]);
-  return { privateKey: file, publicKey: readFileSync(`${file}.pub`, 'utf8').trim() };
-}
-const admin = sshKey('copr-admin');
-const manager = sshKey('release-manager');
+const admin = sshKey(base, 'copr-admin');
+const manager = sshKey(base, 'release-manager');
 
-/** A hook that appends its input to <dir>/inputs.jsonl and waits while <dir>/hold exists. */
-const hook = (dir: string) => ({
-  kind: 'command',
-  command: ['sh', '-c', 'tr -d "\\n" >> "$0/inputs.jsonl"; echo >> "$0/inputs.jsonl"; while [ -e "$0/hold" ]; do sleep 0.2; done', dir],
-});
 const hookDir = (channel: string) => path.join(base, 'hooks', channel);
-const hookInputs = (channel: string) =>
-  existsSync(path.join(hookDir(channel), 'inputs.jsonl'))
-    ? readFileSync(path.join(hookDir(channel), 'inputs.jsonl'), 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l))
-    : [];
-
-const bare = path.join(base, 'inventory.git');
-const git = (...args: string[]) => execFileSync('git', args, { cwd: base }).toString();
-function seedInventory() {
-  git('init', '--quiet', '--bare', '--initial-branch', 'main', bare);
-  const work = path.join(base, 'seed');
-  git('clone', '--quiet', bare, work);
-  const other = { copr_builder_images: { ibm_cloud: { s390x: { us_east: 'r014-kept' } } }, copr_other: 'kept' };
-  for (const f of ['staging.yaml', 'production.yaml']) writeFileSync(path.join(work, f), stringify(other));
-  git('-C', work, 'add', '.');
-  git('-C', work, '-c', 'user.name=seed', '-c', 'user.email=seed@localhost', 'commit', '--quiet', '-m', 'seed');
-  git('-C', work, 'push', '--quiet', 'origin', 'HEAD:main');
-}
-const inventory = (file: string) => parseYaml(git('--git-dir', bare, 'show', `main:${file}`));
+const hookInputs = (channel: string) => inputsIn(hookDir(channel));
+let bare: string;
+let inventory: (file: string) => any;
 
 const ssm = new SSMClient({ region, endpoint: rig.motoEndpoint, credentials });
 const ssmValue = async () => (await ssm.send(new GetParameterCommand({ Name: parameter }))).Parameter?.Value;
@@ -129,26 +103,11 @@ async function approvedRelease(): Promise<{ releaseId: string; ami: string }> {
 const state = (channel: string): Promise<ChannelState> => channels.show(name, channel);
 const signed = (who: typeof admin, by: string) => ({ by, key: who.privateKey });
 
-/** The real CLI, piped. */
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(path.join(repo, 'node_modules/.bin/tsx'), [path.join(repo, 'client/cli.ts'), ...args], {
-      cwd: repo,
-      env: { ...process.env, TEMPORAL_ADDRESS: rig.temporalAddress, BOOTC_RELEASE_TASK_QUEUE: taskQueue, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(rig, taskQueue, args);
 
 beforeAll(async () => {
   for (const c of ['staging', 'production']) mkdirSync(hookDir(c), { recursive: true });
-  seedInventory();
+  ({ bare, read: inventory } = inventoryRepo(base, ['staging.yaml', 'production.yaml']));
   writeFileSync(path.join(dirs.definitionsDir, `${name}.yaml`), stringify(definition()));
   conn = await connectRig(rig, taskQueue);
   channels = new ChannelClient(conn.client, taskQueue);

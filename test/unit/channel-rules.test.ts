@@ -9,9 +9,12 @@ import { describe, expect, it } from 'vitest';
 import { signChannelAction } from '../../client/approval-signing';
 import { ConfigError, parseDefinition } from '../../config/load';
 import type { ReleaseDefinitionInput } from '../../config/schema';
-import { protectedReleases, type ChannelAssignment, type ChannelState } from '../../activities/channels';
+import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelAssignment, type ChannelState, type RetentionRecord } from '../../activities/channels';
 import type { Candidate } from '../../activities/types';
-import { channelDetails, channelMemo } from '../../workflows/channel-details';
+import { channelDetails, channelMemo, describeRetentionRun } from '../../workflows/channel-details';
+import { failedRecord, retentionOptions, withRetentionRecords } from '../../workflows/channel-retention';
+import { retentionText } from '../../client/channel-commands';
+import { outputStyle } from '../../client/output';
 import {
   actorProblem,
   approvalChannelProblem,
@@ -224,5 +227,82 @@ describe('the state of a channel', () => {
     expect(md).toContain('| local | x86_64 | — | raw | `/srv/images/r2.raw` |');
     expect(md).toContain('| 2 | rolled back to #1 by alice | `r2` | 2026-11-02T12:00:00.000Z | 0 | broken \\| kernel |');
     expect(channelMemo(s)).toMatchObject({ channel: 'production', assignments: 2, current: { releaseId: 'r2', tested: true, images: [{ imageId: '/srv/images/r2.raw' }] } });
+  });
+});
+
+describe('retention in the channel', () => {
+  const record = (n: number, extra: Partial<RetentionRecord> = {}): RetentionRecord => ({
+    at: `2026-11-05T00:00:${String(n % 60).padStart(2, '0')}.000Z`,
+    releaseId: 'r1',
+    target: 'local',
+    arch: 'x86_64',
+    imageId: `/srv/images/r1-${n}.raw`,
+    action: 'delete',
+    outcome: 'ok',
+    seq: 3,
+    ...extra,
+  });
+
+  it(`keeps the last ${RETENTION_RECORDS_KEPT} records, oldest dropped first`, () => {
+    let s = stateOf(assignment(1, 'r1'));
+    for (let i = 0; i < RETENTION_RECORDS_KEPT + 5; i += 5) s = withRetentionRecords(s, [1, 2, 3, 4, 5].map((k) => record(i + k)));
+    expect(s.retention).toHaveLength(RETENTION_RECORDS_KEPT);
+    expect(s.retention[0]!.imageId).toBe('/srv/images/r1-6.raw');
+    expect(s.retention.at(-1)!.imageId).toBe(`/srv/images/r1-${RETENTION_RECORDS_KEPT + 5}.raw`);
+  });
+
+  it('records an item that failed for good, with the reason, as failed', () => {
+    const item = { action: 'delete' as const, target: 'hypervisors', releaseId: 'r1', image: { ...image('h1:images/r1'), region: 'h1', imageName: 'copr-builder-x86_64-20261101_120000' } };
+    expect(failedRecord(item, 'delete failed after retries: ssh: connection refused', 'now', 4)).toEqual({
+      at: 'now',
+      releaseId: 'r1',
+      target: 'hypervisors',
+      arch: 'x86_64',
+      region: 'h1',
+      imageId: 'h1:images/r1',
+      action: 'delete',
+      outcome: 'failed',
+      detail: 'delete failed after retries: ssh: connection refused',
+      seq: 4,
+    });
+  });
+
+  it('retries each item a bounded number of times with backoff, and survives a killed worker by its heartbeat timeout', () => {
+    const def = definition({ staging: {} });
+    const o = retentionOptions(def, { attempt: '5m', total: '15m', taskQueue: 'q@w1' });
+    expect(o.retry).toMatchObject({ maximumAttempts: 5, backoffCoefficient: 2, initialInterval: def.timeouts.retryInitial, maximumInterval: def.timeouts.retryMax });
+    expect(o).toMatchObject({ startToCloseTimeout: '5m', scheduleToCloseTimeout: '15m', taskQueue: 'q@w1' });
+    expect(o.retry?.nonRetryableErrorTypes).toContain('ConfigError');
+    // The activities heartbeat every 10 s: a shorter heartbeat timeout in the definition is raised to 30 s.
+    expect(retentionOptions({ timeouts: { ...def.timeouts, heartbeat: '5s' } }, { attempt: '5m', total: '15m' }).heartbeatTimeout).toBe('30000ms');
+  });
+
+  it('reports the last run, each failure and the last records in the Web UI, the memo and the CLI', () => {
+    const run = { kind: 'apply' as const, seq: 3, startedAt: 'a', finishedAt: 'b', planned: 3, done: 1, kept: 1, failed: 1 };
+    const s = withRetentionRecords(
+      stateOf(assignment(1, 'r1'), assignment(2, 'r2'), assignment(3, 'r3')),
+      [record(1), record(2, { outcome: 'kept', detail: 'in use: domain vm1 (running) on h1' }), record(3, { outcome: 'failed', detail: 'delete failed after retries: 503' })],
+      run,
+    );
+    expect(describeRetentionRun(run)).toBe('retention after #3: 1 of 3 done, 1 kept, 1 failed');
+    expect(describeRetentionRun({ ...run, finishedAt: undefined, deferred: 2 })).toBe('retention after #3: 1 of 3 done, 1 kept, 1 failed, 2 left for the run after the next assignment (running)');
+    expect(describeRetentionRun({ kind: 'restore', seq: 4, startedAt: 'a', finishedAt: 'b', planned: 2, done: 2, kept: 0, failed: 0 })).toBe('restore before rollback #4: 2 image(s) re-enabled');
+    expect(describeRetentionRun({ ...run, error: 'no retention plan could be made: definition x not found' })).toBe('retention after #3: no retention plan could be made: definition x not found');
+
+    const md = channelDetails(s, definition({ staging: {} }));
+    expect(md).toContain('**Retention**');
+    expect(md).toContain('retention after #3: 1 of 3 done, 1 kept, 1 failed.');
+    expect(md).toContain('- **failed**: delete of `/srv/images/r1-3.raw` (local, release `r1`): delete failed after retries: 503');
+    expect(md).toContain('| 3 | 2026-11-05T00:00:02.000Z | delete | `r1` | local | — | `/srv/images/r1-2.raw` | kept | in use: domain vm1 (running) on h1 |');
+    expect(channelMemo(s)).toMatchObject({ retention: { kind: 'apply', seq: 3, running: false, planned: 3, done: 1, failed: 1 } });
+    // A channel retention never ran for shows nothing of it, and its memo is as before.
+    expect(channelDetails(stateOf(assignment(1, 'r1')), undefined)).not.toContain('Retention');
+    expect(channelMemo(stateOf(assignment(1, 'r1')))).not.toHaveProperty('retention');
+
+    const text = retentionText(s, outputStyle({ json: false, isTTY: false, env: {} }), 2).join('\n');
+    expect(text).toContain('Retention: retention after #3: 1 of 3 done, 1 kept, 1 failed');
+    expect(text).toContain('Retention records (2 of 3):');
+    expect(text).toMatch(/3\s+2026-11-05T00:00:03.000Z\s+delete\s+r1\s+local\s+x86_64\s+-\s+\/srv\/images\/r1-3.raw\s+failed\s+delete failed after retries: 503/);
+    expect(text).not.toContain('r1-1.raw');
   });
 });
