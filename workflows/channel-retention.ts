@@ -6,7 +6,8 @@
 // so a failure is recorded (`failed`, or the run's `error`) and reported, never silently dropped.
 import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
-import { durationMs } from '../config/duration';
+import { durationMs, type Duration } from '../config/duration';
+import { FailureType } from '../activities/failures';
 import type { ReleaseActivities } from '../activities';
 import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
 import type { RetentionPlan } from './retention-plan';
@@ -25,13 +26,13 @@ type RetentionItem = RetentionPlan['delete'][number];
  * bounded, all of them within `total`. The activities heartbeat every 10 s (activities/runtime/heartbeat.ts), so the
  * heartbeat timeout is at least 30 s whatever the definition says; a killed worker's attempt is retried after it.
  */
-export function retentionOptions(def: Pick<ReleaseDefinition, 'timeouts'>, o: { attempt: string; total: string; taskQueue?: string }): ActivityOptions {
+export function retentionOptions(def: Pick<ReleaseDefinition, 'timeouts'>, o: { attempt: Duration; total: Duration; taskQueue?: string }): ActivityOptions {
   const base = activityOptions(def.timeouts, { startToCloseTimeout: o.attempt, maximumAttempts: RETENTION_ATTEMPTS, taskQueue: o.taskQueue });
   return {
     ...base,
     scheduleToCloseTimeout: o.total,
     heartbeatTimeout: `${Math.max(durationMs(def.timeouts.heartbeat), 30_000)}ms`,
-    retry: { ...base.retry, nonRetryableErrorTypes: [...(base.retry?.nonRetryableErrorTypes ?? []), 'PermissionError', 'CredentialsError'] },
+    retry: { ...base.retry, nonRetryableErrorTypes: [...(base.retry?.nonRetryableErrorTypes ?? []), FailureType.Permission, FailureType.Credentials] },
   };
 }
 

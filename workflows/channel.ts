@@ -61,7 +61,7 @@ export const CHANNEL_MAX_HISTORY_EVENTS = 2000;
 
 const lookup = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '2m',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config] },
 });
 
 /** A refusal: the update fails with this reason, and nothing was activated. */

@@ -2,6 +2,7 @@
 // are; the operator's machine needs only Temporal. planRetention changes nothing; this returns its plan.
 import { proxyActivities } from '@temporalio/workflow';
 import type { ReleaseActivities } from '../activities';
+import { FailureType } from '../activities/failures';
 
 export type RetentionPlan = Awaited<ReturnType<ReleaseActivities['planRetention']>>;
 
@@ -13,7 +14,7 @@ export interface RetentionPlanInput {
 const acts = proxyActivities<ReleaseActivities>({
   startToCloseTimeout: '30m',
   heartbeatTimeout: '2m',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ConfigError', 'PermissionError', 'CredentialsError'] },
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: [FailureType.Config, FailureType.Permission, FailureType.Credentials] },
 });
 
 export async function retentionPlan(input: RetentionPlanInput): Promise<RetentionPlan> {
