@@ -141,6 +141,8 @@ export interface RetentionRecord {
   action: 'deprecate' | 'delete' | 'keep' | 'restore';
   /** ok: done; failed: retried and still failing (reported, never silently skipped); kept: in use or protected. */
   outcome: 'ok' | 'failed' | 'kept';
+  /** A rollback's image that no longer exists at its target: the rollback is refused. */
+  gone?: boolean;
   detail?: string;
   /** The assignment the record belongs to: retention ran after #seq, or (restore) before rollback #seq. */
   seq?: number;

@@ -9,7 +9,7 @@ import type { ReleaseDefinition } from '../config/schema';
 import { durationMs, type Duration } from '../config/duration';
 import { FailureType } from '../activities/failures';
 import type { ReleaseActivities } from '../activities';
-import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
+import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelAssignment, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
 import type { RetentionPlan } from './retention-plan';
 import { activityOptions } from './timeouts';
 
@@ -137,15 +137,31 @@ async function applyItem(def: ReleaseDefinition, item: RetentionItem, seq: numbe
  * Before rollback #seq activates release `releaseId`: re-enable the images retention only deprecated. A failure is
  * reported and the rollback goes on (a deprecated AMI still launches; nothing else is deprecated).
  */
-export async function restoreBeforeRollback(ch: RetentionChannel, def: ReleaseDefinition, seq: number, releaseId: string): Promise<void> {
+export async function restoreBeforeRollback(
+  ch: RetentionChannel,
+  def: ReleaseDefinition,
+  seq: number,
+  target: Pick<ChannelAssignment, 'releaseId' | 'images'>,
+): Promise<RetentionRecord[]> {
+  const { releaseId, images } = target;
   const run: RetentionRun = { kind: 'restore', seq, startedAt: now(), planned: 0, done: 0, kept: 0, failed: 0 };
+  const previousRun = ch.state().retentionRun;
   ch.set({ ...ch.state(), retentionRun: run });
   try {
     const { restoreImages } = proxyActivities<ReleaseActivities>(retentionOptions(def, { attempt: '10m', total: '20m' }));
-    const records = (await restoreImages({ definition: def.name, releaseId })).map((r) => ({ ...r, seq }));
-    ch.set(withRetentionRecords(ch.state(), records, { ...run, planned: records.length, done: records.length, finishedAt: now() }));
+    const wanted = images.map(({ target: t, arch, imageId, region }) => ({ target: t, arch, imageId, region }));
+    const outcomes = (await restoreImages({ definition: def.name, releaseId, images: wanted })).map((r) => ({ ...r, seq }));
+    // Images that are gone refuse the rollback (the refusal names them); they are not deeds of retention to record.
+    const gone = outcomes.filter((r) => r.gone);
+    if (gone.length) {
+      ch.set({ ...ch.state(), retentionRun: previousRun });
+      return gone;
+    }
+    ch.set(withRetentionRecords(ch.state(), outcomes, { ...run, planned: outcomes.length, done: outcomes.length, finishedAt: now() }));
+    return [];
   } catch (err) {
     const error = `restoring the deprecated images of release ${releaseId} failed: ${failureText(err)}; the rollback went on`;
     ch.set({ ...ch.state(), retentionRun: { ...run, finishedAt: now(), error } });
+    return [];
   }
 }

@@ -197,7 +197,13 @@ export async function imageChannel(input: ChannelInput): Promise<void> {
     const target = rollbackTarget(state, req.to);
     if (typeof target === 'string') throw refused(target);
     const seq = nextSeq(state);
-    if (patched(RETENTION_PATCH)) await restoreBeforeRollback(retentionChannel, def, seq, target.releaseId);
+    if (patched(RETENTION_PATCH)) {
+      const gone = await restoreBeforeRollback(retentionChannel, def, seq, target);
+      if (gone.length)
+        throw refused(
+          `cannot roll back to release ${target.releaseId}: ${gone.map((g) => `${g.target} ${g.arch}${g.region ? ` ${g.region}` : ''} ${g.imageId}`).join(', ')} no longer exist; roll back to a release within retention.keep`,
+        );
+    }
     const at = new Date().toISOString();
     const { releaseId, images } = target;
     return await activate(def, { seq, kind: 'rollback', releaseId, images, by: req.by, at, reason: req.reason, restores: target.seq });

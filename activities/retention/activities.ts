@@ -6,7 +6,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition } from '../../config/load';
 import type { ReleaseDefinition, Target } from '../../config/schema';
 import type { ChannelState, RetentionRecord } from '../channels';
-import type { PublishTargetDriver } from '../types';
+import type { Candidate, PublishedImage, PublishTargetDriver } from '../types';
 import { heartbeat } from '../runtime/heartbeat';
 import type { ChannelLookup, ReleaseCatalog } from './lookup';
 import { parseImageName } from './names';
@@ -53,6 +53,8 @@ export interface ApplyRetentionInput {
 export interface RestoreImagesInput {
   definition: string;
   releaseId: string;
+  /** The images the rollback will activate: each one a target can list and no longer has is reported `gone`. */
+  images?: Pick<Candidate, 'target' | 'arch' | 'imageId' | 'region'>[];
 }
 
 export function createRetentionActivities(deps: RetentionDeps) {
@@ -170,13 +172,16 @@ export function createRetentionActivities(deps: RetentionDeps) {
     return record('ok', left?.length ? left.join('; ') : undefined);
   }
 
-  async function restoreImages({ definition, releaseId }: RestoreImagesInput): Promise<RetentionRecord[]> {
+  async function restoreImages({ definition, releaseId, images = [] }: RestoreImagesInput): Promise<RetentionRecord[]> {
     const def = await definitionOf(definition);
     const records: RetentionRecord[] = [];
     for (const [name, target] of Object.entries(def.targets)) {
       const driver = driverFor(target);
-      if (!driver.listImages || !driver.restore) continue;
-      for (const image of await driver.listImages(target, name, def.name)) {
+      if (!driver.listImages) continue;
+      const listed = await driver.listImages(target, name, def.name);
+      records.push(...goneImages(images, name, listed, releaseId));
+      if (!driver.restore) continue;
+      for (const image of listed) {
         if (image.releaseId !== releaseId || !image.deprecated) continue;
         await driver.restore(target, image);
         records.push({
@@ -195,6 +200,25 @@ export function createRetentionActivities(deps: RetentionDeps) {
   }
 
   return { planRetention, applyRetention, restoreImages };
+}
+
+/** The images a rollback needs that a target no longer lists (retention deleted them, or a person did). */
+function goneImages(images: NonNullable<RestoreImagesInput['images']>, target: string, listed: PublishedImage[], releaseId: string): RetentionRecord[] {
+  const present = new Set(listed.map((l) => l.imageId));
+  return images
+    .filter((i) => i.target === target && !present.has(i.imageId))
+    .map((i) => ({
+      at: new Date().toISOString(),
+      releaseId,
+      target,
+      arch: i.arch,
+      ...(i.region ? { region: i.region } : {}),
+      imageId: i.imageId,
+      action: 'restore' as const,
+      outcome: 'failed' as const,
+      gone: true,
+      detail: 'no longer at the target: deleted (by retention or by hand)',
+    }));
 }
 
 /** Nothing is known to be unused until some channel has an assignment: keep everything, and say why. */

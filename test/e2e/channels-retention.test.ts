@@ -424,6 +424,15 @@ describe('retention applied by the channels', () => {
     const shown = await cli(rig, taskQueue, ['channel', 'show', 'staging', '--definition', name]);
     expect(shown.stdout).toContain(`Retention: retention after #${stagingSeq}: 2 of 3 done, 1 failed`);
     expect(shown.stdout).toMatch(new RegExp(`delete\\s+${r1.releaseId}\\s+osuosl\\s+x86_64\\s+-\\s+${r1.glanceId}\\s+failed\\s+delete failed after retries`));
+
+    // Production may not roll back to release 1 any more: retention deleted its AMI and volume. Refused, naming them,
+    // before any activation target is touched.
+    const commitsBefore = inventory.commits('production.yaml').length;
+    await expect(channels.rollback(name, 'production', { to: r1.releaseId, by: 'release-manager' })).rejects.toThrow(
+      new RegExp(`cannot roll back to release ${r1.releaseId}: .*${r1.ami}.* no longer exist`),
+    );
+    expect((await state('production')).current!.releaseId).toBe(r3.releaseId);
+    expect(inventory.commits('production.yaml')).toHaveLength(commitsBefore);
   });
 
   it('keeps an AMI an instance runs from; a promotion arriving while the run deletes waits only for the deletion in flight', async () => {
