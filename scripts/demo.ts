@@ -10,13 +10,13 @@ import { parse as parseYaml } from 'yaml';
 import { DefaultLogger, makeTelemetryFilterString, Runtime } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { ReleaseClient } from '../client/release-client';
-import { connectWorker, createWorkers } from '../worker/run';
+import { connectWorker, createWorkers, type WorkerConnections } from '../worker/run';
 import { workerSettings } from '../worker/settings';
 import { createActivityDeps } from '../worker/wiring';
 import { FINAL_STAGES, type ReleaseStatus } from '../workflows/messages';
 import { LIBVIRT_URI } from './servers/libvirtd';
 import { checkPortsFree, demoPorts } from './demo-ports';
-import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack } from './demo-stack';
+import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack, type DemoStack } from './demo-stack';
 import { Stopper } from './demo-stop';
 import { awaitingApprovalText } from './demo-text';
 
@@ -42,6 +42,37 @@ function stopAndExit(code: number): Promise<never> {
 }
 
 async function main() {
+  installHandlers();
+  process.chdir(repo);
+  const ports = await freshDemoDir();
+  const stack = await startDemoStack({ demoDir, examplesFile: path.join(repo, 'examples/demo.yaml'), ports, build: buildShape(), stopper, say });
+  const { client, settings } = await startWorker(workerEnv(stack));
+
+  const releases = new ReleaseClient(client, settings.taskQueue);
+  const definition = parseYaml(readFileSync(stack.definitionFile, 'utf8'));
+  const id = await releases.startFromDefinition(definition, { reason: 'npm run demo', requestedBy: 'demo' });
+  say(`release ${id} started; follow it in the Web UI: ${stack.temporal.uiAddress}/namespaces/default/workflows/${id}`);
+
+  const status = await awaitApproval(releases, id);
+  if (!status) return;
+  if (status.stage !== 'awaiting-approval') throw new Error(`release ${id} ended ${status.stage}: ${status.error ?? ''}`);
+  console.log(
+    awaitingApprovalText(id, status, {
+      temporalAddress: stack.temporal.address,
+      uiAddress: stack.temporal.uiAddress!,
+      motoEndpoint: stack.motoEndpoint,
+      glanceAddress: stack.glance.address,
+      glanceProject: GLANCE_PROJECT,
+      libvirtUri: LIBVIRT_URI,
+      pool: stack.pool.name,
+      region: definition.targets['aws-local'].region,
+    }),
+  );
+  await awaitOutcome(client, id);
+}
+
+/** Ctrl-C and friends stop everything; the SDK's runtime leaves the signals to the demo and its logs to WARN. */
+function installHandlers(): void {
   // A second Ctrl-C (or tsx relaying the first) must not kill the demo mid-stop: the handlers stay installed.
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void stopAndExit(0));
   // Clients torn down while stopping may still throw from their timers: the demo is exiting, that is no news.
@@ -62,8 +93,10 @@ async function main() {
     telemetryOptions: { logging: { filter: makeTelemetryFilterString({ core: 'ERROR' }), forward: {} } },
     shutdownSignals: [],
   });
-  process.chdir(repo);
+}
 
+/** Stops what an earlier run left, checks the ports, and starts from an empty .demo/ with a reaper watching. */
+async function freshDemoDir(): Promise<ReturnType<typeof demoPorts>> {
   stopper.clearLeftovers();
   const ports = demoPorts();
   await checkPortsFree(ports);
@@ -71,15 +104,19 @@ async function main() {
   rmSync(BUILDERS_DIR, { recursive: true, force: true });
   mkdirSync(demoDir, { recursive: true });
   stopper.startReaper();
+  return ports;
+}
 
-  const build = {
-    seconds: Number(process.env.BOOTC_RELEASE_DEMO_BUILD_SECONDS ?? 6),
-    // bib's disks are 10 GiB; 2 GiB keeps the demo's copies and checksums of the holes short.
-    diskSize: process.env.BOOTC_RELEASE_DEMO_DISK_SIZE ?? '2G',
-    dataMiB: Number(process.env.BOOTC_RELEASE_DEMO_DATA_MIB ?? 32),
-  };
-  const stack = await startDemoStack({ demoDir, examplesFile: path.join(repo, 'examples/demo.yaml'), ports, build, stopper, say });
+/** The stand-in build's length and disk, from the environment. */
+const buildShape = () => ({
+  seconds: Number(process.env.BOOTC_RELEASE_DEMO_BUILD_SECONDS ?? 6),
+  // bib's disks are 10 GiB; 2 GiB keeps the demo's copies and checksums of the holes short.
+  diskSize: process.env.BOOTC_RELEASE_DEMO_DISK_SIZE ?? '2G',
+  dataMiB: Number(process.env.BOOTC_RELEASE_DEMO_DATA_MIB ?? 32),
+});
 
+/** The worker's environment (also made this process's): the stack's addresses, .demo/ paths, moto's keys. */
+function workerEnv(stack: DemoStack): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     TEMPORAL_ADDRESS: stack.temporal.address,
@@ -97,6 +134,11 @@ async function main() {
   Object.assign(process.env, env);
   delete process.env.AWS_PROFILE;
   delete process.env.AWS_SESSION_TOKEN;
+  return env;
+}
+
+/** Runs the worker in this process; the stopper shuts it down first. */
+async function startWorker(env: NodeJS.ProcessEnv) {
   const settings = workerSettings(env);
   const { connection, client } = await connectWorker(settings, env);
   const workers = await createWorkers(connection, settings, createActivities(createActivityDeps(settings, client)), {
@@ -112,12 +154,11 @@ async function main() {
     await connection.close();
   }, { first: true });
   say(`worker demo-worker on task queue ${settings.taskQueue}`);
+  return { client, settings };
+}
 
-  const releases = new ReleaseClient(client, settings.taskQueue);
-  const definition = parseYaml(readFileSync(stack.definitionFile, 'utf8'));
-  const id = await releases.startFromDefinition(definition, { reason: 'npm run demo', requestedBy: 'demo' });
-  say(`release ${id} started; follow it in the Web UI: ${stack.temporal.uiAddress}/namespaces/default/workflows/${id}`);
-
+/** Prints each change of stage until the release awaits approval or ends; undefined once the demo is stopping. */
+async function awaitApproval(releases: ReleaseClient, id: string): Promise<ReleaseStatus | undefined> {
   let status: ReleaseStatus | undefined;
   let lastLine = '';
   while (!stopping) {
@@ -129,20 +170,11 @@ async function main() {
     if (status && (status.stage === 'awaiting-approval' || FINAL_STAGES.includes(status.stage))) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
-  if (stopping) return;
-  if (status!.stage !== 'awaiting-approval') throw new Error(`release ${id} ended ${status!.stage}: ${status!.error ?? ''}`);
-  console.log(
-    awaitingApprovalText(id, status!, {
-      temporalAddress: stack.temporal.address,
-      uiAddress: stack.temporal.uiAddress!,
-      motoEndpoint: stack.motoEndpoint,
-      glanceAddress: stack.glance.address,
-      glanceProject: GLANCE_PROJECT,
-      libvirtUri: LIBVIRT_URI,
-      pool: stack.pool.name,
-      region: definition.targets['aws-local'].region,
-    }),
-  );
+  return stopping ? undefined : status;
+}
+
+/** Waits for the release to end (after someone approves or rejects it) and says how; the stack keeps running. */
+async function awaitOutcome(client: WorkerConnections['client'], id: string): Promise<void> {
   const result = await client.workflow
     .getHandle(id)
     .result()

@@ -88,72 +88,106 @@ export async function uploadEbsDirect(ebs: EbsDirectEbs, ec2: EbsDirectEc2, req:
   const volumeSizeGiB = Math.max(1, Math.ceil(size / GiB));
   const start = await startOrResume(ebs, ec2, req, volumeSizeGiB);
   const { snapshotId } = start;
-  let bytesSent = start.bytesSent;
   const base = { snapshotId, volumeSizeGiB };
   if (start.mark === 'complete') {
+    const bytesSent = start.bytesSent;
     req.onProgress?.({ snapshotId, next: Math.ceil(size / EBS_BLOCK_SIZE), inFlight: [], bytesSent, done: true });
     return { ...base, bytesSent, blocksSent: 0, dataBlocks: 0, reused: true };
   }
   // Every block is confirmed once CompleteSnapshot may have been sent: walk the file only for the checksum.
   const confirmed = start.mark === 'completing' ? () => true : start.confirmed;
+  const sender = new BlockSender(ebs, req, snapshotId, start.bytesSent);
+  await sender.sendAll(confirmed);
+  const dataBlocks = await completeSnapshot(ebs, ec2, snapshotId, sender.digests, start.mark);
+  const { next, bytesSent, blocksSent } = sender;
+  req.onProgress?.({ snapshotId, next, inFlight: [], bytesSent, done: true });
+  return { ...base, bytesSent, blocksSent, dataBlocks, reused: false };
+}
 
-  const digests = new Map<number, Buffer>();
-  const inFlight = new Map<number, Promise<void>>();
+/** Walks the file's blocks, sends the data blocks not yet confirmed, `concurrency` at a time; keeps every digest. */
+class BlockSender {
+  /** The sha256 of every data block, sent now or before: CompleteSnapshot's checksum covers them all. */
+  readonly digests = new Map<number, Buffer>();
+  private readonly inFlight = new Map<number, Promise<void>>();
   // Dispatched and not yet acknowledged, failed ones included: never reported as confirmed.
-  const unconfirmed = new Set<number>();
-  let next = 0;
-  let blocksSent = 0;
-  let failure: unknown;
-  const report = () => req.onProgress?.({ snapshotId, next, inFlight: [...unconfirmed], bytesSent });
-  const concurrency = req.concurrency ?? 16;
+  private readonly unconfirmed = new Set<number>();
+  next = 0;
+  blocksSent = 0;
+  private failure: unknown;
 
-  for await (const block of zeroBlocks(req.file, EBS_BLOCK_SIZE, req.signal)) {
-    if (failure) break;
-    if (block.data) {
-      const digest = createHash('sha256').update(block.data).digest();
-      digests.set(block.index, digest);
-      if (!confirmed(block.index)) {
-        while (inFlight.size >= concurrency) await Promise.race(inFlight.values());
-        if (failure) break;
-        const index = block.index;
-        // In flight past the next read, which reuses the scanner's buffer.
-        const data = Buffer.from(block.data);
-        const put = ebs
-          .send(
-            new PutSnapshotBlockCommand({
-              SnapshotId: snapshotId,
-              BlockIndex: index,
-              BlockData: data,
-              DataLength: data.length,
-              Checksum: digest.toString('base64'),
-              ChecksumAlgorithm: 'SHA256',
-            }),
-            { abortSignal: req.signal },
-          )
-          .then(
-            () => {
-              bytesSent += data.length;
-              blocksSent++;
-              unconfirmed.delete(index);
-              inFlight.delete(index);
-              report();
-            },
-            (err: unknown) => {
-              failure ??= err;
-              inFlight.delete(index);
-            },
-          );
-        unconfirmed.add(index);
-        inFlight.set(index, put);
-      }
-    }
-    next = block.index + 1;
+  constructor(
+    private readonly ebs: EbsDirectEbs,
+    private readonly req: EbsUploadRequest,
+    private readonly snapshotId: string,
+    public bytesSent: number,
+  ) {}
+
+  private report(): void {
+    const { snapshotId, next, bytesSent } = this;
+    this.req.onProgress?.({ snapshotId, next, inFlight: [...this.unconfirmed], bytesSent });
   }
-  await Promise.all(inFlight.values());
-  if (failure) throw failure;
-  req.signal?.throwIfAborted();
-  report();
 
+  async sendAll(confirmed: (index: number) => boolean): Promise<void> {
+    const concurrency = this.req.concurrency ?? 16;
+    for await (const block of zeroBlocks(this.req.file, EBS_BLOCK_SIZE, this.req.signal)) {
+      if (this.failure) break;
+      if (block.data) {
+        const digest = createHash('sha256').update(block.data).digest();
+        this.digests.set(block.index, digest);
+        if (!confirmed(block.index)) {
+          while (this.inFlight.size >= concurrency) await Promise.race(this.inFlight.values());
+          if (this.failure) break;
+          // In flight past the next read, which reuses the scanner's buffer.
+          this.put(block.index, Buffer.from(block.data), digest);
+        }
+      }
+      this.next = block.index + 1;
+    }
+    await Promise.all(this.inFlight.values());
+    if (this.failure) throw this.failure;
+    this.req.signal?.throwIfAborted();
+    this.report();
+  }
+
+  private put(index: number, data: Buffer, digest: Buffer): void {
+    const put = this.ebs
+      .send(
+        new PutSnapshotBlockCommand({
+          SnapshotId: this.snapshotId,
+          BlockIndex: index,
+          BlockData: data,
+          DataLength: data.length,
+          Checksum: digest.toString('base64'),
+          ChecksumAlgorithm: 'SHA256',
+        }),
+        { abortSignal: this.req.signal },
+      )
+      .then(
+        () => {
+          this.bytesSent += data.length;
+          this.blocksSent++;
+          this.unconfirmed.delete(index);
+          this.inFlight.delete(index);
+          this.report();
+        },
+        (err: unknown) => {
+          this.failure ??= err;
+          this.inFlight.delete(index);
+        },
+      );
+    this.unconfirmed.add(index);
+    this.inFlight.set(index, put);
+  }
+}
+
+/** CompleteSnapshot with the blocks' aggregate checksum, between the snapshot's upload marks; returns the data blocks. */
+async function completeSnapshot(
+  ebs: EbsDirectEbs,
+  ec2: EbsDirectEc2,
+  snapshotId: string,
+  digests: Map<number, Buffer>,
+  mark: Start['mark'],
+): Promise<number> {
   // LINEAR aggregation: SHA256 over the raw SHA256 digests of the written blocks, in block index order.
   const ordered = [...digests.keys()].sort((a, b) => a - b);
   const aggregate = createHash('sha256');
@@ -171,10 +205,9 @@ export async function uploadEbsDirect(ebs: EbsDirectEbs, ec2: EbsDirectEc2, req:
     );
   } catch (err) {
     // A retry after CompleteSnapshot was accepted gets an error from the second one; the snapshot state tells.
-    const s = start.mark === 'completing' ? await describeSnapshot(ec2, snapshotId) : undefined;
+    const s = mark === 'completing' ? await describeSnapshot(ec2, snapshotId) : undefined;
     if (!s || s.State === 'error') throw err;
   }
   await markUpload(ec2, snapshotId, 'complete');
-  req.onProgress?.({ snapshotId, next, inFlight: [], bytesSent, done: true });
-  return { ...base, bytesSent, blocksSent, dataBlocks: ordered.length, reused: false };
+  return ordered.length;
 }

@@ -1,24 +1,19 @@
 // Publish target `aws`: the raw disk bib writes for `--type ami` becomes an EBS snapshot (EBS direct APIs, or S3 +
-// ImportSnapshot), an AMI in the target region, copies in every `copyTo` region, each shared with `shareWith`.
-// Progress lives in heartbeat details, so a retried publish resumes its upload and finds what it already made.
+// ImportSnapshot), an AMI in the target region, copies in every `copyTo` region, each shared with `shareWith`
+// (publish.ts). Here the driver: its preflight check, delete, release sweep and retention calls.
 import { DescribeImagesCommand, DescribeRegionsCommand } from '@aws-sdk/client-ec2';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
-import { ApplicationFailure } from '@temporalio/common';
-import { createHash } from 'node:crypto';
 import type { Target } from '../../config/schema';
-import type { Candidate, CheckResult, PublishedImage, PublishRequest, PublishScope, PublishTargetDriver } from '../types';
-import { activitySignal, heartbeat, previousDetails } from '../runtime/heartbeat';
+import type { Candidate, CheckResult, PublishedImage, PublishScope, PublishTargetDriver } from '../types';
 import { awsClients, type AwsClientDeps, type Sends } from './clients';
 import { awsPreflight } from './preflight';
-import { uploadEbsDirect, type EbsUploadProgress } from './ebs-direct-upload';
+import type { EbsUploadProgress } from './ebs-direct-upload';
 import { classifyAwsError, isNotFound } from './errors';
-import { copyImage, deleteImage, registerImage, shareImage, type RegisteredAmi } from './register-image';
-import { importViaS3, type S3ImportProgress } from './s3-import';
-import { importPrefix, listAwsReleases, sweepAwsRelease } from './release-sweep';
-import { waitSnapshotCompleted } from './snapshots';
-import { AWS_TAGS, type TagMap } from './tags';
+import { deleteImage } from './register-image';
+import { publishAmi } from './publish';
+import type { S3ImportProgress } from './s3-import';
+import { listAwsReleases, sweepAwsRelease } from './release-sweep';
 import { awsImageUser, deprecateAwsImage, listAwsImages, restoreAwsImage } from './retention';
-import { FailureType } from '../failures';
 
 export type AwsTarget = Extract<Target, { kind: 'aws' }>;
 
@@ -46,124 +41,7 @@ export interface AwsPublishProgress {
   snapshotId?: string;
 }
 
-const token = (...parts: string[]) => createHash('sha256').update(parts.join('/')).digest('hex').slice(0, 64);
-
 export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<AwsTarget> {
-  const wait = { intervalMs: deps.pollIntervalMs ?? 15_000, timeoutMs: deps.timeoutMs ?? 2 * 3600_000 };
-
-  async function publish(req: PublishRequest & { target: AwsTarget }): Promise<Candidate[]> {
-    const t = req.target;
-    const where = `publishing ${req.imageName} to target ${req.targetName} (${t.region})`;
-    if (req.artifact.type !== 'ami')
-      throw ApplicationFailure.nonRetryable(`${where}: aws targets take ami artifacts, got ${req.artifact.type}; build ami for ${req.arch}`, FailureType.Config);
-    const clients = awsClients(t.region, t.credentials, deps);
-    const signal = activitySignal();
-    const ctx = { ...wait, signal };
-    let progress: AwsPublishProgress = previousDetails<AwsPublishProgress>() ?? { phase: 'snapshot' };
-    const report = (p: Partial<AwsPublishProgress>) => {
-      progress = { ...progress, ...p };
-      heartbeat(progress);
-      deps.onProgress?.(progress);
-    };
-    const tags: TagMap = {
-      [AWS_TAGS.releaseId]: req.releaseId,
-      [AWS_TAGS.arch]: req.arch,
-      [AWS_TAGS.target]: req.targetName,
-      [AWS_TAGS.imageName]: req.imageName,
-    };
-    const description = `${req.imageName} (bootc-release ${req.releaseId}, sha256 ${req.artifact.sha256.slice(0, 16)})`;
-    try {
-      let snapshotId = progress.snapshotId;
-      if (!snapshotId) {
-        const snapshotTags = { ...tags, [AWS_TAGS.step]: 'snapshot', Name: req.imageName };
-        if (t.method === 'ebs-direct') {
-          const up = await uploadEbsDirect(clients.ebs(), clients.ec2(), {
-            file: req.artifact.path,
-            tags: snapshotTags,
-            description,
-            clientToken: token(req.releaseId, req.arch, req.targetName, req.imageName, 'snapshot'),
-            resume: progress.upload,
-            onProgress: (upload) => report({ upload }),
-            signal,
-            concurrency: deps.blockConcurrency,
-          });
-          snapshotId = up.snapshotId;
-        } else {
-          const out = await importViaS3(clients.s3(), clients.ec2(), {
-            file: req.artifact.path,
-            sha256: req.artifact.sha256,
-            bucket: t.bucket!,
-            key: `${importPrefix(req.releaseId)}${req.imageName}.raw`,
-            tags: snapshotTags,
-            description,
-            clientToken: token(req.releaseId, req.arch, req.targetName, req.imageName, 'import'),
-            roleName: deps.importRoleName,
-            resume: progress.import,
-            onProgress: (p) => report({ import: p }),
-            signal,
-            partSize: deps.partSize,
-            queueSize: deps.queueSize,
-            intervalMs: wait.intervalMs,
-            timeoutMs: deps.importTimeoutMs ?? 24 * 3600_000,
-          });
-          snapshotId = out.snapshotId;
-        }
-        await waitSnapshotCompleted(clients.ec2(), snapshotId, ctx);
-        report({ phase: 'register', snapshotId, upload: undefined, import: undefined });
-      }
-      const images: RegisteredAmi[] = [];
-      const imageTags = { ...tags, [AWS_TAGS.step]: 'image' };
-      images.push(
-        await registerImage(
-          clients.ec2(),
-          { region: t.region, name: req.imageName, description, arch: req.arch, bootMode: t.bootMode, snapshotId, tags: imageTags },
-          ctx,
-        ),
-      );
-      report({ phase: 'copy' });
-      images.push(
-        ...(await Promise.all(
-          t.copyTo
-            .filter((r) => r !== t.region)
-            .map((region) =>
-              copyImage(
-                clients.ec2(region),
-                {
-                  sourceRegion: t.region,
-                  sourceImageId: images[0].imageId,
-                  region,
-                  name: req.imageName,
-                  description,
-                  tags: imageTags,
-                  clientToken: token(req.releaseId, req.arch, req.targetName, req.imageName, region),
-                },
-                ctx,
-              ),
-            ),
-        )),
-      );
-      report({ phase: 'share' });
-      for (const image of images) await shareImage(clients.ec2(image.region), image, t.shareWith);
-      report({ phase: 'done' });
-      return images.map((image) => ({
-        arch: req.arch,
-        target: req.targetName,
-        kind: 'aws',
-        region: image.region,
-        imageId: image.imageId,
-        name: req.imageName,
-        type: 'ami',
-        size: req.artifact.size,
-        sha256: req.artifact.sha256,
-        resources: image.snapshotIds.map((id) => ({ kind: 'snapshot', id, region: image.region })),
-      }));
-    } catch (err) {
-      // Cancelled: surface Temporal's own reason (a CancelledFailure), not the aborted request's error.
-      if (signal?.aborted) throw signal.reason;
-      throw classifyAwsError(err, where, `targets.${req.targetName}`);
-    }
-  }
-
   async function check(t: AwsTarget, ctx: { releaseId: string; targetName: string }): Promise<CheckResult> {
     const clients = awsClients(t.region, t.credentials, deps);
     const { result, probe, credentials } = awsPreflight(`target ${ctx.targetName}`, (f) => `targets.${ctx.targetName}.${f}`);
@@ -250,7 +128,7 @@ export function createAwsTarget(deps: AwsTargetDeps = {}): PublishTargetDriver<A
 
   return {
     check,
-    publish,
+    publish: (req) => publishAmi(deps, req),
     delete: remove,
     deleteRelease,
     listReleases,

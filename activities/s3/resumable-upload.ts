@@ -3,18 +3,12 @@
 // heartbeat details; the next attempt asks the server which parts it really holds (ListParts) and sends only the
 // rest. With the details lost, the upload is found again by key (ListMultipartUploads). A failed or cancelled
 // attempt leaves its upload in place for the next one; only stale duplicates are aborted.
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  UploadPartCommand,
-  type CompletedPart,
-  type MultipartUpload,
-} from '@aws-sdk/client-s3';
-import { open, stat } from 'node:fs/promises';
-import { checksumsOf, Layout, MAX_PARTS, partSizeFor, verified } from './part-layout';
+import { CompleteMultipartUploadCommand, UploadPartCommand, type CompletedPart } from '@aws-sdk/client-s3';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import { checksumsOf, Layout, partSizeFor } from './part-layout';
 import { toRuns } from '../runtime/number-runs';
-import { holdsFile, isNoSuchUpload, listParts, listUploads, type ResumableS3 } from './server-state';
+import { holdsFile, isNoSuchUpload, type ResumableS3 } from './server-state';
+import { chooseUpload, usableState, type Chosen } from './upload-choice';
 
 export { MAX_PARTS, MIN_PART_SIZE, partSizeFor } from './part-layout';
 export type { ResumableS3, ResumableS3Command } from './server-state';
@@ -75,165 +69,138 @@ export async function uploadResumable(
   s3: ResumableS3,
   req: ResumableUploadRequest,
 ): Promise<ResumableUploadResult> {
-  const { bucket: Bucket, key: Key, signal } = req;
-  const log = req.log ?? (() => undefined);
-  signal?.throwIfAborted();
+  req.signal?.throwIfAborted();
   const size = (await stat(req.file)).size;
-  if (await holdsFile(s3, req, size, signal))
+  if (await holdsFile(s3, req, size, req.signal))
     return { outcome: 'exists', parts: 0, partsSent: 0, bytesSent: 0 };
 
   const fh = await open(req.file, 'r');
   try {
-    const r = req.resume;
-    const usable =
-      r?.key === Key &&
-      r.sha256 === req.sha256 &&
-      Number.isSafeInteger(r.partSize) &&
-      r.partSize > 0 &&
-      size / r.partSize <= MAX_PARTS;
-    const stated = usable ? r : undefined;
+    const stated = usableState(req, size);
     const layout = new Layout(size, stated?.partSize ?? partSizeFor(size, req.partSize));
-    let chosen: Chosen | undefined;
-    if (stated) {
-      const parts = await listParts(s3, Bucket, Key, stated.uploadId, signal);
-      if (parts) chosen = { uploadId: stated.uploadId, from: 'state', confirmed: layout.keep(parts) };
-      else log(`Upload ${stated.uploadId} of ${Key} is gone; looking for another.`);
-    }
-    const listed = await listUploads(s3, Bucket, Key, signal);
-    if (!chosen && listed.length) {
-      // Several uploads of one key come from a CreateMultipartUpload whose answer was lost, or a zombie attempt:
-      // continue the one holding the most of our parts, the newest on a tie (S3 lists a key's uploads oldest first;
-      // moto gives them all one timestamp, so the listing order decides there).
-      let best: { upload: MultipartUpload; parts: Map<number, CompletedPart> } | undefined;
-      for (const upload of listed) {
-        const parts = await listParts(s3, Bucket, Key, upload.UploadId!, signal);
-        if (!parts) continue;
-        const fitting = layout.keep(parts);
-        const newer = (upload.Initiated?.getTime() ?? 0) >= (best?.upload.Initiated?.getTime() ?? 0);
-        if (!best || fitting.size > best.parts.size || (fitting.size === best.parts.size && newer))
-          best = { upload, parts: fitting };
-      }
-      // Without our state we do not know which bytes these parts hold: keep only parts whose ETag is our MD5.
-      if (best)
-        chosen = {
-          uploadId: best.upload.UploadId!,
-          from: 'listing',
-          confirmed: await verified(fh, layout, best.parts, signal),
-        };
-    }
-    for (const u of listed)
-      if (u.UploadId && u.UploadId !== chosen?.uploadId) {
-        log(`Aborting stale upload ${u.UploadId} of ${Key}.`);
-        await s3.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId: u.UploadId }), {
-          abortSignal: signal,
-        });
-      }
-    if (chosen)
-      log(
-        `Resuming upload ${chosen.uploadId} of ${Key}: the server holds ${chosen.confirmed.size} of ${layout.count} parts.`,
-      );
-    else {
-      const out = await s3.send(
-        new CreateMultipartUploadCommand({
-          Bucket,
-          Key,
-          ContentType: req.contentType ?? 'application/octet-stream',
-          Metadata: { ...req.metadata, sha256: req.sha256 },
-          // What lib-storage asks for too; a part's checksum must then come back in CompleteMultipartUpload.
-          ChecksumAlgorithm: 'CRC32',
-        }),
-        { abortSignal: signal },
-      );
-      if (!out.UploadId) throw new Error(`CreateMultipartUpload of ${Bucket}/${Key} returned no upload id`);
-      chosen = { uploadId: out.UploadId, confirmed: new Map() };
-    }
-    const { uploadId, confirmed } = chosen;
-
-    let sentBytes = 0;
-    const report = () =>
-      req.onProgress?.(
-        { key: Key, uploadId, partSize: layout.partSize, sha256: req.sha256, done: toRuns(confirmed.keys()) },
-        {
-          totalBytes: size,
-          confirmedBytes: [...confirmed.keys()].reduce((n, p) => n + layout.sizeOf(p), 0),
-          sentBytes,
-        },
-      );
-    report();
-
-    const missing = layout.numbers().filter((n) => !confirmed.has(n));
-    signal?.throwIfAborted(); // a listener added to an aborted signal never fires
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let next = 0;
-    let failure: unknown;
-    const worker = async () => {
-      const buffer = Buffer.allocUnsafe(layout.partSize);
-      while (next < missing.length && !stop.signal.aborted) {
-        const PartNumber = missing[next++];
-        const body = await layout.read(fh, PartNumber, buffer);
-        const out = await s3.send(
-          new UploadPartCommand({
-            Bucket,
-            Key,
-            UploadId: uploadId,
-            PartNumber,
-            Body: body,
-            ContentLength: body.length,
-            ChecksumAlgorithm: 'CRC32',
-          }),
-          { abortSignal: stop.signal },
-        );
-        if (!out.ETag) throw new Error(`UploadPart ${PartNumber} of ${Bucket}/${Key} returned no ETag`);
-        confirmed.set(PartNumber, { PartNumber, ETag: out.ETag, ...checksumsOf(out) });
-        sentBytes += body.length;
-        report();
-      }
-    };
-    const workers = Array.from({ length: Math.max(1, Math.min(req.concurrency ?? 4, missing.length)) }, () =>
-      worker().catch((err: unknown) => {
-        failure ??= err;
-        stop.abort(err); // the other parts would be lost work anyway if this attempt fails; the next one resumes
-      }),
-    );
-    try {
-      await Promise.all(workers);
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-    }
-    signal?.throwIfAborted();
-    if (failure)
-      throw failure instanceof Error && isNoSuchUpload(failure) ? vanished(Bucket, Key, uploadId) : failure;
-
-    const Parts = [...confirmed.values()].sort((a, b) => a.PartNumber! - b.PartNumber!);
-    try {
-      await s3.send(
-        new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts } }),
-        { abortSignal: signal },
-      );
-    } catch (err) {
-      // A completion whose answer was lost leaves no upload but the finished object.
-      if (!isNoSuchUpload(err) || !(await holdsFile(s3, req, size, signal)))
-        throw isNoSuchUpload(err) ? vanished(Bucket, Key, uploadId) : err;
-    }
+    const upload = await chooseUpload(s3, req, fh, layout, stated);
+    const report = reporter(req, layout, upload);
+    report(0);
+    const missing = layout.numbers().filter((n) => !upload.confirmed.has(n));
+    const bytesSent = await sendParts(s3, req, fh, layout, upload, missing, report);
+    await completeUpload(s3, req, size, upload);
     return {
       outcome: 'uploaded',
-      resumedFrom: chosen.from,
-      uploadId,
+      resumedFrom: upload.from,
+      uploadId: upload.uploadId,
       parts: layout.count,
       partsSent: missing.length,
-      bytesSent: sentBytes,
+      bytesSent,
     };
   } finally {
     await fh.close();
   }
 }
 
-interface Chosen {
-  uploadId: string;
-  from?: 'state' | 'listing';
-  confirmed: Map<number, CompletedPart>;
+/** Reports the resume state and figures to `onProgress`, given the bytes this attempt has sent. */
+function reporter(req: ResumableUploadRequest, layout: Layout, upload: Chosen): (sentBytes: number) => void {
+  const { uploadId, confirmed } = upload;
+  return (sentBytes) =>
+    req.onProgress?.(
+      { key: req.key, uploadId, partSize: layout.partSize, sha256: req.sha256, done: toRuns(confirmed.keys()) },
+      {
+        totalBytes: layout.size,
+        confirmedBytes: [...confirmed.keys()].reduce((n, p) => n + layout.sizeOf(p), 0),
+        sentBytes,
+      },
+    );
+}
+
+/** Sends the `missing` parts, `concurrency` at a time; a failed part stops the others. Returns the bytes sent. */
+async function sendParts(
+  s3: ResumableS3,
+  req: ResumableUploadRequest,
+  fh: FileHandle,
+  layout: Layout,
+  upload: Chosen,
+  missing: number[],
+  report: (sentBytes: number) => void,
+): Promise<number> {
+  const { signal } = req;
+  signal?.throwIfAborted(); // a listener added to an aborted signal never fires
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let next = 0;
+  let sentBytes = 0;
+  let failure: unknown;
+  const worker = async () => {
+    const buffer = Buffer.allocUnsafe(layout.partSize);
+    while (next < missing.length && !stop.signal.aborted) {
+      const partNumber = missing[next++];
+      const body = await layout.read(fh, partNumber, buffer);
+      upload.confirmed.set(partNumber, await sendPart(s3, req, upload.uploadId, partNumber, body, stop.signal));
+      sentBytes += body.length;
+      report(sentBytes);
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(req.concurrency ?? 4, missing.length)) }, () =>
+    worker().catch((err: unknown) => {
+      failure ??= err;
+      stop.abort(err); // the other parts would be lost work anyway if this attempt fails; the next one resumes
+    }),
+  );
+  try {
+    await Promise.all(workers);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+  signal?.throwIfAborted();
+  if (failure)
+    throw failure instanceof Error && isNoSuchUpload(failure)
+      ? vanished(req.bucket, req.key, upload.uploadId)
+      : failure;
+  return sentBytes;
+}
+
+async function sendPart(
+  s3: ResumableS3,
+  req: ResumableUploadRequest,
+  uploadId: string,
+  PartNumber: number,
+  body: Buffer,
+  abortSignal: AbortSignal,
+): Promise<CompletedPart> {
+  const { bucket: Bucket, key: Key } = req;
+  const out = await s3.send(
+    new UploadPartCommand({
+      Bucket,
+      Key,
+      UploadId: uploadId,
+      PartNumber,
+      Body: body,
+      ContentLength: body.length,
+      ChecksumAlgorithm: 'CRC32',
+    }),
+    { abortSignal },
+  );
+  if (!out.ETag) throw new Error(`UploadPart ${PartNumber} of ${Bucket}/${Key} returned no ETag`);
+  return { PartNumber, ETag: out.ETag, ...checksumsOf(out) };
+}
+
+async function completeUpload(
+  s3: ResumableS3,
+  req: ResumableUploadRequest,
+  size: number,
+  { uploadId, confirmed }: Chosen,
+): Promise<void> {
+  const { bucket: Bucket, key: Key, signal } = req;
+  const Parts = [...confirmed.values()].sort((a, b) => a.PartNumber! - b.PartNumber!);
+  try {
+    await s3.send(
+      new CompleteMultipartUploadCommand({ Bucket, Key, UploadId: uploadId, MultipartUpload: { Parts } }),
+      { abortSignal: signal },
+    );
+  } catch (err) {
+    // A completion whose answer was lost leaves no upload but the finished object.
+    if (!isNoSuchUpload(err) || !(await holdsFile(s3, req, size, signal)))
+      throw isNoSuchUpload(err) ? vanished(Bucket, Key, uploadId) : err;
+  }
 }
 
 // A plain Error, so Temporal retries: the next attempt starts a new upload.
