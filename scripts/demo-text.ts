@@ -40,8 +40,11 @@ function lookCommands(status: ReleaseStatus, e: Endpoints): string[] {
   return lines;
 }
 
+/** The CLI reaches the demo's Temporal without a variable on the default port. */
+const envPrefixFor = (address: string) => (address === '127.0.0.1:7233' ? '' : `TEMPORAL_ADDRESS=${address} `);
+
 export function awaitingApprovalText(id: string, status: ReleaseStatus, e: Endpoints): string {
-  const envPrefix = e.temporalAddress === '127.0.0.1:7233' ? '' : `TEMPORAL_ADDRESS=${e.temporalAddress} `;
+  const envPrefix = envPrefixFor(e.temporalAddress);
   const failures = status.publishFailures.map((f) => `  publish failed: ${f.arch} → ${f.target}: ${f.error}`);
   return `
 Release ${id} is awaiting approval.
@@ -61,4 +64,16 @@ or approve in the Web UI: open the release, More Actions → Send a Signal, pick
   ${APPROVE_SIGNAL_JSON}
 The image map is written to .demo/image-map.yaml on approval. Ctrl-C stops everything.
 `;
+}
+
+/** What the demo says once the release is activated on staging: how to promote it, look at it and roll it back. */
+export function promotionText(temporalAddress: string): string {
+  const cli = `${envPrefixFor(temporalAddress)}npm run -s cli --`;
+  return `The images are on channel staging. Mark them tested there, then promote them to production
+(its image map is .demo/image-map-production.yaml):
+  ${cli} channel mark-tested staging --by ${APPROVER}
+  ${cli} channel promote staging production --by ${APPROVER}
+  ${cli} channel show production
+Roll production back later with:
+  ${cli} channel rollback production --by ${APPROVER}`;
 }

@@ -18,7 +18,7 @@ import { LIBVIRT_URI } from './servers/libvirtd';
 import { checkPortsFree, demoPorts } from './demo-ports';
 import { BUILDERS_DIR, GLANCE_PROJECT, startDemoStack, type DemoStack } from './demo-stack';
 import { Stopper } from './demo-stop';
-import { awaitingApprovalText } from './demo-text';
+import { awaitingApprovalText, promotionText } from './demo-text';
 
 const repo = path.resolve(__dirname, '..');
 const demoDir = path.join(repo, '.demo');
@@ -68,7 +68,7 @@ async function main() {
       region: definition.targets['aws-local'].region,
     }),
   );
-  await awaitOutcome(client, id);
+  await awaitOutcome(client, id, stack.temporal.address);
 }
 
 /** Ctrl-C and friends stop everything; the SDK's runtime leaves the signals to the demo and its logs to WARN. */
@@ -174,7 +174,7 @@ async function awaitApproval(releases: ReleaseClient, id: string): Promise<Relea
 }
 
 /** Waits for the release to end (after someone approves or rejects it) and says how; the stack keeps running. */
-async function awaitOutcome(client: WorkerConnections['client'], id: string): Promise<void> {
+async function awaitOutcome(client: WorkerConnections['client'], id: string, temporalAddress: string): Promise<void> {
   const result = await client.workflow
     .getHandle(id)
     .result()
@@ -182,7 +182,10 @@ async function awaitOutcome(client: WorkerConnections['client'], id: string): Pr
   const stage = (result as { stage: string }).stage;
   if (stopping) return;
   say(`release ${id} ended: ${stage}`);
-  if (stage === 'activated') say(`image map:\n${readFileSync(path.join(demoDir, 'image-map.yaml'), 'utf8')}`);
+  if (stage === 'activated') {
+    say(`image map:\n${readFileSync(path.join(demoDir, 'image-map.yaml'), 'utf8')}`);
+    say(promotionText(temporalAddress));
+  }
   say('the stack keeps running for the Web UI; Ctrl-C to stop');
 }
 

@@ -151,6 +151,14 @@ describe('npm run demo', () => {
     const cmd = first.run.output.match(/^\s*((?:TEMPORAL_ADDRESS=\S+ )?npm run -s cli -- release approve \S+ --by \S+)$/m)![1]!;
     execFileSync('sh', ['-c', cmd], { cwd: repo, stdio: 'pipe', timeout: 120_000 });
     await first.run.waitFor(new RegExp(`release ${first.id} ended: activated`), 60_000);
+    // The printed channel commands promote the release from staging to production.
+    await first.run.waitFor(/channel rollback production/, 10_000);
+    const channelCmd = (what: string) => first.run.output.match(new RegExp(`^\\s*((?:TEMPORAL_ADDRESS=\\S+ )?npm run -s cli -- channel ${what}.*)$`, 'm'))![1]!;
+    for (const what of ['mark-tested staging', 'promote staging production'])
+      execFileSync('sh', ['-c', channelCmd(what)], { cwd: repo, stdio: 'pipe', timeout: 120_000 });
+    const production = parseYaml(readFileSync(path.join(repo, '.demo/image-map-production.yaml'), 'utf8'));
+    expect(production).toEqual(parseYaml(readFileSync(path.join(repo, '.demo/image-map.yaml'), 'utf8')));
+    expect(execFileSync('sh', ['-c', channelCmd('show production')], { cwd: repo, timeout: 120_000 }).toString()).toContain(first.id);
     const t = demoTargets();
     await interruptAndCheck(first.run, [new URL(t.moto), new URL(t.glance)].map((u) => ({ host: u.hostname, port: Number(u.port) })));
     expect((await virsh('pool-list', '--all', '--name')).split('\n').map((l) => l.trim())).not.toContain(t.pool);
