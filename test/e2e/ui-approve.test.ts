@@ -9,6 +9,7 @@ import { chromium, type Browser, type Frame, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { ScheduleClient } from '../../client/schedules';
 import { connectRig, standinDefinition, startInProcessWorker, waitForStage, workerDirs, type RigInfo } from '../rig/release-harness';
+import { channelWorkflowId } from '../../activities/channels';
 
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-ui');
@@ -109,6 +110,15 @@ describe('the Temporal Web UI', () => {
       await page.getByRole('tab', { name: /user metadata/i }).click();
       await (await frameWith(page, 'Activated on channel')).getByText('Decision: approved by copr-admin').first().waitFor({ timeout: 10_000 });
       await page.screenshot({ path: path.join(shots, 'release-activated.png'), fullPage: true });
+
+      // The channel the approval assigned: its own workflow, whose Current Details show the images it now serves.
+      const channel = channelWorkflowId('ui-approve', done.activation!.channel);
+      await openUi(page, `${rig.temporalUi}/namespaces/default/workflows/${channel}`, `channel ${done.activation!.channel} of ui-approve`);
+      await page.getByRole('tab', { name: /user metadata/i }).click();
+      const channelDetails = await frameWith(page, `Current: release`);
+      await channelDetails.getByText(id).first().waitFor({ timeout: 10_000 });
+      await channelDetails.getByText(done.candidates[0]!.imageId).first().waitFor({ timeout: 10_000 });
+      await page.screenshot({ path: path.join(shots, 'channel.png'), fullPage: true });
 
       // A schedule as the Web UI lists it, with the summary of what its runs do.
       const schedules = new ScheduleClient(conn.client, taskQueue);
