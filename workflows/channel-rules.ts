@@ -1,9 +1,10 @@
 // The rules of channels, as pure functions the channel workflow, the release's approval gate and the unit tests
 // share: which channel an approval goes to, who may act on a channel, whether a promotion's requirement holds, what a
-// rollback returns to, and how an assignment changes the state. No I/O, no clock of their own (callers pass `now`).
+// rollback returns to, what may be marked tested, and how an assignment (or its failure) changes the state. No I/O,
+// no clock of their own (callers pass `now`).
 import type { ReleaseDefinition, ReleasePlan } from '../config/schema';
 import { durationMs } from '../config/duration';
-import type { AssignmentKind, ChannelActor, ChannelAssignment, ChannelState, ReleaseApprovalView } from '../activities/channels';
+import type { AssignmentKind, ChannelActor, ChannelAssignment, ChannelState, ReleaseApprovalView, RetentionRecord } from '../activities/channels';
 import { channelActionText, signedRequestProblem, type ChannelSignedFields } from './approval-signature';
 import { WORKFLOW_TYPES } from './messages';
 
@@ -148,9 +149,35 @@ export function rollbackTarget(state: Pick<ChannelState, 'current' | 'history' |
     : `nothing to roll back to: ${current.releaseId} is the only release ${channel} has had`;
 }
 
+/** Why promoting `source` (FROM's current assignment) is refused because `channel` has it already, or undefined. */
+export function alreadyCurrentProblem(state: Pick<ChannelState, 'current'>, channel: string, from: string, source: ChannelAssignment): string | undefined {
+  if (state.current?.releaseId === source.releaseId && JSON.stringify(state.current.images) === JSON.stringify(source.images))
+    return `${channel} already has release ${source.releaseId}, the one ${from} has`;
+  return undefined;
+}
+
+/** Why a rollback to release `releaseId` is refused when some of its images no longer exist (retention deleted them, or a person). */
+export function goneImagesProblem(releaseId: string, gone: Pick<RetentionRecord, 'target' | 'arch' | 'region' | 'imageId'>[]): string | undefined {
+  if (!gone.length) return undefined;
+  return `cannot roll back to release ${releaseId}: ${gone.map((g) => `${g.target} ${g.arch}${g.region ? ` ${g.region}` : ''} ${g.imageId}`).join(', ')} no longer exist; roll back to a release within retention.keep`;
+}
+
+/** Why the current images of `channel` cannot be marked tested (none, or another release than `releaseId`), or undefined. */
+export function markTestedProblem(state: Pick<ChannelState, 'current'>, channel: string, releaseId?: string): string | undefined {
+  if (!state.current) return `${channel} has no images to mark tested`;
+  if (releaseId !== undefined && releaseId !== state.current.releaseId) return `${channel} has release ${state.current.releaseId}, not ${releaseId}`;
+  return undefined;
+}
+
 /** The state after an assignment activated: it becomes current and joins the history. */
 export function withAssignment(state: ChannelState, a: ChannelAssignment): ChannelState {
   return { ...state, current: a, history: [...state.history, a], activating: undefined };
+}
+
+/** The state after assignment `a` failed to activate: nothing is activating, and the failure is shown. */
+export function withFailure(state: ChannelState, a: ChannelAssignment, error: string): ChannelState {
+  const { seq, kind, releaseId, by, at, from } = a;
+  return { ...state, activating: undefined, lastFailure: { seq, kind, releaseId, by, at, from, error } };
 }
 
 /** The state after the current assignment was marked tested. */

@@ -17,14 +17,18 @@ import { retentionText } from '../../client/channel-commands';
 import { outputStyle } from '../../client/output';
 import {
   actorProblem,
+  alreadyCurrentProblem,
   approvalChannelProblem,
   channelApprovers,
   defaultChannel,
+  goneImagesProblem,
+  markTestedProblem,
   nextSeq,
   promotionProblem,
   releaseProblem,
   rollbackTarget,
   withAssignment,
+  withFailure,
   withTested,
 } from '../../workflows/channel-rules';
 
@@ -217,6 +221,44 @@ describe('the state of a channel', () => {
     expect(s.history[0]!.tested).toBeUndefined();
     expect(nextSeq({ ...s, lastFailure: { seq: 5, kind: 'promote', releaseId: 'r3', by: 'a', at: '', error: 'x' } })).toBe(6);
     expect(protectedReleases(s, 2)).toEqual(['r2', 'r1']);
+  });
+
+  it('records a failed activation as the last failure: nothing activating, current and history unchanged', () => {
+    const before = stateOf(assignment(1, 'r1'));
+    const promotion = assignment(2, 'r2', { kind: 'promote', from: 'staging', by: 'bob', reason: 'ready' });
+    const s = withFailure({ ...before, activating: promotion }, promotion, 'hook exited 1');
+    expect(s.activating).toBeUndefined();
+    expect(s.lastFailure).toEqual({ seq: 2, kind: 'promote', releaseId: 'r2', by: 'bob', at: promotion.at, from: 'staging', error: 'hook exited 1' });
+    expect(s.current).toBe(before.current);
+    expect(s.history).toBe(before.history);
+    expect(nextSeq(s)).toBe(3);
+  });
+
+  it('refuses to promote what the channel has already, but not the same release with other images', () => {
+    const s = stateOf(assignment(1, 'r1'));
+    expect(alreadyCurrentProblem(s, 'production', 'staging', assignment(4, 'r1'))).toBe('production already has release r1, the one staging has');
+    expect(alreadyCurrentProblem(s, 'production', 'staging', assignment(4, 'r1', { images: [image('/srv/images/r1-rebuilt.raw')] }))).toBeUndefined();
+    expect(alreadyCurrentProblem(s, 'production', 'staging', assignment(4, 'r2'))).toBeUndefined();
+    expect(alreadyCurrentProblem(stateOf(), 'production', 'staging', assignment(4, 'r1'))).toBeUndefined();
+  });
+
+  it('marks tested only the images the channel has, and only the release named', () => {
+    const s = stateOf(assignment(1, 'r1'));
+    expect(markTestedProblem(s, 'production')).toBeUndefined();
+    expect(markTestedProblem(s, 'production', 'r1')).toBeUndefined();
+    expect(markTestedProblem(s, 'production', 'r0')).toBe('production has release r1, not r0');
+    expect(markTestedProblem(stateOf(), 'production')).toBe('production has no images to mark tested');
+  });
+
+  it('refuses a rollback to images that no longer exist, naming each', () => {
+    expect(goneImagesProblem('r1', [])).toBeUndefined();
+    const gone = [
+      { target: 'aws', arch: 'x86_64' as const, region: 'us-east-1', imageId: 'ami-1' },
+      { target: 'local', arch: 'aarch64' as const, imageId: '/srv/images/r1.raw' },
+    ];
+    expect(goneImagesProblem('r1', gone)).toBe(
+      'cannot roll back to release r1: aws x86_64 us-east-1 ami-1, local aarch64 /srv/images/r1.raw no longer exist; roll back to a release within retention.keep',
+    );
   });
 
   it('shows the current images and the last assignments in the Web UI, and a small memo', () => {
