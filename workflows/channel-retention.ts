@@ -7,7 +7,7 @@
 import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { ReleaseDefinition } from '../config/schema';
 import { durationMs, type Duration } from '../config/duration';
-import { FailureType } from '../activities/failures';
+import { FailureType, NOT_RETRIED } from '../activities/failures';
 import type { ReleaseActivities } from '../activities';
 import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelAssignment, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
 import type { RetentionPlan } from './retention-plan';
@@ -32,7 +32,7 @@ export function retentionOptions(def: Pick<ReleaseDefinition, 'timeouts'>, o: { 
     ...base,
     scheduleToCloseTimeout: o.total,
     heartbeatTimeout: `${Math.max(durationMs(def.timeouts.heartbeat), 30_000)}ms`,
-    retry: { ...base.retry, nonRetryableErrorTypes: [...(base.retry?.nonRetryableErrorTypes ?? []), FailureType.Permission, FailureType.Credentials] },
+    retry: { ...base.retry, nonRetryableErrorTypes: [...NOT_RETRIED, FailureType.Permission, FailureType.Credentials] },
   };
 }
 
