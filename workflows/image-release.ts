@@ -45,7 +45,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     await setup.preflight({ plan });
 
     release.setStage('building');
-    await Promise.all(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
+    await settleBuilds(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
     if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), FailureType.NoCandidates);
 
     const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
@@ -96,6 +96,20 @@ async function buildAndPublish(release: ReleaseTracker, publisher: ReleasePublis
     if (isCancellation(err)) throw err;
     status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
   }
+}
+
+/**
+ * Every architecture's build and publish, settled: a cancel rejects them all, and the release ends (and says cancelled)
+ * only once each has torn its builder down, not when the first one has.
+ */
+async function settleBuilds(builds: Promise<void>[]): Promise<void> {
+  // Releases started before this patch ended at the first cancelled build; they replay as they ran.
+  if (!patched('release-waits-for-every-teardown')) {
+    await Promise.all(builds);
+    return;
+  }
+  const rejected = (await Promise.allSettled(builds)).find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 /** Rejected or timed out: the candidates go when the definition says so (approval.onReject: delete). */
