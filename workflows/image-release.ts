@@ -55,7 +55,18 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return result(status);
     }
     release.setStage('activating');
-    status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
+    try {
+      status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
+    } catch (err) {
+      // Cancelled mid-activation: the hook is killed, but the steps before it may already have put the chosen images in
+      // use (an image map written). Deleting them would leave those targets pointing at nothing, so they stay: the
+      // release ends cancelled without its cleanup, completed in Temporal's eyes, which the janitor leaves alone too.
+      // Releases that ran before this patch replay as they ran.
+      if (!isCancellation(err) || !patched('activation-cancel-keeps-images')) throw err;
+      status.error = `cancelled while activating: the chosen images are kept, as steps of channel ${verdict.channel} may already use them`;
+      await CancellationScope.nonCancellable(async () => release.setStage('cancelled'));
+      return result(status, verdict.chosen);
+    }
     upsertMemo({ activation: status.activation });
     release.setStage('activated');
     return result(status, verdict.chosen);
