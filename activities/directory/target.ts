@@ -10,16 +10,16 @@ import { ApplicationFailure } from '@temporalio/common';
 import type { Target } from '../../config/schema';
 import type { Candidate, PublishTargetDriver } from '../types';
 import { fileUser, listImageFiles } from './retention';
-import { withHeartbeats } from '../runtime/heartbeat';
+import { activitySignal, withHeartbeats } from '../runtime/heartbeat';
 
 type DirectoryTarget = Extract<Target, { kind: 'directory' }>;
 const run = promisify(execFile);
 
 const EXTENSIONS: Record<string, string> = { ami: 'raw', raw: 'raw', qcow2: 'qcow2', vmdk: 'vmdk', vhd: 'vhd', gce: 'tar.gz', iso: 'iso' };
 
-export async function sha256File(file: string): Promise<string> {
+export async function sha256File(file: string, signal?: AbortSignal): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file, { highWaterMark: 4 << 20, signal })) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }
 
@@ -57,14 +57,19 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
       // Copying and hashing a 10 GiB image takes a while: keep heartbeating, so Temporal does not think this worker
       // died and start a second attempt. Each attempt writes its own partial file all the same.
       const partial = `${file}.partial-${process.pid}-${Date.now()}`;
+      // A cancel (it arrives with a heartbeat) stops the copy: the release waits for its publishes to end.
+      const signal = activitySignal();
       try {
         await withHeartbeats(async () => {
-          await run('cp', ['--sparse=always', artifact.path, partial]);
-          const actual = await sha256File(partial);
+          await run('cp', ['--sparse=always', artifact.path, partial], { signal });
+          const actual = await sha256File(partial, signal);
           if (actual !== artifact.sha256)
             throw ApplicationFailure.retryable(`${artifact.path}: sha256 ${actual} of the copy differs from the fetched ${artifact.sha256}`);
           await rename(partial, file);
         }, 5_000);
+      } catch (err) {
+        if (signal?.aborted) throw signal.reason;
+        throw err;
       } finally {
         await rm(partial, { force: true });
       }
