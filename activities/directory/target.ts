@@ -50,6 +50,10 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
         sha256: artifact.sha256,
       };
       // A retry after a worker died mid-copy finds either the finished file (sidecar written last) or a partial one.
+      // Partial copies of earlier attempts go first: a worker killed mid-copy never removes its own (and a copy it left
+      // running writes on into a file no longer there).
+      const stem = `${path.basename(file)}.partial-`;
+      for (const e of await readdir(target.path).catch(() => [] as string[])) if (e.startsWith(stem)) await rm(path.join(target.path, e), { force: true });
       const sidecar = `${file}.sha256`;
       const recorded = await readFile(sidecar, 'utf8').catch(() => '');
       if (recorded.startsWith(artifact.sha256) && (await stat(file).catch(() => undefined))?.size === artifact.size) return [candidate];
