@@ -72,7 +72,11 @@ export class HttpFaultProxy {
       proxy.sockets.add(s);
       s.on('close', () => proxy.sockets.delete(s));
     });
-    server.on('request', (req, res) => void proxy.handle(req, res));
+    // A client or upstream gone mid-request (a reset this proxy made, a killed worker) ends that request only.
+    server.on('request', (req, res) => {
+      req.on('error', () => res.destroy());
+      proxy.handle(req, res).catch(() => res.destroy());
+    });
     return proxy;
   }
 
@@ -153,7 +157,7 @@ export class HttpFaultProxy {
       if (!res.writableFinished) abort();
     });
     upstream.on('error', () => res.destroy());
-    upstream.on('response', (answer) => void this.answer(answer, res, action, hold));
+    upstream.on('response', (answer) => this.answer(answer, res, action, hold).catch(() => res.destroy()));
 
     const resetAfter = action && 'resetAfterBytes' in action ? action.resetAfterBytes : Infinity;
     let sent = 0;
@@ -184,6 +188,7 @@ export class HttpFaultProxy {
     hold: () => Promise<void>,
   ): Promise<void> {
     if (action && ('holdResponse' in action || 'rewrite' in action)) {
+      answer.on('error', () => res.destroy());
       const parts: Buffer[] = [];
       for await (const c of answer) parts.push(c as Buffer);
       let body = Buffer.concat(parts);
@@ -196,6 +201,7 @@ export class HttpFaultProxy {
       res.end(body);
       return;
     }
+    answer.on('error', () => res.destroy());
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
   }

@@ -9,9 +9,10 @@
 //              `holdLeases(true)` keeps every VM without a DHCP lease, as while it boots;
 //   destroy    unmarks it; an unmarked domain gets libvirtd's own "domain is not running";
 //   undefine   libvirtd's, and unmarks;
-//   net-info   the network is active (the rig's libvirtd has no `default` network).
+//   net-info   the network is active (the rig's libvirtd has no `default` network);
+//   define     libvirtd's, and recorded (`defined()`), so a test can count the VMs a release created.
 // What it would not catch against a real hypervisor: docs/real-and-stand-in.md#libvirt.
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { LibvirtBuilder, LibvirtBuilderDeps } from '../../activities/libvirt/builder-vm';
 import { openHypervisor } from '../../activities/libvirt/hypervisor';
@@ -36,6 +37,12 @@ export class StandinDomains {
     const file = path.join(this.o.stateDir, 'no-leases');
     if (on) writeFileSync(file, '');
     else rmSync(file, { force: true });
+  }
+
+  /** The name of every domain defined so far, once per definition. */
+  defined(): string[] {
+    const log = path.join(this.o.stateDir, 'defined.log');
+    return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter(Boolean) : [];
   }
 
   /** For the provider's `connect`: the real hypervisor over SSH, with the domain answers above. */
@@ -68,6 +75,12 @@ export class StandinDomains {
       case 'undefine': {
         const res = await real.virsh(args, opts);
         rmSync(this.running(name), { force: true });
+        return res;
+      }
+      case 'define': {
+        const res = await real.virsh(args, opts);
+        const defined = /<name>([^<]+)<\/name>/.exec(typeof opts?.stdin === 'string' ? opts.stdin : (opts?.stdin?.toString() ?? ''))?.[1];
+        if (res.code === 0 && defined) appendFileSync(path.join(this.o.stateDir, 'defined.log'), `${defined}\n`);
         return res;
       }
       case 'net-info':
