@@ -157,7 +157,7 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
     for (const arch of Object.keys(FLEET)) expect(buildStarts(workDir(r, arch)), arch).toBe(1);
   }, 420_000);
 
-  it('while fetching: the new worker resumes every fetch and the artifacts are whole', async () => {
+  it('while fetching: the new worker finishes every fetch and the artifacts are whole', async () => {
     Object.values(fr.links).forEach((l) => l.set({ bytesPerSecond: 4 * MiB }));
     const r = await start('kill-fetch', { builders: FLEET, targets: ['directory'], build: { dataMiB: 24 } });
     try {
