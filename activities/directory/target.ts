@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/common';
@@ -28,7 +28,8 @@ export function createDirectoryTarget(): PublishTargetDriver<DirectoryTarget> {
     async check(target, { targetName }) {
       try {
         await mkdir(target.path, { recursive: true });
-        const probe = path.join(target.path, `.bootc-release-probe-${process.pid}`);
+        // A name of its own: two releases checking the same directory on one worker removed each other's probe.
+        const probe = path.join(target.path, `.bootc-release-probe-${process.pid}-${randomUUID()}`);
         await writeFile(probe, '');
         await rm(probe);
         return { ok: true, messages: [`Directory ${target.path} is writable.`] };
