@@ -12,6 +12,7 @@ import path from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Arch } from '../../config/schema';
+import { channelWorkflowId } from '../../activities/channels';
 import { approveSignal } from '../../workflows/messages';
 import { startFaultRig, TARGET_KINDS, type FaultRig, type Provider, type ReleaseSpec } from '../rig/fault-rig';
 import type { ReleaseRef } from '../rig/leaks';
@@ -207,7 +208,9 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
       await fr.conn.client.workflow.getHandle(r.id).signal(approveSignal, { by: 'copr-admin' });
       await waitFor('the hook to run', () => fr.hook.runs().length > runsBefore, r, 60_000);
       await killAndRestart();
-      await waitFor('the retried activation', async () => ((await fr.pendingActivity(r.id, 'activate'))?.attempt ?? 0) >= 2, r, 60_000);
+      // The channel's activation retried on the new worker waits for the hook the dead one started.
+      const channel = channelWorkflowId(r.definition, 'staging');
+      await waitFor('the retried activation', async () => ((await fr.pendingActivity(channel, 'activate'))?.attempt ?? 0) >= 2, r, 60_000);
     } finally {
       fr.hook.hold(false);
     }

@@ -18,6 +18,7 @@ import { EC2Client, RegisterImageCommand } from '@aws-sdk/client-ec2';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { Arch, ReleaseDefinitionInput } from '../../config/schema';
+import { channelWorkflowId } from '../../activities/channels';
 import type { Candidate } from '../../activities/types';
 import { ensureBibStandinImage, standinEngine, type StandinKnobs } from '../standins/bootc-image-builder/image';
 import { IbmCloudStandin } from '../standins/ibm-cloud-api';
@@ -297,7 +298,7 @@ export async function startFaultRig(rig: RigInfo, name: string): Promise<FaultRi
       for (const r of releases) {
         const s = await conn.releases.status(r.id).catch((err: Error) => ({ stage: `status query failed: ${err.message}`, arches: {}, error: undefined }));
         lines.push(`${r.id}: ${s.stage}${s.error ? ` (${s.error})` : ''}; ${Object.entries(s.arches).map(([a, x]) => `${a} ${x?.stage}${x?.error ? ` (${x.error})` : ''}`).join(', ')}`);
-        for (const wf of [r.id, ...Object.keys(s.arches).map((a) => `${r.id}.build.${a}`)]) {
+        for (const wf of [r.id, ...Object.keys(s.arches).map((a) => `${r.id}.build.${a}`), channelWorkflowId(r.definition, 'staging')]) {
           const d = await conn.client.workflow.getHandle(wf).describe().catch(() => undefined);
           for (const a of d?.raw.pendingActivities ?? [])
             lines.push(`  ${wf}: ${a.activityType?.name} attempt ${a.attempt}${a.lastFailure?.message ? `, last failure: ${a.lastFailure.message}` : ''}`);
