@@ -8,6 +8,9 @@ export type ImageTypeName = (typeof IMAGE_TYPES)[number];
 
 export const TARGET_KINDS = ['directory', 'aws', 'ibmcloud', 'libvirt', 'openstack'] as const;
 
+/** The architectures EC2 has instances of: an AMI of any other cannot be registered. */
+export const AWS_ARCHES: readonly ArchName[] = ['x86_64', 'aarch64'];
+
 /**
  * Which image types each target kind accepts, in order of preference. IBM Cloud VPC imports qcow2 or vhd only;
  * an AMI is made from the raw disk bib writes for `ami`; libvirt and Glance prefer raw (boots in ~30 s vs 10+ min).

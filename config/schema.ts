@@ -1,7 +1,7 @@
 // The release definition: one zod schema, every type in the project is inferred from it.
 // Objects are strict, so a misspelt key (or a secret pasted where a reference belongs) is an error, not ignored.
 import { z } from 'zod';
-import { ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
+import { ARCHES, AWS_ARCHES, IMAGE_TYPES, TARGET_TYPES } from './constants';
 import {
   absPath,
   argv,
@@ -398,6 +398,12 @@ export const ReleaseDefinition = z
           ctx.addIssue({ code: 'custom', path: ['architectures', arch, 'targets', i], message: `unknown target "${t}" (define it under targets)` });
           return;
         }
+        if (target.kind === 'aws' && !AWS_ARCHES.includes(arch as Arch))
+          ctx.addIssue({
+            code: 'custom',
+            path: ['architectures', arch, 'targets', i],
+            message: `target "${t}" (aws) cannot take ${arch} images: EC2 has ${AWS_ARCHES.join(' and ')} instances only`,
+          });
         const usable = TARGET_TYPES[target.kind].filter((ty) => types.has(ty));
         if (usable.length === 0)
           ctx.addIssue({

@@ -45,7 +45,7 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
     await setup.preflight({ plan });
 
     release.setStage('building');
-    await Promise.all(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
+    await settleBuilds(plan.arches.map((arch) => buildAndPublish(release, publisher, arch)));
     if (status.candidates.length === 0) throw ApplicationFailure.nonRetryable(noCandidatesMessage(status), FailureType.NoCandidates);
 
     const verdict = await gate.decide(plan.definition.approval.timeout, () => publisher.idle());
@@ -55,7 +55,18 @@ export async function imageRelease(input: ReleaseInput): Promise<ReleaseResult> 
       return result(status);
     }
     release.setStage('activating');
-    status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
+    try {
+      status.activation = await activateChosen(plan, verdict.chosen, verdict.by, verdict.channel);
+    } catch (err) {
+      // Cancelled mid-activation: the hook is killed, but the steps before it may already have put the chosen images in
+      // use (an image map written). Deleting them would leave those targets pointing at nothing, so they stay: the
+      // release ends cancelled without its cleanup, completed in Temporal's eyes, which the janitor leaves alone too.
+      // Releases that ran before this patch replay as they ran.
+      if (!isCancellation(err) || !patched('activation-cancel-keeps-images')) throw err;
+      status.error = `cancelled while activating: the chosen images are kept, as steps of channel ${verdict.channel} may already use them`;
+      await CancellationScope.nonCancellable(async () => release.setStage('cancelled'));
+      return result(status, verdict.chosen);
+    }
     upsertMemo({ activation: status.activation });
     release.setStage('activated');
     return result(status, verdict.chosen);
@@ -96,6 +107,20 @@ async function buildAndPublish(release: ReleaseTracker, publisher: ReleasePublis
     if (isCancellation(err)) throw err;
     status.arches[arch] = { ...status.arches[arch]!, stage: 'failed', error: describe(err) };
   }
+}
+
+/**
+ * Every architecture's build and publish, settled: a cancel rejects them all, and the release ends (and says cancelled)
+ * only once each has torn its builder down, not when the first one has.
+ */
+async function settleBuilds(builds: Promise<void>[]): Promise<void> {
+  // Releases started before this patch ended at the first cancelled build; they replay as they ran.
+  if (!patched('release-waits-for-every-teardown')) {
+    await Promise.all(builds);
+    return;
+  }
+  const rejected = (await Promise.allSettled(builds)).find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (rejected) throw rejected.reason;
 }
 
 /** Rejected or timed out: the candidates go when the definition says so (approval.onReject: delete). */

@@ -18,6 +18,15 @@ export async function sweepAwsRelease(clients: AwsClients, t: AwsTarget, scope: 
   for (const region of new Set([t.region, ...t.copyTo])) {
     const ec2: EC2Client = clients.ec2(region);
     const images = (await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: filters }))).Images ?? [];
+    // By name too, as the publish finds its AMI: one whose RegisterImage answer never arrived carries no tags where the
+    // cloud did not apply TagSpecifications with it (moto), and nothing tagged it afterwards. Not another release's.
+    for (const name of scope.imageNames) {
+      const named = (await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'name', Values: [name] }] }))).Images ?? [];
+      for (const image of named) {
+        const owner = fromTags(image.Tags)[AWS_TAGS.releaseId];
+        if ((!owner || owner === scope.releaseId) && !images.some((i) => i.ImageId === image.ImageId)) images.push(image);
+      }
+    }
     for (const image of images) {
       await deleteImage(ec2, image.ImageId);
       removed.push(`AMI ${image.ImageId} (${image.Name}) in ${region}`);

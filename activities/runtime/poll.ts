@@ -57,7 +57,9 @@ export async function pollUntil<T>(check: (attempt: number) => Promise<T | undef
       if (value !== undefined) return value;
       transient = 0;
     } catch (err) {
-      if (err instanceof ApplicationFailure || signal?.aborted || ++transient > (opts.transientErrors ?? 0)) throw err;
+      // A cancel is reported as one (Temporal's own reason), not as the failed try it interrupted.
+      if (signal?.aborted) throw signal.reason;
+      if (err instanceof ApplicationFailure || ++transient > (opts.transientErrors ?? 0)) throw err;
       lastError = err as Error;
       activityLog(`${opts.describe}: ${lastError.message}; polling again`);
     }

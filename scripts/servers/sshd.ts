@@ -46,12 +46,14 @@ export class SshServer {
    * of its own with that file over /proc/swaps, as a VM whose only swap is a test's loop device, so a test of the
    * swap data volume never sees (or formats) the machine's own swap. Mounts made in its sessions stay in that
    * namespace: look at them with `inNamespace`.
+   * `env`: more variables for its sessions (SetEnv, after sshd's defaults: a PATH here replaces sshd's), e.g. a PATH
+   * that starts with gated commands (test/rig/command-gates.ts).
    */
   static async start(
     dir: string,
     address: string,
     keys: RigKeys,
-    opts: { port?: number; hostKeyName?: string; swaps?: string } = {},
+    opts: { port?: number; hostKeyName?: string; swaps?: string; env?: Record<string, string> } = {},
   ): Promise<SshServer> {
     mkdirSync('/run/sshd', { recursive: true });
     const root = path.join(dir, address);
@@ -80,7 +82,9 @@ export class SshServer {
         'MaxStartups 100:30:200',
         'Subsystem sftp internal-sftp',
         'LogLevel ERROR',
-        `SetEnv HOME=${home}`,
+        `SetEnv ${Object.entries({ HOME: home, ...opts.env })
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ')}`,
       ].join('\n') + '\n',
     );
     const logFile = path.join(root, 'sshd.log');

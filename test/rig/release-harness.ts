@@ -145,10 +145,21 @@ export async function startInProcessWorker(
  */
 export function spawnWorkerProcess(
   rig: RigInfo,
-  opts: { taskQueue: string; workerId: string; dirs: WorkerDirs; overrides?: object; logFile: string },
+  opts: {
+    taskQueue: string;
+    workerId: string;
+    dirs: WorkerDirs;
+    overrides?: object;
+    logFile: string;
+    /** More environment: keys the definition names by variable, a PATH with gated commands first. */
+    env?: Record<string, string>;
+  },
 ): ChildProcess {
   watchForSecrets(rig, opts.taskQueue);
   fileScan.watchWorkerOverrides(opts.overrides);
+  // Variables handed to the worker (keys the definition names by variable) are secrets too; PATH is no secret.
+  const { PATH: _path, ...handed } = opts.env ?? {};
+  fileScan.watchWorkerOverrides({ env: handed }, 'worker environment');
   fileScan.watchLogFiles(opts.logFile);
   fileScan.watchLogFiles(opts.dirs.stagingDir, `staging of worker ${opts.workerId}`);
   // The worker's own log (the Temporal runtime's, at INFO) goes to its log file, for the scan to read.
@@ -168,6 +179,7 @@ export function spawnWorkerProcess(
       BOOTC_RELEASE_WORKFLOW_BUNDLE: rig.workflowBundlePath,
       BOOTC_RELEASE_TEST_OVERRIDES: JSON.stringify(opts.overrides ?? {}),
       BOOTC_RELEASE_TEST_LOG: opts.logFile,
+      ...opts.env,
     },
     stdio: ['ignore', log, log],
   });

@@ -77,6 +77,14 @@ describe('release definition', () => {
     );
   });
 
+  it('refuses an aws target for an architecture EC2 has no instances of, before anything is uploaded', () => {
+    const data = valid() as any;
+    data.targets.ec2 = { kind: 'aws', region: 'us-east-1' };
+    data.architectures.s390x.types = ['qcow2', 'ami'];
+    data.architectures.s390x.targets = ['ibm', 'ec2'];
+    expect(problems(data)).toContain('architectures.s390x.targets.1: target "ec2" (aws) cannot take s390x images: EC2 has x86_64 and aarch64 instances only');
+  });
+
   it('refuses a reference to an undefined target', () => {
     const data = valid();
     data.architectures.s390x.targets = ['nope'];
