@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
+    // The harnesses register the secret scan through the global hooks (test/rig/secret-scan.ts).
+    globals: true,
     globalSetup: ['test/rig/global-setup.ts'],
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,

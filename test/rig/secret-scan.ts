@@ -13,7 +13,6 @@ import { inspect } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload, type PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
-import { afterAll, afterEach } from 'vitest';
 
 /** Shorter values would be found by chance (moto's `testing` keys): they are not secrets worth the name. */
 export const MIN_SECRET_LENGTH = 8;
@@ -389,6 +388,9 @@ let installed = false;
 export function scanSecretsWhenTheFileEnds(): void {
   if (installed || !process.env.VITEST) return;
   installed = true;
+  // vitest's own hooks, from its globals (vitest.config.mts: globals): importing 'vitest' would break the benches,
+  // which load the harness under tsx, outside vitest.
+  const { afterAll, afterEach } = globalThis as unknown as typeof import('vitest');
   // After each test, while the file's own servers still run: its environment, and what Temporal holds so far.
   afterEach(async () => {
     fileScan.snapshotEnv();
