@@ -1,5 +1,6 @@
-// One stream of a fetch: an exec channel runs the remote sender, which writes the requested extents back to back;
-// the ExtentWriter cuts the byte stream at the same boundaries and writes each part at its offset in the local file.
+// One stream of a fetch: an exec channel runs the remote sender, which writes the requested extents back to back as
+// their "offset length" lines arrive on its stdin; the stream asks for more batches from the fetch's shared queue as
+// it runs low, and the ExtentWriter cuts the byte stream at the same boundaries and writes each part at its offset.
 // Plain exec streaming costs about half the client CPU of ssh2's SFTP reads (see docs/fetch.md).
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
@@ -7,7 +8,7 @@ import { createGunzip } from 'node:zlib';
 import type { ClientChannel } from 'ssh2';
 import type { ExecChannel, SshSession } from '../ssh/connection';
 import type { ExtentWriter } from './extent-writer';
-import type { Piece } from './fetch-plan';
+import { BATCH_BYTES, type Batch } from './fetch-plan';
 import { headerEnd, parseHeader, type Compression, type RemoteFileInfo } from './remote-file';
 
 export interface StreamResult {
@@ -31,6 +32,18 @@ export function windowFor(roundTripMs: number | undefined): number {
   if (roundTripMs === undefined || !Number.isFinite(roundTripMs)) return MIN_WINDOW;
   const bdp = (STREAM_RATE * 1.5 * roundTripMs) / 1000;
   return Math.min(MAX_WINDOW, Math.max(MIN_WINDOW, Math.ceil(bdp / 65536) * 65536));
+}
+
+/**
+ * Bytes a stream keeps asked for and not yet received: the window (no more can be in flight) and two batches, so the
+ * sender always has the next range when a request's trip is over. No more: what is asked for is what a stream
+ * still has to do once the queue runs dry, and a slower stream then finishes that much later than the others.
+ */
+export const leadFor = (window: number): number => window + 2 * BATCH_BYTES;
+
+/** Where streams take their next batch: shared by the streams of one fetch, in file order. */
+export interface BatchQueue {
+  next(): Batch | undefined;
 }
 
 interface ChannelInternals {
@@ -125,14 +138,15 @@ export async function openFileSession(
 }
 
 /**
- * Sends the extent list to a sender channel and writes what comes back. Rejects on any shortfall: a dropped
- * connection, a sender that failed or stopped early (the file shrank), or an abort (which kills the sender).
+ * Asks a sender channel for batches from `queue` as the stream runs low (see leadFor), writes what comes back, and
+ * ends the sender's input once the queue is empty. Rejects on any shortfall: a dropped connection, a sender that
+ * failed or stopped early (the file shrank), or an abort (which kills the sender).
  */
 export async function receiveStream(
   channel: ExecChannel,
   label: string,
   writer: ExtentWriter,
-  pieces: Piece[],
+  queue: BatchQueue,
   compression: Compression,
   signal: AbortSignal,
   leftover?: Buffer,
@@ -142,6 +156,10 @@ export async function receiveStream(
   let wireBytes = 0;
   let stderr = '';
   let decompressor: { output: Readable; stop(): void } | undefined;
+  // A compressor holds its output back until more input comes: a compressed stream that waited to run low before
+  // asking for more could wait forever, so it asks for all its batches at once (the caller deals them out).
+  const lead = compression === 'none' ? leadFor(window) : Infinity;
+  let asked = false;
 
   return await new Promise<StreamResult>((resolve, reject) => {
     let settled = false;
@@ -164,6 +182,23 @@ export async function receiveStream(
     if (signal.aborted) return settle(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
 
+    /** Tops up the sender's requests to `lead` bytes; its input ends when there is nothing left to ask for. */
+    const ask = () => {
+      if (asked || writer.pending >= lead) return;
+      let lines = '';
+      while (writer.pending < lead) {
+        const batch = queue.next();
+        if (!batch) {
+          asked = true;
+          break;
+        }
+        writer.add(batch);
+        for (const [offset, length] of batch.extents) lines += `${offset} ${length}\n`;
+      }
+      if (lines) channel.write(lines);
+      if (asked) channel.end();
+    };
+
     // The channel closes after its last data; with compression, the decompressed output also has to end.
     let pending = compression === 'none' ? 1 : 2;
     const finish = () => {
@@ -179,7 +214,7 @@ export async function receiveStream(
           new Error(`${label}: remote sender exited ${code ?? exitSignal}: ${stderr.trim().slice(-500)}`),
         );
       }
-      if (!writer.complete)
+      if (!asked || !writer.complete)
         return settle(new Error(`${label}: the remote file ended early (did it change during the fetch?)`));
       settle();
     };
@@ -187,6 +222,7 @@ export async function receiveStream(
       if (settled) return;
       try {
         writer.write(chunk);
+        ask();
       } catch (err) {
         settle(err);
       }
@@ -194,7 +230,6 @@ export async function receiveStream(
     channel.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4096)));
     channel.on('error', settle);
     channel.on('close', finish);
-    if (leftover?.length) consume(leftover);
     if (compression === 'none') {
       channel.on('data', (d: Buffer) => {
         wireBytes += d.length;
@@ -208,8 +243,9 @@ export async function receiveStream(
       decompressor.output.on('end', finish);
     }
     if (compression === 'none') topUpWindow(channel, window);
+    ask();
+    if (leftover?.length) consume(leftover);
     channel.resume();
-    channel.end(pieces.flatMap((p) => p.extents.map(([o, n]) => `${o} ${n}\n`)).join(''));
   });
 }
 

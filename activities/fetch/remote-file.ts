@@ -21,7 +21,8 @@ export interface RemoteFileInfo {
 }
 
 // Kept to Python 3.6 (CentOS Stream 8). sendfile() hands file pages to the ssh pipe without a copy in userspace;
-// holes are hashed from a zero buffer instead of being read.
+// holes are hashed from a zero buffer instead of being read. Ranges are sent as their lines arrive: the worker asks
+// for more while it receives and ends the input when it has nothing left to ask for.
 const PY = String.raw`
 import errno, hashlib, os, sys
 mode, path = sys.argv[1], sys.argv[2]
@@ -54,8 +55,8 @@ if mode == 'session':
     sys.stdout.flush()
 if mode in ('session', 'send'):
     out = sys.stdout.fileno()
-    for line in sys.stdin.buffer.read().split(b'\n'):
-        if not line:
+    for line in sys.stdin.buffer:
+        if not line.strip():
             continue
         off, n = map(int, line.split())
         while n > 0:
@@ -182,7 +183,7 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 
 /**
  * A command that writes the given ranges of the file to stdout, back to back, in the order they are written to its
- * stdin as "offset length" lines. A file that shrank ends the stream early, which the reader sees as a short stream.
+ * stdin as "offset length" lines, each as soon as its line arrives. A file that shrank ends the stream early, which the reader sees as a short stream.
  */
 export function sendCommand(path: string, helper: RemoteHelper, compression: Compression): string {
   const send = helper === 'python3' ? python('send', path) : ddLoop(shellQuote(path));
