@@ -166,7 +166,8 @@ export async function fetchFile(
     const sessionStreams = compression === 'none' && streams > 0;
     if (!sessionStreams) session.channel.end();
     const command = sendCommand(remotePath, info.helper, compression);
-    const window = windowFor(await roundTrip);
+    const roundTripMs = await roundTrip;
+    const window = windowFor(roundTripMs);
     // Each stream starts as soon as its connection is there (the first one at once, on the describe session) and
     // takes batches from the shared queue as it needs them, so a late or slow stream only takes less of the work.
     // Compressed streams ask for all their work at once (receiveStream): the batches are dealt out beforehand.
@@ -185,16 +186,13 @@ export async function fetchFile(
       if (!own && shared && progress.drained) return { wireBytes: 0 };
       const channel = own ? session!.channel : await openStream(via, command);
       const writer = new ExtentWriter(fd!, progress, !info.holesKnown);
-      return await receiveStream(
-        channel,
-        via.label,
-        writer,
-        queues[s],
+      return await receiveStream(channel, via.label, writer, queues[s], {
         compression,
         signal,
-        own ? session!.leftover : undefined,
+        leftover: own ? session!.leftover : undefined,
         window,
-      );
+        roundTripMs,
+      });
     };
     const results = await Promise.all(
       Array.from({ length: streams }, (_, s) =>

@@ -35,11 +35,48 @@ export function windowFor(roundTripMs: number | undefined): number {
 }
 
 /**
- * Bytes a stream keeps asked for and not yet received: the window (no more can be in flight) and two batches, so the
- * sender always has the next range when a request's trip is over. No more: what is asked for is what a stream
- * still has to do once the queue runs dry, and a slower stream then finishes that much later than the others.
+ * Bytes a stream keeps asked for and not yet received. A byte asked for arrives about a round trip later, so a stream
+ * moving R bytes a second needs R × RTT asked for, and the window caps what can be in flight. More is not free: sshd
+ * reads ahead from the sender's pipe as far as the window lets it, and over 50 ms keeping the window plus two batches
+ * asked for (16–19 MiB in sshd's buffer) cost sshd and the sender ~1.0 CPU s per GiB against ~0.66 with 12 MiB, at
+ * the same speed. So the lead follows the stream's rate once it is known: 1.25 × R × RTT plus a batch (room to speed
+ * up by a batch per round trip), at least two batches, at most the window plus two batches (the start). What is asked
+ * for is also what a stream still has to do once the queue runs dry: a smaller lead lets the streams end together.
  */
-export const leadFor = (window: number): number => window + 2 * BATCH_BYTES;
+export function leadFor(window: number, bytesPerSecond?: number, roundTripMs?: number): number {
+  const most = window + 2 * BATCH_BYTES;
+  if (bytesPerSecond === undefined || roundTripMs === undefined || !Number.isFinite(roundTripMs)) return most;
+  const needed = Math.ceil((1.25 * bytesPerSecond * roundTripMs) / 1000) + BATCH_BYTES;
+  return Math.min(most, Math.max(2 * BATCH_BYTES, needed));
+}
+
+/**
+ * The receive rate a stream's lead follows: measured over intervals of at least 50 ms and two round trips from its
+ * first byte on; it rises at once and falls by a fifth per interval, so a short stall does not starve the sender.
+ */
+class StreamRate {
+  private readonly interval: number;
+  private mark = 0;
+  private counted = 0;
+  bytesPerSecond?: number;
+
+  constructor(roundTripMs: number | undefined) {
+    this.interval = Math.max(50, 2 * (roundTripMs ?? 0));
+  }
+
+  /** Counts `bytes` received; true when the estimate changed. */
+  received(bytes: number): boolean {
+    const now = performance.now();
+    if (this.mark === 0) this.mark = now;
+    this.counted += bytes;
+    if (now - this.mark < this.interval) return false;
+    const rate = (this.counted * 1000) / (now - this.mark);
+    this.bytesPerSecond = Math.max(rate, (this.bytesPerSecond ?? 0) * 0.8);
+    this.mark = now;
+    this.counted = 0;
+    return true;
+  }
+}
 
 /** Where streams take their next batch: shared by the streams of one fetch, in file order. */
 export interface BatchQueue {
@@ -147,18 +184,25 @@ export async function receiveStream(
   label: string,
   writer: ExtentWriter,
   queue: BatchQueue,
-  compression: Compression,
-  signal: AbortSignal,
-  leftover?: Buffer,
-  /** Receive window to keep open (windowFor the path's round trip). */
-  window = MIN_WINDOW,
+  opts: {
+    compression: Compression;
+    signal: AbortSignal;
+    /** What came after the header on a describe session's channel (normally nothing). */
+    leftover?: Buffer;
+    /** Receive window to keep open (windowFor the path's round trip). */
+    window?: number;
+    /** The path's round trip (SshSession.ping), for the lead (leadFor). */
+    roundTripMs?: number;
+  },
 ): Promise<StreamResult> {
+  const { compression, signal, leftover, window = MIN_WINDOW, roundTripMs } = opts;
   let wireBytes = 0;
   let stderr = '';
   let decompressor: { output: Readable; stop(): void } | undefined;
   // A compressor holds its output back until more input comes: a compressed stream that waited to run low before
   // asking for more could wait forever, so it asks for all its batches at once (the caller deals them out).
-  const lead = compression === 'none' ? leadFor(window) : Infinity;
+  let lead = compression === 'none' ? leadFor(window) : Infinity;
+  const rate = new StreamRate(roundTripMs);
   let asked = false;
 
   return await new Promise<StreamResult>((resolve, reject) => {
@@ -233,6 +277,7 @@ export async function receiveStream(
     if (compression === 'none') {
       channel.on('data', (d: Buffer) => {
         wireBytes += d.length;
+        if (rate.received(d.length)) lead = leadFor(window, rate.bytesPerSecond, roundTripMs);
         consume(d);
         topUpWindow(channel, window);
       });

@@ -2,7 +2,7 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, fstatSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/fetch/range-stream';
+import { leadFor, MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/fetch/range-stream';
 import { batchesOf, decodeIndexes, encodeIndexes, planFetch } from '../../activities/fetch/fetch-plan';
 import { ExtentWriter } from '../../activities/fetch/extent-writer';
 import { headerEnd, parseFilefrag, parseHeader, type Extent } from '../../activities/fetch/remote-file';
@@ -164,5 +164,18 @@ describe('windowFor', () => {
     expect(windowFor(50) % 65536).toBe(0);
     expect(windowFor(200)).toBe(MAX_WINDOW);
     expect(windowFor(Number.NaN)).toBe(MIN_WINDOW);
+  });
+});
+
+describe('leadFor', () => {
+  it('asks for the window and two batches until the rate is known, then for what a round trip at that rate needs', () => {
+    const window = windowFor(50);
+    expect(leadFor(window)).toBe(window + 8 * MiB);
+    // 150 MB/s over 50 ms: 1.25 × 7.5 MB plus a batch.
+    expect(leadFor(window, 150e6, 50)).toBe(Math.ceil(1.25 * 150e6 * 0.05) + 4 * MiB);
+    // Never more than at the start, never less than two batches (a stream next door, or one that stalled).
+    expect(leadFor(window, 2e9, 50)).toBe(window + 8 * MiB);
+    expect(leadFor(MIN_WINDOW, 500e6, 0.2)).toBe(8 * MiB);
+    expect(leadFor(window, 0, 50)).toBe(8 * MiB);
   });
 });
