@@ -18,7 +18,14 @@ import {
   type RemoteHelper,
 } from './remote-file';
 import { ExtentWriter } from './extent-writer';
-import { openFileSession, receiveStream, windowFor, type BatchQueue, type StreamResult } from './range-stream';
+import {
+  openFileSession,
+  receiveStream,
+  topUpWindow,
+  windowFor,
+  type BatchQueue,
+  type StreamResult,
+} from './range-stream';
 import { SparseSha256 } from './sparse-sha256';
 
 /** Small enough for heartbeat details; enough to resume. */
@@ -86,6 +93,11 @@ export interface FetchResult {
 }
 
 const DEFAULT_STREAMS = 2;
+/**
+ * What the describe session sends right after the header, before its first ranges are asked for: about what a stream
+ * moves in the round trip those ranges would take over 50 ms (a few hundred MB/s), so the first request costs no wait.
+ */
+const HEAD_START = 16 * 1024 * 1024;
 
 export class Sha256MismatchError extends Error {
   constructor(
@@ -141,7 +153,17 @@ export async function fetchFile(
 
     // One round trip, timed while nothing else is queued on the connection: it sizes the streams' windows.
     const roundTrip = ssh.ping().catch(() => undefined);
-    session = await openFileSession(ssh, sessionCommand(remotePath, wanted), remotePath, signal);
+    const compression = opts.compression ?? 'none';
+    // A fresh fetch lets the describe session start sending right after the header (its first stream's head start),
+    // in a window opened as soon as the round trip is known. A resumed one may skip the first pieces: it asks.
+    const headStart = !opts.resume && compression === 'none' && (opts.streams ?? DEFAULT_STREAMS) > 0 ? HEAD_START : 0;
+    session = await openFileSession(
+      ssh,
+      sessionCommand(remotePath, wanted, headStart),
+      remotePath,
+      signal,
+      (channel) => void roundTrip.then((ms) => topUpWindow(channel, windowFor(ms))),
+    );
     const { info } = session;
     const plan = planFetch(info, opts.pieceBytes);
 
@@ -161,7 +183,6 @@ export async function fetchFile(
 
     const piecesSkipped = plan.pieces.filter((p) => p.dataBytes > 0 && done.has(p.index)).length;
     const streams = Math.min(opts.streams ?? DEFAULT_STREAMS, progress.queued);
-    const compression = opts.compression ?? 'none';
     // The session's own output is not compressed: with compression, every stream is a separate exec.
     const sessionStreams = compression === 'none' && streams > 0;
     if (!sessionStreams) session.channel.end();
@@ -172,6 +193,9 @@ export async function fetchFile(
     // takes batches from the shared queue as it needs them, so a late or slow stream only takes less of the work.
     // Compressed streams ask for all their work at once (receiveStream): the batches are dealt out beforehand.
     const shared = compression === 'none';
+    // What the sender sends unasked (python3 only) is the start of the first batches: stream 0 takes them first.
+    const headStartBytes = sessionStreams && info.helper === 'python3' ? Math.min(headStart, plan.dataBytes) : 0;
+    const headStartBatches = taken(progress, headStartBytes);
     const queues = shared ? Array.from({ length: streams }, () => progress) : dealt(progress, streams);
     const stream = async (s: number): Promise<StreamResult> => {
       const own = s === 0 && sessionStreams;
@@ -192,6 +216,7 @@ export async function fetchFile(
         leftover: own ? session!.leftover : undefined,
         window,
         roundTripMs,
+        headStart: own ? { batches: headStartBatches, bytes: headStartBytes } : undefined,
       });
     };
     const results = await Promise.all(
@@ -255,6 +280,18 @@ async function openStream(via: SshSession, command: string) {
     const why = err instanceof Error ? err.message : String(err);
     throw new Error(`${via.label}: cannot start a fetch stream (the connection closed or refused the exec): ${why}`);
   }
+}
+
+/** Batches from the front of the queue until they hold `bytes` of data. */
+function taken(queue: BatchQueue, bytes: number): Batch[] {
+  const batches: Batch[] = [];
+  for (let held = 0; held < bytes;) {
+    const batch = queue.next();
+    if (!batch) break;
+    batches.push(batch);
+    held += batch.bytes;
+  }
+  return batches;
 }
 
 /** Every batch left in `queue`, dealt round-robin to `streams` queues of their own. */

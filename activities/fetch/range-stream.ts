@@ -123,9 +123,12 @@ export async function openFileSession(
   command: string,
   remotePath: string,
   signal: AbortSignal,
+  /** Called once the channel is open, before the header: a head start needs its window before it comes. */
+  onChannel?: (channel: ExecChannel) => void,
 ): Promise<{ channel: ExecChannel; info: RemoteFileInfo; leftover: Buffer }> {
   signal.throwIfAborted();
   const channel = await ssh.channel(command);
+  onChannel?.(channel);
   return await new Promise((resolve, reject) => {
     let text = '';
     let stderr = '';
@@ -193,9 +196,14 @@ export async function receiveStream(
     window?: number;
     /** The path's round trip (SshSession.ping), for the lead (leadFor). */
     roundTripMs?: number;
+    /**
+     * The describe session's head start (sessionCommand): the batches whose first `bytes` the sender sends without
+     * being asked, taken from the queue before any other stream took one.
+     */
+    headStart?: { batches: Batch[]; bytes: number };
   },
 ): Promise<StreamResult> {
-  const { compression, signal, leftover, window = MIN_WINDOW, roundTripMs } = opts;
+  const { compression, signal, leftover, window = MIN_WINDOW, roundTripMs, headStart } = opts;
   let wireBytes = 0;
   let stderr = '';
   let decompressor: { output: Readable; stop(): void } | undefined;
@@ -226,22 +234,41 @@ export async function receiveStream(
     if (signal.aborted) return settle(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
 
-    /** Tops up the sender's requests to `lead` bytes; its input ends when there is nothing left to ask for. */
-    const ask = () => {
-      if (asked || writer.pending >= lead) return;
+    // Bytes at the start of the next ranges that the sender sends unasked (its head start).
+    let unasked = headStart?.bytes ?? 0;
+    const rangesOf = (batch: Batch) => {
       let lines = '';
-      while (writer.pending < lead) {
+      for (const [offset, length] of batch.extents) {
+        const skip = Math.min(unasked, length);
+        unasked -= skip;
+        if (skip < length) lines += `${offset + skip} ${length - skip}\n`;
+      }
+      return lines;
+    };
+    /** Tops up the sender's requests to `lead` bytes; its input ends when there is nothing left to ask for. */
+    const ask = (first: Batch[] = []) => {
+      let lines = '';
+      for (const batch of first) {
+        writer.add(batch);
+        lines += rangesOf(batch);
+      }
+      if (unasked > 0) throw new Error(`the head start is ${unasked} bytes longer than its batches`);
+      while (!asked && writer.pending < lead) {
         const batch = queue.next();
         if (!batch) {
           asked = true;
           break;
         }
         writer.add(batch);
-        for (const [offset, length] of batch.extents) lines += `${offset} ${length}\n`;
+        lines += rangesOf(batch);
       }
       if (lines) channel.write(lines);
-      if (asked) channel.end();
+      if (asked && !ended) {
+        ended = true;
+        channel.end();
+      }
     };
+    let ended = false;
 
     // The channel closes after its last data; with compression, the decompressed output also has to end.
     let pending = compression === 'none' ? 1 : 2;
@@ -288,7 +315,11 @@ export async function receiveStream(
       decompressor.output.on('end', finish);
     }
     if (compression === 'none') topUpWindow(channel, window);
-    ask();
+    try {
+      ask(headStart?.batches);
+    } catch (err) {
+      return settle(err);
+    }
     if (leftover?.length) consume(leftover);
     channel.resume();
   });
