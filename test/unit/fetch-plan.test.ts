@@ -154,7 +154,7 @@ describe('extent writer', () => {
 });
 
 describe('windowFor', () => {
-  it("keeps ssh2's 2 MiB on short paths and grows with the round trip up to 32 MiB", () => {
+  it("keeps ssh2's 2 MiB on short paths and grows with the round trip up to 64 MiB", () => {
     expect(windowFor(undefined)).toBe(MIN_WINDOW);
     expect(windowFor(0.2)).toBe(MIN_WINDOW);
     expect(windowFor(5)).toBe(MIN_WINDOW);
@@ -162,7 +162,9 @@ describe('windowFor', () => {
     expect(at20).toBeGreaterThan(MIN_WINDOW);
     expect(windowFor(50)).toBeGreaterThan(at20);
     expect(windowFor(50) % 65536).toBe(0);
+    expect(windowFor(100)).toBeLessThan(MAX_WINDOW);
     expect(windowFor(200)).toBe(MAX_WINDOW);
+    expect(MAX_WINDOW).toBe(64 * MiB);
     expect(windowFor(Number.NaN)).toBe(MIN_WINDOW);
   });
 });
