@@ -21,7 +21,9 @@ const ZERO_BLOCK = Buffer.alloc(BLOCK);
  * not written, so a file whose hole map is unknown still arrives sparse.
  */
 export class ExtentWriter {
+  /** Batches asked for, in order; those before `current` are written. */
   private readonly batches: Batch[] = [];
+  private current = 0;
   private extent = 0;
   private at = 0;
   /** Bytes asked for and not written yet. */
@@ -45,14 +47,14 @@ export class ExtentWriter {
   }
 
   get complete(): boolean {
-    return this.batches.length === 0;
+    return this.current === this.batches.length;
   }
 
   write(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.complete) throw new Error(`the sender wrote ${chunk.length - off} bytes more than requested`);
-      const [offset, length] = this.batches[0].extents[this.extent];
+      const [offset, length] = this.batches[this.current].extents[this.extent];
       const n = Math.min(length - this.at, chunk.length - off);
       if (this.skipZeroBlocks) this.writeSparse(chunk, off, n, offset + this.at);
       else writeAll(this.fd, chunk, off, n, offset + this.at);
@@ -69,8 +71,8 @@ export class ExtentWriter {
   }
 
   private skipEmpty(): void {
-    while (this.batches.length > 0 && this.extent >= this.batches[0].extents.length) {
-      this.hooks.onBatch(this.batches.shift()!);
+    while (!this.complete && this.extent >= this.batches[this.current].extents.length) {
+      this.hooks.onBatch(this.batches[this.current++]);
       this.extent = 0;
     }
   }
