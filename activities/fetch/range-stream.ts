@@ -117,8 +117,8 @@ export function topUpWindow(channel: ClientChannel, target: number): void {
 
 /**
  * Opens the describe-then-send session (see sessionCommand) and reads the file's description. The channel is left
- * paused, ready to be handed to receiveStream; `leftover` is anything that came after the header (normally nothing:
- * the sender waits for its ranges).
+ * paused, ready to be handed to receiveStream; `leftover` is anything that came after the header in its last packet
+ * (the start of a head start; nothing when the sender waits for its ranges).
  */
 export async function openFileSession(
   ssh: SshSession,
@@ -192,7 +192,7 @@ export async function receiveStream(
   opts: {
     compression: Compression;
     signal: AbortSignal;
-    /** What came after the header on a describe session's channel (normally nothing). */
+    /** What came after the header on a describe session's channel (the start of its head start, if any). */
     leftover?: Buffer;
     /** Receive window to keep open (windowFor the path's round trip). */
     window?: number;
@@ -322,7 +322,11 @@ export async function receiveStream(
     } catch (err) {
       return settle(err);
     }
-    if (leftover?.length) consume(leftover);
+    // With a head start, the header's last packet usually carries the first data too.
+    if (leftover?.length) {
+      wireBytes += leftover.length;
+      consume(leftover);
+    }
     channel.resume();
   });
 }
