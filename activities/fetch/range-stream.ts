@@ -88,7 +88,21 @@ export interface BatchQueue {
 interface ChannelInternals {
   incoming?: { window: number };
   outgoing?: { id: number; state: string };
-  _client?: { _protocol?: { channelWindowAdjust(id: number, amount: number): void } };
+  _client?: {
+    _protocol?: { channelWindowAdjust(id: number, amount: number): void };
+    setNoDelay?(noDelay: boolean): void;
+  };
+}
+
+/**
+ * Turns Nagle's algorithm off on the stream's connection (ssh2 leaves it on). A stream writes small packets while it
+ * receives (its next ranges, window adjusts), and Nagle holds each small write until the one before is acknowledged:
+ * the sender then waited for its ranges or its window, one stream on loopback moved a 2 GiB sparse disk in 5–14 s
+ * instead of 3–4.4 s. Through ssh2's public Client.setNoDelay, reached from the channel (an internal link, as for
+ * topUpWindow).
+ */
+export function noDelay(channel: ClientChannel): void {
+  (channel as unknown as ChannelInternals)._client?.setNoDelay?.(true);
 }
 
 /**
@@ -316,6 +330,7 @@ export async function receiveStream(
       decompressor.output.on('data', consume);
       decompressor.output.on('end', finish);
     }
+    noDelay(channel);
     if (compression === 'none') topUpWindow(channel, window);
     try {
       ask(headStart?.batches);
