@@ -40,8 +40,8 @@ export function windowFor(roundTripMs: number | undefined): number {
  * Bytes a stream keeps asked for and not yet received. A byte asked for arrives about a round trip later, so a stream
  * moving R bytes a second needs R × RTT asked for, and the window caps what can be in flight. More is not free: sshd
  * reads ahead from the sender's pipe as far as the window lets it, and over 50 ms keeping the window plus two batches
- * asked for (16–19 MiB in sshd's buffer) cost sshd and the sender ~1.0 CPU s per GiB against ~0.66 with 12 MiB, at
- * the same speed. So the lead follows the stream's rate once it is known: 1.25 × R × RTT plus a batch (room to speed
+ * asked for (16–19 MiB in sshd's buffer) cost sshd and the sender 0.88–1.57 CPU s per GiB against 0.65–1.08 with
+ * 12 MiB, at the same speed (4 runs each, interleaved, on a shared machine). So the lead follows the stream's rate once it is known: 1.25 × R × RTT plus a batch (room to speed
  * up by a batch per round trip), at least two batches, at most the window plus two batches (the start). What is asked
  * for is also what a stream still has to do once the queue runs dry: a smaller lead lets the streams end together.
  */
