@@ -3,50 +3,64 @@
 // from the decrypted packet were the cheapest way measured (less client CPU than promise writes, coalescing into
 // bigger writes, or handing chunks to a thread; see docs/fetch.md).
 import { writeSync } from 'node:fs';
-import type { Piece } from './fetch-plan';
+import type { Batch } from './fetch-plan';
 
 export interface StreamHooks {
   /** Data bytes written to the local file. */
   onData(bytes: number): void;
-  /** Every extent of the piece is written. */
-  onPiece(piece: Piece): void;
+  /** Every extent of the batch is written. */
+  onBatch(batch: Batch): void;
 }
 
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
 
 /**
- * Writes a stream of back-to-back extents at their offsets, piece by piece. With skipZeroBlocks, all-zero 4 KiB
- * blocks (aligned in the file) are not written, so a file whose hole map is unknown still arrives sparse.
+ * Writes a stream of back-to-back extents at their offsets, batch by batch, in the order the batches were added (the
+ * order their extents were asked of the sender). With skipZeroBlocks, all-zero 4 KiB blocks (aligned in the file) are
+ * not written, so a file whose hole map is unknown still arrives sparse.
  */
 export class ExtentWriter {
+  /** Batches asked for, in order; those before `current` are written. */
+  private readonly batches: Batch[] = [];
+  private current = 0;
   private extent = 0;
-  private piece = 0;
   private at = 0;
+  /** Bytes asked for and not written yet. */
+  private pendingBytes = 0;
 
   constructor(
     private readonly fd: number,
-    private readonly pieces: Piece[],
     private readonly hooks: StreamHooks,
     private readonly skipZeroBlocks: boolean,
-  ) {
+  ) {}
+
+  /** The sender has been asked for this batch, after the ones before. */
+  add(batch: Batch): void {
+    this.batches.push(batch);
+    this.pendingBytes += batch.bytes;
     this.skipEmpty();
   }
 
+  get pending(): number {
+    return this.pendingBytes;
+  }
+
   get complete(): boolean {
-    return this.piece >= this.pieces.length;
+    return this.current === this.batches.length;
   }
 
   write(chunk: Buffer): void {
     let off = 0;
     while (off < chunk.length) {
       if (this.complete) throw new Error(`the sender wrote ${chunk.length - off} bytes more than requested`);
-      const [offset, length] = this.pieces[this.piece].extents[this.extent];
+      const [offset, length] = this.batches[this.current].extents[this.extent];
       const n = Math.min(length - this.at, chunk.length - off);
       if (this.skipZeroBlocks) this.writeSparse(chunk, off, n, offset + this.at);
       else writeAll(this.fd, chunk, off, n, offset + this.at);
       off += n;
       this.at += n;
+      this.pendingBytes -= n;
       this.hooks.onData(n);
       if (this.at === length) {
         this.at = 0;
@@ -57,9 +71,8 @@ export class ExtentWriter {
   }
 
   private skipEmpty(): void {
-    while (this.piece < this.pieces.length && this.extent >= this.pieces[this.piece].extents.length) {
-      if (this.pieces[this.piece].extents.length > 0) this.hooks.onPiece(this.pieces[this.piece]);
-      this.piece++;
+    while (!this.complete && this.extent >= this.batches[this.current].extents.length) {
+      this.hooks.onBatch(this.batches[this.current++]);
       this.extent = 0;
     }
   }

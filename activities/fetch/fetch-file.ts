@@ -1,11 +1,12 @@
 // Copies one big file (a bootc disk image) from a builder to this worker: only the data extents travel, holes stay
-// holes, the pieces are streamed over one or more SSH connections, the result is sha256-checked against the
-// builder's hash, and a fetch cut short resumes from its last progress without re-sending finished pieces.
+// holes, the data is streamed over one or more SSH connections (each stream taking batches from one queue as it
+// needs them), the result is sha256-checked against the builder's hash, and a fetch cut short resumes from its last
+// progress without re-sending finished pieces.
 // Written to `<localPath>.part` and renamed once verified, so a file at localPath is always a complete one.
 import { closeSync, ftruncateSync, openSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { SshSession } from '../ssh/connection';
-import { decodeIndexes, encodeIndexes, planFetch, type FetchPlan, type Piece } from './fetch-plan';
+import { batchesOf, decodeIndexes, encodeIndexes, planFetch, type Batch, type FetchPlan } from './fetch-plan';
 import {
   parseDigests,
   sendCommand,
@@ -17,7 +18,14 @@ import {
   type RemoteHelper,
 } from './remote-file';
 import { ExtentWriter } from './extent-writer';
-import { openFileSession, receiveStream, windowFor } from './range-stream';
+import {
+  openFileSession,
+  receiveStream,
+  topUpWindow,
+  windowFor,
+  type BatchQueue,
+  type StreamResult,
+} from './range-stream';
 import { SparseSha256 } from './sparse-sha256';
 
 /** Small enough for heartbeat details; enough to resume. */
@@ -85,6 +93,11 @@ export interface FetchResult {
 }
 
 const DEFAULT_STREAMS = 2;
+/**
+ * What the describe session sends right after the header, before its first ranges are asked for: about what a stream
+ * moves in the round trip those ranges would take over 50 ms (a few hundred MB/s), so the first request costs no wait.
+ */
+const HEAD_START = 16 * 1024 * 1024;
 
 export class Sha256MismatchError extends Error {
   constructor(
@@ -140,7 +153,17 @@ export async function fetchFile(
 
     // One round trip, timed while nothing else is queued on the connection: it sizes the streams' windows.
     const roundTrip = ssh.ping().catch(() => undefined);
-    session = await openFileSession(ssh, sessionCommand(remotePath, wanted), remotePath, signal);
+    const compression = opts.compression ?? 'none';
+    // A fresh fetch lets the describe session start sending right after the header (its first stream's head start),
+    // in a window opened as soon as the round trip is known. A resumed one may skip the first pieces: it asks.
+    const headStart = !opts.resume && compression === 'none' && (opts.streams ?? DEFAULT_STREAMS) > 0 ? HEAD_START : 0;
+    session = await openFileSession(
+      ssh,
+      sessionCommand(remotePath, wanted, headStart),
+      remotePath,
+      signal,
+      (channel) => void roundTrip.then((ms) => topUpWindow(channel, windowFor(ms))),
+    );
     const { info } = session;
     const plan = planFetch(info, opts.pieceBytes);
 
@@ -149,7 +172,6 @@ export async function fetchFile(
     if (info.holesKnown) ensureSpace(localPath, plan, reuse ? done : new Set());
     fd = openSync(part, reuse ? 'r+' : 'w');
     ftruncateSync(fd, plan.size);
-    for (const p of plan.pieces) if (p.dataBytes === 0) done.add(p.index);
 
     // sparse-sha256 when the builder has one (or will: its python3 helper computes both digests), else the whole file.
     const sparse = opts.expectedSha256 ? !!opts.expectedSparseSha256 : info.helper === 'python3';
@@ -158,42 +180,48 @@ export async function fetchFile(
     const stopHashing = () => void hasher?.abort();
     signal.addEventListener('abort', stopHashing, { once: true });
     const progress = new Progress(plan, done, hasher, opts);
-    progress.feedHasher();
 
-    const todo = plan.pieces.filter((p) => !done.has(p.index));
-    const piecesSkipped = plan.pieces.filter((p) => p.dataBytes > 0).length - todo.length;
-    const streams = Math.min(opts.streams ?? DEFAULT_STREAMS, todo.length);
-    // A second connection that fails (a MaxStartups limit, say) only costs parallelism.
-    const sessions = [
-      ssh,
-      ...(await Promise.allSettled(extra)).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : [])),
-    ];
-    const compression = opts.compression ?? 'none';
+    const piecesSkipped = plan.pieces.filter((p) => p.dataBytes > 0 && done.has(p.index)).length;
+    const streams = Math.min(opts.streams ?? DEFAULT_STREAMS, progress.queued);
     // The session's own output is not compressed: with compression, every stream is a separate exec.
     const sessionStreams = compression === 'none' && streams > 0;
     if (!sessionStreams) session.channel.end();
     const command = sendCommand(remotePath, info.helper, compression);
-    const window = windowFor(await roundTrip);
+    const roundTripMs = await roundTrip;
+    const window = windowFor(roundTripMs);
+    // Each stream starts as soon as its connection is there (the first one at once, on the describe session) and
+    // takes batches from the shared queue as it needs them, so a late or slow stream only takes less of the work.
+    // Compressed streams ask for all their work at once (receiveStream): the batches are dealt out beforehand.
+    const shared = compression === 'none';
+    // What the sender sends unasked (python3 only) is the start of the first batches: stream 0 takes them first.
+    const headStartBytes = sessionStreams && info.helper === 'python3' ? Math.min(headStart, plan.dataBytes) : 0;
+    const headStartBatches = taken(progress, headStartBytes);
+    const queues = shared ? Array.from({ length: streams }, () => progress) : dealt(progress, streams);
+    const stream = async (s: number): Promise<StreamResult> => {
+      const own = s === 0 && sessionStreams;
+      let via = ssh;
+      if (s % connections > 0) {
+        // A connection still opening when the other streams have taken all the work is not waited for; one that
+        // fails (a MaxStartups limit, say) only costs parallelism: its streams run on the first.
+        const other = extra[(s % connections) - 1].catch(() => ssh);
+        via = (await Promise.race([other, shared ? progress.whenDrained : other])) ?? ssh;
+      }
+      signal.throwIfAborted();
+      if (!own && shared && progress.drained) return { wireBytes: 0 };
+      const channel = own ? session!.channel : await openStream(via, command);
+      const writer = new ExtentWriter(fd!, progress, !info.holesKnown);
+      return await receiveStream(channel, via.label, writer, queues[s], {
+        compression,
+        signal,
+        leftover: own ? session!.leftover : undefined,
+        window,
+        roundTripMs,
+        headStart: own ? { batches: headStartBatches, bytes: headStartBytes } : undefined,
+      });
+    };
     const results = await Promise.all(
-      Array.from({ length: streams }, async (_, s) => {
-        // Dealt round-robin so the streams finish pieces in about file order and the hash keeps up with them.
-        const mine = todo.filter((_, i) => i % streams === s);
-        const writer = new ExtentWriter(fd!, mine, progress, !info.holesKnown);
-        const via = sessions[s % sessions.length];
-        const own = s === 0 && sessionStreams;
-        const channel = own ? session!.channel : await via.channel(command);
-        return await receiveStream(
-          channel,
-          via.label,
-          writer,
-          mine,
-          compression,
-          signal,
-          own ? session!.leftover : undefined,
-          window,
-        );
-      }).map((p) =>
-        p.catch((err) => {
+      Array.from({ length: streams }, (_, s) =>
+        stream(s).catch((err) => {
           abort.abort(err);
           throw err;
         }),
@@ -242,6 +270,38 @@ export async function fetchFile(
         () => undefined,
       );
   }
+}
+
+/** A sender's channel; ssh2 says only "Unable to exec" when the connection closed before it could start one. */
+async function openStream(via: SshSession, command: string) {
+  try {
+    return await via.channel(command);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new Error(`${via.label}: cannot start a fetch stream (the connection closed or refused the exec): ${why}`);
+  }
+}
+
+/** Batches from the front of the queue until they hold `bytes` of data. */
+function taken(queue: BatchQueue, bytes: number): Batch[] {
+  const batches: Batch[] = [];
+  for (let held = 0; held < bytes;) {
+    const batch = queue.next();
+    if (!batch) break;
+    batches.push(batch);
+    held += batch.bytes;
+  }
+  return batches;
+}
+
+/** Every batch left in `queue`, dealt round-robin to `streams` queues of their own. */
+function dealt(queue: BatchQueue, streams: number): BatchQueue[] {
+  const lists: Batch[][] = Array.from({ length: streams }, () => []);
+  for (let i = 0, batch = queue.next(); batch; i++, batch = queue.next()) lists[i % streams].push(batch);
+  return lists.map((list) => {
+    let at = 0;
+    return { next: () => list[at++] };
+  });
 }
 
 /** The whole apparent file's sha256, holes hashed as zeros (tens of seconds for a 40 GB image): stops on abort. */
@@ -302,12 +362,21 @@ function resumable(
   return { done, reuse: true };
 }
 
-/** Tracks finished pieces, feeds the hash in file order and reports progress. */
+/**
+ * The fetch's batches: the queue streams take work from (file order), the pieces they complete (reported, and kept
+ * for a resume), and the hash, fed each batch once it and every one before it are written.
+ */
 class Progress {
   bytesFetched = 0;
   private bytesDone: number;
-  private nextToHash = 0;
   private lastReport = 0;
+  /** Every batch of the file in order, those of done pieces included (they are hashed too). */
+  private readonly batches: Batch[] = [];
+  private readonly written = new Set<Batch>();
+  private readonly batchesLeft = new Map<number, number>();
+  private readonly queue: Batch[] = [];
+  private nextToHash = 0;
+  private nextToSend = 0;
 
   constructor(
     private readonly plan: FetchPlan,
@@ -316,6 +385,37 @@ class Progress {
     private readonly opts: FetchFileOptions,
   ) {
     this.bytesDone = plan.pieces.filter((p) => done.has(p.index)).reduce((sum, p) => sum + p.dataBytes, 0);
+    for (const piece of plan.pieces) {
+      const batches = batchesOf(piece);
+      this.batches.push(...batches);
+      if (piece.dataBytes === 0) done.add(piece.index);
+      if (done.has(piece.index)) for (const b of batches) this.written.add(b);
+      else {
+        this.queue.push(...batches);
+        this.batchesLeft.set(piece.index, batches.length);
+      }
+    }
+    this.feedHasher();
+  }
+
+  /** Batches not yet taken by a stream. */
+  get queued(): number {
+    return this.queue.length - this.nextToSend;
+  }
+
+  get drained(): boolean {
+    return this.queued === 0;
+  }
+
+  private onDrained: () => void = () => undefined;
+  /** Resolves once every batch has been taken by a stream. */
+  readonly whenDrained = new Promise<undefined>((resolve) => (this.onDrained = () => resolve(undefined)));
+
+  next(): Batch | undefined {
+    const batch = this.queue[this.nextToSend];
+    if (batch) this.nextToSend++;
+    if (this.drained) this.onDrained();
+    return batch;
   }
 
   onData(bytes: number): void {
@@ -324,17 +424,20 @@ class Progress {
     if (Date.now() - this.lastReport >= (this.opts.progressIntervalMs ?? 1000)) this.report(false);
   }
 
-  onPiece(piece: Piece): void {
-    this.done.add(piece.index);
+  onBatch(batch: Batch): void {
+    this.written.add(batch);
     this.feedHasher();
+    const left = this.batchesLeft.get(batch.piece.index)! - 1;
+    this.batchesLeft.set(batch.piece.index, left);
+    if (left > 0) return;
+    this.done.add(batch.piece.index);
     this.report(true);
   }
 
-  feedHasher(): void {
-    const pieces = this.plan.pieces;
-    while (this.nextToHash < pieces.length && this.done.has(this.nextToHash)) {
-      const p = pieces[this.nextToHash++];
-      this.hasher.region(p.end, p.extents);
+  private feedHasher(): void {
+    while (this.nextToHash < this.batches.length && this.written.has(this.batches[this.nextToHash])) {
+      const b = this.batches[this.nextToHash++];
+      this.hasher.region(b.end, b.extents);
     }
   }
 

@@ -1,6 +1,7 @@
 // How a fetch is cut up: the remote file's data extents grouped into pieces of about the same amount of data.
-// A piece is the unit of parallelism (pieces are dealt to streams), of resumption (heartbeat details list the done
-// pieces) and of hashing (pieces cover the file end to end, holes included, so they are hashed in order).
+// A piece is the unit of resumption (heartbeat details list the done pieces); pieces cover the file end to end, holes
+// included. Each piece is cut again into batches of a few MiB, the unit streams take work in (from one shared queue,
+// as they need it) and the unit the hash follows the written file in.
 import { createHash } from 'node:crypto';
 import type { Extent, RemoteFileInfo } from './remote-file';
 import { fromRuns, toRuns } from '../runtime/number-runs';
@@ -23,7 +24,24 @@ export interface FetchPlan {
   fingerprint: string;
 }
 
+/**
+ * Extents a stream asks its sender for at once: a part of one piece, at most BATCH_BYTES of data. Streams take
+ * batches from a shared queue in file order when they run low, so they finish together whatever their speed.
+ */
+export interface Batch {
+  piece: Piece;
+  extents: Extent[];
+  bytes: number;
+  /** Where the file is complete once this batch and every one before it are written: hashing may go up to here. */
+  end: number;
+}
+
 const MiB = 1024 * 1024;
+/**
+ * Small enough that two streams end within a few milliseconds of each other and the hash trails the written file
+ * closely; large enough that a batch is one message to the hashing thread and a few lines to the sender.
+ */
+export const BATCH_BYTES = 4 * MiB;
 /** Heartbeat details list done pieces; bounding their number bounds the details' size. */
 const MAX_PIECES = 1024;
 
@@ -59,6 +77,28 @@ export function planFetch(
     .digest('hex')
     .slice(0, 16);
   return { size: file.size, dataBytes, pieces, fingerprint };
+}
+
+/** The piece's extents in batches of at most maxBytes (a piece without data is one empty batch). */
+export function batchesOf(piece: Piece, maxBytes = BATCH_BYTES): Batch[] {
+  const batches: Batch[] = [];
+  let current: Batch = { piece, extents: [], bytes: 0, end: piece.start };
+  for (const [offset, length] of piece.extents) {
+    for (let at = offset; at < offset + length;) {
+      const take = Math.min(offset + length - at, maxBytes - current.bytes);
+      current.extents.push([at, take]);
+      current.bytes += take;
+      at += take;
+      current.end = at;
+      if (current.bytes === maxBytes) {
+        batches.push(current);
+        current = { piece, extents: [], bytes: 0, end: at };
+      }
+    }
+  }
+  if (current.extents.length > 0 || batches.length === 0) batches.push(current);
+  batches[batches.length - 1].end = piece.end;
+  return batches;
 }
 
 /** Done piece indexes as "0-17,19,22-30": small in heartbeat details whatever the order pieces finish in. */

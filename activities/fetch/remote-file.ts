@@ -21,7 +21,8 @@ export interface RemoteFileInfo {
 }
 
 // Kept to Python 3.6 (CentOS Stream 8). sendfile() hands file pages to the ssh pipe without a copy in userspace;
-// holes are hashed from a zero buffer instead of being read.
+// holes are hashed from a zero buffer instead of being read. Ranges are sent as their lines arrive: the worker asks
+// for more while it receives and ends the input when it has nothing left to ask for.
 const PY = String.raw`
 import errno, hashlib, os, sys
 mode, path = sys.argv[1], sys.argv[2]
@@ -54,10 +55,7 @@ if mode == 'session':
     sys.stdout.flush()
 if mode in ('session', 'send'):
     out = sys.stdout.fileno()
-    for line in sys.stdin.buffer.read().split(b'\n'):
-        if not line:
-            continue
-        off, n = map(int, line.split())
+    def send(off, n):
         while n > 0:
             k = os.sendfile(out, fd, off, min(n, 1 << 24))
             if k == 0:
@@ -65,6 +63,18 @@ if mode in ('session', 'send'):
                 sys.exit(3)
             off += k
             n -= k
+    # A head start: the first bytes of data, sent right after the header without waiting for their ranges.
+    first = int(sys.argv[3]) if mode == 'session' and len(sys.argv) > 3 else 0
+    for d, n in (ex if first else []):
+        if first <= 0:
+            break
+        send(d, min(n, first))
+        first -= min(n, first)
+    for line in sys.stdin.buffer:
+        if not line.strip():
+            continue
+        off, n = map(int, line.split())
+        send(off, n)
 elif mode == 'sha256':
     ex, known = extents()
     h = hashlib.sha256()
@@ -98,8 +108,10 @@ function python(
   mode: string,
   path: string,
   orElse = "echo 'python3 is not installed' >&2; exit 127",
+  args: string[] = [],
 ): string {
-  const run = (bin: string) => `${bin} -E -S -c ${shellQuote(PY)} ${mode} ${shellQuote(path)}`;
+  const run = (bin: string) =>
+    [bin, '-E', '-S', '-c', shellQuote(PY), mode, shellQuote(path), ...args.map(shellQuote)].join(' ');
   return (
     `for p in /usr/bin/python3 /usr/libexec/platform-python; do if [ -x "$p" ]; then exec ${run('"$p"')}; fi; done; ` +
     `if command -v python3 >/dev/null 2>&1; then exec ${run('python3')}; fi; ${orElse}`
@@ -113,13 +125,17 @@ const ddLoop = (q: string) =>
  * One exec that describes the file and then sends the ranges it is asked for: the header ("H size mtime known",
  * extent lines, "E"; or, without python3, "S size mtime", filefrag's map, "E") comes first, the data only after the
  * ranges arrive on stdin. A single round trip before data flows: every exec pays for a login shell on the builder.
+ * With `headStart`, python3 sends the first that many bytes of data (the extents in file order) right after the
+ * header, before any range is asked for: the round trip of the first request is not waited for. The shell helper
+ * sends nothing unasked.
  */
-export function sessionCommand(path: string, helper: RemoteHelper | 'auto'): string {
+export function sessionCommand(path: string, helper: RemoteHelper | 'auto', headStart = 0): string {
   const q = shellQuote(path);
   // stat first so a missing file is a clear error; filefrag's exit code is ignored (not every fs has FIEMAP).
   const shell = `stat -L -c 'S %s %.9Y' ${q} || exit 2; filefrag -v ${q} 2>/dev/null; echo E; ${ddLoop(q)}`;
   if (helper === 'shell') return shell;
-  return helper === 'python3' ? python('session', path) : python('session', path, shell);
+  const args = headStart > 0 ? [String(headStart)] : [];
+  return python('session', path, helper === 'python3' ? undefined : shell, args);
 }
 
 /** Where the header of a session's output ends, or -1 while it is incomplete. */
@@ -182,7 +198,7 @@ export type Compression = 'none' | 'gzip' | 'zstd';
 
 /**
  * A command that writes the given ranges of the file to stdout, back to back, in the order they are written to its
- * stdin as "offset length" lines. A file that shrank ends the stream early, which the reader sees as a short stream.
+ * stdin as "offset length" lines, each as soon as its line arrives. A file that shrank ends the stream early, which the reader sees as a short stream.
  */
 export function sendCommand(path: string, helper: RemoteHelper, compression: Compression): string {
   const send = helper === 'python3' ? python('send', path) : ddLoop(shellQuote(path));

@@ -21,7 +21,7 @@ import {
   type RemoteDigests,
 } from '../../activities/fetch/remote-file';
 import type { SshSession } from '../../activities/ssh/connection';
-import { MIN_WINDOW } from '../../activities/fetch/range-stream';
+import { leadFor, MIN_WINDOW } from '../../activities/fetch/range-stream';
 import { startDelayRelay } from '../rig/delay-relay-process';
 import { connect, makeSparseFile, MiB, sha256Of, spreadExtents, tcpRelay, testDir } from './fetch-helpers';
 
@@ -181,20 +181,63 @@ describe('fetchFile', () => {
     }
   });
 
+  it('spreads the data over its streams as they come, and does not wait for a connection it no longer needs', async () => {
+    const dir = testDir(rig, 'streams');
+    const remote = path.join(dir, 'disk.raw');
+    makeSparseFile(remote, 256 * MiB, spreadExtents(256 * MiB, 16, 4 * MiB));
+    const ssh = await connect(rig, host);
+    try {
+      // Four streams over two connections (two execs on each), taking batches from one queue: the file arrives whole.
+      const opened: SshSession[] = [];
+      const four = await fetchFile(ssh, remote, path.join(dir, 'four.raw'), {
+        streams: 4,
+        connections: 2,
+        openSession: async () => {
+          opened.push(await connect(rig, host));
+          return opened.at(-1)!;
+        },
+      });
+      expect(opened).toHaveLength(1);
+      expect(four.wireBytes).toBe(64 * MiB);
+      expect(readFileSync(path.join(dir, 'four.raw')).equals(readFileSync(remote))).toBe(true);
+
+      // A second connection that takes 5 s to open: the first stream has taken all of a small file by then.
+      const small = path.join(dir, 'small.raw');
+      makeSparseFile(small, 64 * MiB, [[MiB, 4 * MiB]]);
+      let release: () => void = () => undefined;
+      const late = new Promise<SshSession>((resolve) => {
+        const timer = setTimeout(() => void connect(rig, host).then(resolve), 5000);
+        release = () => clearTimeout(timer);
+      });
+      const started = Date.now();
+      const result = await fetchFile(ssh, small, path.join(dir, 'small-local.raw'), {
+        openSession: () => late,
+      });
+      release();
+      expect(Date.now() - started).toBeLessThan(4000);
+      expect(result.sha256).toBe(sha256Of(small));
+    } finally {
+      ssh.close();
+    }
+  });
+
   it('maps holes with filefrag and sends with dd when the builder has no python3', async () => {
     const dir = testDir(rig, 'shell');
     const remote = path.join(dir, 'disk.raw');
-    const extents = spreadExtents(64 * MiB, 10, 256 * 1024);
+    // More data than a stream asks for at once (leadFor): the dd loop gets its ranges while it sends.
+    const extents = spreadExtents(64 * MiB, 24, MiB + 4096);
     makeSparseFile(remote, 64 * MiB, extents);
+    const data = 24 * (MiB + 4096);
+    expect(data).toBeGreaterThan(leadFor(MIN_WINDOW));
     const ssh = await connect(rig, host);
     try {
       const local = path.join(dir, 'local.raw');
       const result = await fetchFile(ssh, remote, local, { helper: 'shell', pieceBytes: MiB });
       expect(result.helper).toBe('shell');
       expect(result.holesKnown).toBe(true);
-      expect(result.wireBytes).toBe(10 * 256 * 1024);
+      expect(result.wireBytes).toBe(data);
       expect(result.sha256).toBe(sha256Of(remote));
-      expect(statSync(local).blocks * 512).toBeLessThanOrEqual(10 * 256 * 1024 + 10 * 4096);
+      expect(statSync(local).blocks * 512).toBeLessThanOrEqual(data + 24 * 4096);
     } finally {
       ssh.close();
     }
@@ -205,10 +248,11 @@ describe('fetchFile', () => {
     async (compression) => {
       const dir = testDir(rig, `compress-${compression}`);
       const remote = path.join(dir, 'disk.raw');
-      // Half random, half text: something to compress.
+      // Some random, mostly text: something to compress, and more than a stream asks for at once (leadFor), so the
+      // compressor gets its ranges while it sends.
       makeSparseFile(remote, 32 * MiB, [[0, 2 * MiB]]);
       const fd = openSync(remote, 'r+');
-      writeSync(fd, Buffer.from('bootc '.repeat(1024 * 1024)), 0, 6 * MiB, 8 * MiB);
+      writeSync(fd, Buffer.from('bootc '.repeat(4 * 1024 * 1024)), 0, 24 * MiB, 8 * MiB);
       closeSync(fd);
       const ssh = await connect(rig, host);
       try {
@@ -217,6 +261,7 @@ describe('fetchFile', () => {
           pieceBytes: 2 * MiB,
         });
         expect(result.sha256).toBe(sha256Of(remote));
+        expect(result.dataBytes).toBeGreaterThan(leadFor(MIN_WINDOW));
         expect(result.wireBytes).toBeLessThan(result.dataBytes * 0.5);
       } finally {
         ssh.close();

@@ -2,8 +2,8 @@ import { mkdtempSync, openSync, closeSync, ftruncateSync, fstatSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/fetch/range-stream';
-import { decodeIndexes, encodeIndexes, planFetch } from '../../activities/fetch/fetch-plan';
+import { leadFor, MAX_WINDOW, MIN_WINDOW, windowFor } from '../../activities/fetch/range-stream';
+import { batchesOf, decodeIndexes, encodeIndexes, planFetch } from '../../activities/fetch/fetch-plan';
 import { ExtentWriter } from '../../activities/fetch/extent-writer';
 import { headerEnd, parseFilefrag, parseHeader, type Extent } from '../../activities/fetch/remote-file';
 
@@ -36,6 +36,33 @@ describe('fetch plan', () => {
     ]);
     const huge = planFetch({ size: 2 ** 40, mtime: '1', extents: [[0, 2 ** 40]] }, MiB);
     expect(huge.pieces.length).toBeLessThanOrEqual(1024);
+  });
+
+  it('cuts a piece into batches of at most the given data, the last one reaching the end of the piece', () => {
+    const extents: Extent[] = [
+      [4096, 3 * MiB],
+      [10 * MiB, 6 * MiB],
+      [30 * MiB, 4096],
+    ];
+    const [piece] = planFetch({ size: 64 * MiB, mtime: '1', extents }, 16 * MiB).pieces;
+    const batches = batchesOf(piece, 4 * MiB);
+    expect(batches.map((b) => b.extents)).toEqual([
+      [
+        [4096, 3 * MiB],
+        [10 * MiB, MiB],
+      ],
+      [[11 * MiB, 4 * MiB]],
+      [
+        [15 * MiB, MiB],
+        [30 * MiB, 4096],
+      ],
+    ]);
+    expect(batches.map((b) => b.bytes)).toEqual([4 * MiB, 4 * MiB, MiB + 4096]);
+    // Each batch's end is where the file is complete once it is written: the hash may read up to there.
+    expect(batches.map((b) => b.end)).toEqual([11 * MiB, 15 * MiB, 64 * MiB]);
+    expect(batchesOf({ index: 0, start: 0, end: MiB, extents: [], dataBytes: 0 })).toEqual([
+      { piece: { index: 0, start: 0, end: MiB, extents: [], dataBytes: 0 }, extents: [], bytes: 0, end: MiB },
+    ]);
   });
 
   it('fingerprints the remote file version', () => {
@@ -109,16 +136,14 @@ describe('extent writer', () => {
       data.fill(7, MiB, MiB + 10_000); // ends mid-block: the whole block is data
       data.fill(9, 6 * MiB, 6 * MiB + 4096);
       const done: number[] = [];
-      const writer = new ExtentWriter(
-        fd,
-        plan.pieces,
-        { onData: () => undefined, onPiece: (p) => done.push(p.index) },
-        true,
-      );
+      const writer = new ExtentWriter(fd, { onData: () => undefined, onBatch: (b) => done.push(b.end) }, true);
+      for (const batch of batchesOf(plan.pieces[0], 3 * MiB)) writer.add(batch);
+      expect(writer.pending).toBe(8 * MiB);
       for (let off = 0; off < data.length; off += 32768 + 17)
         writer.write(data.subarray(off, Math.min(off + 32768 + 17, data.length)));
       expect(writer.complete).toBe(true);
-      expect(done).toEqual([0]);
+      expect(writer.pending).toBe(0);
+      expect(done).toEqual([3 * MiB, 6 * MiB, 8 * MiB]);
       expect(fstatSync(fd).blocks * 512).toBeLessThanOrEqual(4 * 4096);
       closeSync(fd);
       expect(readFileSync(file).equals(data)).toBe(true);
@@ -129,7 +154,7 @@ describe('extent writer', () => {
 });
 
 describe('windowFor', () => {
-  it("keeps ssh2's 2 MiB on short paths and grows with the round trip up to 32 MiB", () => {
+  it("keeps ssh2's 2 MiB on short paths and grows with the round trip up to 64 MiB", () => {
     expect(windowFor(undefined)).toBe(MIN_WINDOW);
     expect(windowFor(0.2)).toBe(MIN_WINDOW);
     expect(windowFor(5)).toBe(MIN_WINDOW);
@@ -137,7 +162,22 @@ describe('windowFor', () => {
     expect(at20).toBeGreaterThan(MIN_WINDOW);
     expect(windowFor(50)).toBeGreaterThan(at20);
     expect(windowFor(50) % 65536).toBe(0);
+    expect(windowFor(100)).toBeLessThan(MAX_WINDOW);
     expect(windowFor(200)).toBe(MAX_WINDOW);
+    expect(MAX_WINDOW).toBe(64 * MiB);
     expect(windowFor(Number.NaN)).toBe(MIN_WINDOW);
+  });
+});
+
+describe('leadFor', () => {
+  it('asks for the window and two batches until the rate is known, then for what a round trip at that rate needs', () => {
+    const window = windowFor(50);
+    expect(leadFor(window)).toBe(window + 8 * MiB);
+    // 150 MB/s over 50 ms: 1.25 × 7.5 MB plus a batch.
+    expect(leadFor(window, 150e6, 50)).toBe(Math.ceil(1.25 * 150e6 * 0.05) + 4 * MiB);
+    // Never more than at the start, never less than two batches (a stream next door, or one that stalled).
+    expect(leadFor(window, 2e9, 50)).toBe(window + 8 * MiB);
+    expect(leadFor(MIN_WINDOW, 500e6, 0.2)).toBe(8 * MiB);
+    expect(leadFor(window, 0, 50)).toBe(8 * MiB);
   });
 });
