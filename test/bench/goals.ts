@@ -65,12 +65,21 @@ export const GOALS: Goal[] = [
     met: (f) => n(f, 'fetchWanMultiStreamRatio') >= 3,
   },
   {
-    name: 'sparse fetch: ours ÷ tar -S through ssh',
-    keys: ['fetchSparseTarRatio', 'fetchSparseOursSeconds', 'fetchSparseTarSeconds'],
+    name: 'sparse fetch over 50 ms: ours ÷ tar -S through ssh',
+    keys: ['fetchSparseTarRatio', 'fetchSparseWanOursSeconds', 'fetchSparseWanTarSeconds'],
     ours: (f) => `${n(f, 'fetchSparseTarRatio')}×`,
-    reference: (f) => `ours ${n(f, 'fetchSparseOursSeconds')} s, tar ${n(f, 'fetchSparseTarSeconds')} s`,
+    reference: (f) => `ours ${n(f, 'fetchSparseWanOursSeconds')} s, tar ${n(f, 'fetchSparseWanTarSeconds')} s`,
     goal: '≤ 0.5×',
     met: (f) => n(f, 'fetchSparseTarRatio') <= 0.5,
+  },
+  {
+    // Next door, both ends share the machine's cores: this row compares CPU, as the row below does, and has no goal.
+    name: 'sparse fetch next door: ours ÷ tar -S through ssh',
+    keys: ['fetchSparseLoopbackTarRatio', 'fetchSparseOursSeconds', 'fetchSparseTarSeconds'],
+    ours: (f) => `${n(f, 'fetchSparseLoopbackTarRatio')}×`,
+    reference: (f) => `ours ${n(f, 'fetchSparseOursSeconds')} s, tar ${n(f, 'fetchSparseTarSeconds')} s; both ends on the same cores`,
+    goal: '(reported)',
+    met: () => true,
   },
   {
     name: 'receiving process CPU per GiB',
