@@ -186,6 +186,8 @@ export class SshSession {
         port: endpoint.port,
         username: endpoint.user,
         privateKey,
+        // Straight to the key: ssh2 would first try "none", one more round trip before every connection.
+        authHandler: ['publickey'],
         readyTimeout: opts.readyTimeoutMs ?? 20_000,
         keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
         keepaliveCountMax: 3,
