@@ -1,6 +1,5 @@
 // All activities of a release, composed from the per-system factories. Workflows import only the *type*
 // ReleaseActivities; worker/wiring.ts builds the real dependencies and tests build the same with the rig's peers.
-import { ApplicationFailure } from '@temporalio/common';
 import type { Arch, Builder, ReleasePlan, Target } from '../config/schema';
 import type { BuilderActivities } from './build';
 import type { createFetchActivities } from './fetch/activities';
@@ -15,7 +14,7 @@ import { deleteStaleBuilder, findStaleBuilders, type ReleaseLookup, type StaleBu
 import type { createStagingCleanup } from './fetch/staged-cleanup';
 import { findCancelledPublishes } from './janitor/cancelled-publishes';
 import { preflight } from './plan/preflight';
-import { driverOf, providerOf, type BuilderProviders, type PublishTargets } from './registry';
+import { requireDriver, requireProvider, type BuilderProviders, type PublishTargets } from './registry';
 import { resolvePlan, type ResolvePlanInput } from './plan/resolve-plan';
 import { createRetentionActivities, type ApplyRetentionInput, type PlanRetentionInput, type RestoreImagesInput, type RetentionDeps } from './retention/activities';
 import type {
@@ -29,7 +28,6 @@ import type {
   PublishTargetDriver,
   StagedArtifact,
 } from './types';
-import { FailureType } from './failures';
 
 /** What happens on a builder once it is up: activities/build and the fetch in activities/fetch. */
 export type BuilderSteps = Pick<BuilderActivities, 'prepareDataVolume' | 'prepareContainerImage' | 'runImageBuild'> &
@@ -66,16 +64,8 @@ interface ArchStep {
 const builderOf = (plan: ReleasePlan, arch: Arch) => plan.definition.architectures[arch]!.builder;
 
 export function createActivities(deps: ActivityDeps) {
-  const provider = (builder: Builder): BuilderProvider => {
-    const p = providerOf(deps.providers, builder.provider);
-    if (!p) throw ApplicationFailure.nonRetryable(`builder provider "${builder.provider}" is not available on this worker`, FailureType.Config);
-    return p;
-  };
-  const driver = (target: Target): PublishTargetDriver => {
-    const d = driverOf(deps.targets, target.kind);
-    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
-    return d;
-  };
+  const provider = (builder: Builder): BuilderProvider => requireProvider(deps.providers, builder);
+  const driver = (target: Target): PublishTargetDriver => requireDriver(deps.targets, target);
   const step = ({ plan, arch }: ArchStep) => ({ releaseId: plan.releaseId, arch, builder: builderOf(plan, arch) });
   const retention = createRetentionActivities({ definitionsDir: deps.definitionsDir, targets: deps.targets, ...deps.retention });
 

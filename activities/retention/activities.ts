@@ -23,7 +23,7 @@ import {
   type RetentionPlan,
 } from './plan';
 import { deleteStaged, listStaged } from './staged';
-import { driverOf, type PublishTargets } from '../registry';
+import { requireDriver, type PublishTargets } from '../registry';
 import { FailureType } from '../failures';
 
 export interface RetentionDeps {
@@ -82,11 +82,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
     };
   }
 
-  const driverFor = (target: Target): PublishTargetDriver => {
-    const d = driverOf(deps.targets, target.kind);
-    if (!d) throw ApplicationFailure.nonRetryable(`target kind "${target.kind}" is not available on this worker`, FailureType.Config);
-    return d;
-  };
+  const driverFor = (target: Target): PublishTargetDriver => requireDriver(deps.targets, target);
 
   function targetOf(def: ReleaseDefinition, name: string): Target {
     const target = def.targets[name];
