@@ -14,7 +14,7 @@ async function channels(): Promise<ChannelClient> {
 
 const how = (a: Pick<ChannelAssignment, 'kind' | 'from' | 'by' | 'restores'>) =>
   `${a.kind === 'promote' ? `promoted from ${a.from}` : a.kind === 'rollback' ? `rolled back${a.restores ? ` to #${a.restores}` : ''}` : 'approved'} by ${a.by}`;
-const replaced = (a: ChannelAssignment) => String((a.activation?.replaced ?? []).reduce((n, r) => n + r.entries.length, 0));
+const changed = (a: ChannelAssignment) => String((a.activation?.replaced ?? []).reduce((n, r) => n + r.entries.length, 0));
 
 export function channelListText(rows: ChannelSummary[], style: OutputStyle): string {
   if (!rows.length) return 'no channels yet (a release gets one when it is approved)';
@@ -81,8 +81,8 @@ export function channelText(s: ChannelState, style: OutputStyle, last = 10, reco
     lines.push(
       renderTable(
         style,
-        ['#', 'how', 'release', 'at', 'replaced', 'reason'],
-        shown.map((a) => [String(a.seq), how(a), a.releaseId, a.at, replaced(a), a.reason ?? '']),
+        ['#', 'how', 'release', 'at', 'changed', 'reason'],
+        shown.map((a) => [String(a.seq), how(a), a.releaseId, a.at, changed(a), a.reason ?? '']),
       ),
     );
   }
