@@ -2,9 +2,10 @@
 // Ctrl-C reaches the demo through tsx's signal relay, which SIGKILLs the demo when its event loop does not answer
 // within 60 ms (a worker hashing an artifact is enough); a closed terminal or `kill -9` end it the same way. The
 // demo starts this in a session of its own with a pipe on stdin that only the demo holds: end of input means the
-// demo is gone, however it went. Then this kills every process listed in the state file that still runs the same
-// command line, and removes the demo's libvirt pool (and libvirtd, if the demo started it and no other rig pool is
-// in it). The demo also runs it once at start with stdin closed, to clear what an earlier run left.
+// demo is gone, however it went. Then this kills every process listed in the state file that is still the same
+// process, and removes the demo's libvirt pool (and libvirtd, if the demo started it and no other rig pool is in
+// it). The demo also runs it once at start with stdin closed, to clear what an earlier run left. A process is known
+// by its pid and start time: its command line can change while it runs (OpenSSH's listener rewrites its own).
 // Plain JavaScript, so it starts without the TypeScript loader.
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -13,13 +14,18 @@ const stateFile = process.argv[2];
 const say = (line) => process.stdout.write(`[demo] ${line}\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function cmdline(pid) {
+/** The start time of pid (clock ticks after boot, /proc/<pid>/stat field 22); '' once it is gone. */
+function startTime(pid) {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
   } catch {
     return '';
   }
 }
+
+/** Still the process the demo recorded: a pid reused since is another process, and is left alone. */
+const same = (p) => !!p.start && startTime(p.pid) === p.start;
 
 function virsh(args) {
   return execFileSync('virsh', ['-q', '-c', 'qemu:///system', ...args], { encoding: 'utf8', timeout: 5_000, stdio: ['ignore', 'pipe', 'ignore'] });
@@ -32,13 +38,13 @@ async function reap() {
   } catch {
     return;
   }
-  const left = (state.processes || []).filter((p) => p.cmdline && cmdline(p.pid) === p.cmdline);
+  const left = (state.processes || []).filter(same);
   if (left.length) {
     say(`stopping ${left.length} process(es) the demo left running: ${left.map((p) => p.name).join(', ')}`);
     for (const p of left) signal(p.pid, 'SIGTERM');
     const deadline = Date.now() + 3_000;
-    while (left.some((p) => cmdline(p.pid) === p.cmdline) && Date.now() < deadline) await sleep(100);
-    for (const p of left) if (cmdline(p.pid) === p.cmdline) signal(p.pid, 'SIGKILL');
+    while (left.some(same) && Date.now() < deadline) await sleep(100);
+    for (const p of left) if (same(p)) signal(p.pid, 'SIGKILL');
   }
   if (state.pool) {
     try {
@@ -51,7 +57,7 @@ async function reap() {
         tryVirsh(['pool-undefine', state.pool]);
       }
       const rigPools = virsh(['pool-list', '--all', '--name']).split('\n').filter((l) => l.trim().startsWith('bootc-rig-'));
-      if (state.libvirtd && !rigPools.length && cmdline(state.libvirtd.pid) === state.libvirtd.cmdline) signal(state.libvirtd.pid, 'SIGTERM');
+      if (state.libvirtd && !rigPools.length && same(state.libvirtd)) signal(state.libvirtd.pid, 'SIGTERM');
     } catch {
       /* libvirtd not answering: nothing more to do here */
     }

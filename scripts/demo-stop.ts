@@ -56,9 +56,15 @@ export const alive = (pid: number): boolean => {
   }
 };
 
-function cmdline(pid: number): string {
+/**
+ * When the process started (clock ticks after boot, /proc/<pid>/stat field 22): with the pid, it names one process for
+ * good. Its command line does not: OpenSSH's listener rewrites its own ("[listener] 1 of 10-100 startups" while a
+ * connection authenticates), and a reaper matching the command line once missed two sshd that way.
+ */
+function startTime(pid: number): string {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
   } catch {
     return '';
   }
@@ -68,11 +74,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const REAPER = path.join(__dirname, 'demo-reaper.mjs');
 
-/** What demo-reaper.mjs reads: the demo's processes (by command line, so a reused pid is never hit) and its pool. */
+/** What demo-reaper.mjs reads: the demo's processes (pid and start time, so a reused pid is never hit) and its pool. */
 interface ReaperState {
-  processes: { pid: number; name: string; cmdline: string }[];
+  processes: { pid: number; name: string; start: string }[];
   pool?: string;
-  libvirtd?: { pid: number; cmdline: string };
+  libvirtd?: { pid: number; start: string };
 }
 
 export class Stopper {
@@ -109,7 +115,7 @@ export class Stopper {
 
   note(extra: { pool?: string; libvirtdPid?: number }): void {
     if (extra.pool) this.state.pool = extra.pool;
-    if (extra.libvirtdPid) this.state.libvirtd = { pid: extra.libvirtdPid, cmdline: cmdline(extra.libvirtdPid) };
+    if (extra.libvirtdPid) this.state.libvirtd = { pid: extra.libvirtdPid, start: startTime(extra.libvirtdPid) };
     this.record();
   }
 
@@ -122,7 +128,7 @@ export class Stopper {
   /** Writes the demo's current child processes for the reaper. */
   record(): void {
     this.state.processes = this.ours()
-      .map((p) => ({ pid: p.pid, name: p.comm, cmdline: cmdline(p.pid) }));
+      .map((p) => ({ pid: p.pid, name: p.comm, start: startTime(p.pid) }));
     try {
       writeFileSync(this.stateFile, JSON.stringify(this.state));
     } catch {
