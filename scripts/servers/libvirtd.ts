@@ -19,6 +19,22 @@ export async function virsh(...args: string[]): Promise<string> {
   return stdout;
 }
 
+/**
+ * `virsh pool-refresh`, waiting out the pool's asynchronous jobs: libvirt refuses a refresh while a volume is being
+ * uploaded or cloned into the pool ("has asynchronous jobs running"), which a test polling during a release meets.
+ */
+export async function refreshPool(name: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await virsh('pool-refresh', name);
+      return;
+    } catch (err) {
+      if (attempt >= 50 || !/asynchronous jobs running/.test(String((err as { stderr?: string }).stderr ?? err))) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 const responds = () =>
   execFileP(tool('virsh'), ['-c', LIBVIRT_URI, 'version'], { timeout: 5_000 }).then(
     () => true,
@@ -91,7 +107,7 @@ export async function createPool(baseDir: string, label: string): Promise<RigPoo
   await virsh('pool-build', name);
   await virsh('pool-start', name);
   const volumes = async () => {
-    await virsh('pool-refresh', name);
+    await refreshPool(name);
     return (await virsh('vol-list', '--pool', name)).split('\n').map((l) => l.trim().split(/\s+/)[0]).filter(Boolean);
   };
   return {

@@ -22,7 +22,7 @@ import { parseCosHref } from '../../activities/ibmcloud/cos-upload';
 import type { Candidate } from '../../activities/types';
 import type { IbmCloudStandin } from '../standins/ibm-cloud-api';
 import { identityHeaders } from '../../scripts/servers/glance';
-import { virsh } from '../../scripts/servers/libvirtd';
+import { refreshPool, virsh } from '../../scripts/servers/libvirtd';
 
 export type ResourceKind =
   | 'ec2-instance'
@@ -170,7 +170,7 @@ export class LeakCounter {
     const domains = (await virsh('list', '--all', '--name')).split('\n').map((l) => l.trim());
     for (const d of domains) if (builders.has(d)) out.push({ kind: 'libvirt-domain', id: d, where: 'qemu:///system' });
     for (const pool of pools) {
-      await virsh('pool-refresh', pool);
+      await refreshPool(pool);
       const names = (await virsh('vol-list', '--pool', pool)).split('\n').map((l) => l.trim().split(/\s+/)[0]!).filter(Boolean);
       for (const name of names)
         if (name.startsWith(`${definition}-`) || builders.has(name.replace(/\.qcow2$/, '')))
