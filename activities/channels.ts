@@ -4,6 +4,7 @@
 // to know which releases some channel still uses or may roll back to. Pure: importable by workflows.
 import type { Arch, ReleaseDefinition } from '../config/schema';
 import type { ActivationRecord, Candidate } from './types';
+import type { RetentionItem } from './retention/plan';
 
 /** Workflow id of the channel entity of one definition: `<definition>.channel.<channel>`. */
 export function channelWorkflowId(definition: string, channel: string): string {
@@ -146,6 +147,26 @@ export interface RetentionRecord {
   detail?: string;
   /** The assignment the record belongs to: retention ran after #seq, or (restore) before rollback #seq. */
   seq?: number;
+}
+
+/** The record of what retention did to one item of a plan: by applyRetention, or by the channel when it failed. */
+export function retentionRecord(
+  item: Pick<RetentionItem, 'releaseId' | 'target' | 'image' | 'action'>,
+  outcome: RetentionRecord['outcome'],
+  at: string,
+  detail?: string,
+): RetentionRecord {
+  return {
+    at,
+    releaseId: item.releaseId,
+    target: item.target,
+    arch: item.image.arch,
+    ...(item.image.region ? { region: item.image.region } : {}),
+    imageId: item.image.imageId,
+    action: item.action,
+    outcome,
+    ...(detail ? { detail } : {}),
+  };
 }
 
 /** How many retention records a channel keeps (the oldest go first); continue-as-new carries them. */

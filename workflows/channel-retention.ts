@@ -9,7 +9,7 @@ import type { ReleaseDefinition } from '../config/schema';
 import { durationMs, type Duration } from '../config/duration';
 import { FailureType, NOT_RETRIED } from '../activities/failures';
 import type { ReleaseActivities } from '../activities';
-import { protectedReleases, RETENTION_RECORDS_KEPT, type ChannelAssignment, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
+import { protectedReleases, RETENTION_RECORDS_KEPT, retentionRecord, type ChannelAssignment, type ChannelState, type RetentionRecord, type RetentionRun } from '../activities/channels';
 import type { RetentionPlan } from './retention-plan';
 import { activityOptions } from './timeouts';
 
@@ -53,25 +53,14 @@ export function withRetentionRecords(state: ChannelState, records: RetentionReco
 
 /** The record of an item whose activity failed for good (after its retries, or refused as non-retryable). */
 export function failedRecord(item: RetentionItem, error: string, at: string, seq: number): RetentionRecord {
-  return {
-    at,
-    releaseId: item.releaseId,
-    target: item.target,
-    arch: item.image.arch,
-    ...(item.image.region ? { region: item.image.region } : {}),
-    imageId: item.image.imageId,
-    action: item.action,
-    outcome: 'failed',
-    detail: error,
-    seq,
-  };
+  return { ...retentionRecord(item, 'failed', at, error), seq };
 }
 
 /** What a plan keeps because something uses the image: recorded, so `channel show` says why an old image stays. */
 function inUseRecords(plan: RetentionPlan, at: string, seq: number): RetentionRecord[] {
   return plan.kept
     .filter((k) => k.why?.startsWith('in use:'))
-    .map((k) => ({ ...failedRecord(k, k.why!, at, seq), outcome: 'kept' as const }));
+    .map((k) => ({ ...retentionRecord(k, 'kept', at, k.why), seq }));
 }
 
 /** The failure's own message, under the ActivityFailure wrapper; a timeout says what the last attempt failed with. */

@@ -5,7 +5,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { ConfigError, findDefinition } from '../../config/load';
 import type { ReleaseDefinition, Target } from '../../config/schema';
-import type { ChannelState, RetentionRecord } from '../channels';
+import { retentionRecord, type ChannelState, type RetentionRecord } from '../channels';
 import type { Candidate, PublishedImage, PublishTargetDriver } from '../types';
 import { heartbeat } from '../runtime/heartbeat';
 import type { ChannelLookup, ReleaseCatalog } from './lookup';
@@ -136,17 +136,7 @@ export function createRetentionActivities(deps: RetentionDeps) {
   }
 
   async function applyRetention({ definition, item }: ApplyRetentionInput): Promise<RetentionRecord> {
-    const record = (outcome: RetentionRecord['outcome'], detail?: string): RetentionRecord => ({
-      at: new Date().toISOString(),
-      releaseId: item.releaseId,
-      target: item.target,
-      arch: item.image.arch,
-      ...(item.image.region ? { region: item.image.region } : {}),
-      imageId: item.image.imageId,
-      action: item.action,
-      outcome,
-      ...(detail ? { detail } : {}),
-    });
+    const record = (outcome: RetentionRecord['outcome'], detail?: string) => retentionRecord(item, outcome, new Date().toISOString(), detail);
     if (item.action === 'keep') return record('kept', item.why);
     const def = await definitionOf(definition);
     const why = protectedNow(def.name, item, (await protections(def)).protections);
