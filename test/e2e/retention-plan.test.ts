@@ -4,7 +4,6 @@
 // state comes from the worker's wiring override: the channel workflow is not part of this test. The wiring's real
 // lookups are checked against the server too: a channel never started reads as none, and no release of the
 // definition runs.
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,10 +21,8 @@ import { channelLookupFrom, releaseCatalogFrom } from '../../worker/wiring';
 import { connectRig, startInProcessWorker, workerDirs, type RigInfo } from '../rig/release-harness';
 import { fakeCredentials } from '../integration/aws-helpers';
 import { MiB, sha256, sparseRaw } from '../integration/libvirt-helpers';
+import { cli as runCli } from './channel-harness';
 
-const repo = path.resolve(__dirname, '../..');
-const TSX = path.join(repo, 'node_modules/.bin/tsx');
-const CLI = path.join(repo, 'client/cli.ts');
 const rig = inject('rig') as RigInfo;
 const base = path.join(rig.dir, 'e2e-retention-plan');
 const taskQueue = `e2e-retention-${randomUUID().slice(0, 8)}`;
@@ -50,21 +47,7 @@ function production(): ChannelState {
   return { definition: DEF, channel: 'production', current: history.at(-1), history, retention: [] };
 }
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [CLI, ...args], {
-      cwd: repo,
-      env: { ...process.env, TEMPORAL_ADDRESS: rig.temporalAddress, BOOTC_RELEASE_TASK_QUEUE: taskQueue, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (args: string[]) => runCli(rig, taskQueue, args);
 
 /** AMIs with their tags, snapshots, and files: everything retention could change. */
 async function state() {

@@ -47,14 +47,20 @@ function recordOnly(stateFile: string, pids: number[]): void {
   writeFileSync(stateFile, JSON.stringify(state));
 }
 
+/** A renaming child, and the state file the demo would have written with it recorded. */
+async function recordedChild(): Promise<{ child: ChildProcess; stateFile: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bootc-release-reaper-'));
+  dirs.push(dir);
+  const child = renamingChild();
+  await until('the child to start', () => cmdline(child.pid!).includes('setInterval'));
+  const stateFile = path.join(dir, 'reaper.json');
+  recordOnly(stateFile, [child.pid!]);
+  return { child, stateFile };
+}
+
 describe('the demo reaper', () => {
   it('stops a recorded process that has rewritten its command line since', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'bootc-release-reaper-'));
-    dirs.push(dir);
-    const child = renamingChild();
-    await until('the child to start', () => cmdline(child.pid!).includes('setInterval'));
-    const stateFile = path.join(dir, 'reaper.json');
-    recordOnly(stateFile, [child.pid!]);
+    const { child, stateFile } = await recordedChild();
     child.stdin!.write('rename\n');
     await until('the child to rename itself', () => cmdline(child.pid!).startsWith('sshd: [listener]'));
 
@@ -66,12 +72,7 @@ describe('the demo reaper', () => {
   });
 
   it('leaves alone a process whose pid is recorded with another start time (a pid reused since)', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'bootc-release-reaper-'));
-    dirs.push(dir);
-    const child = renamingChild();
-    await until('the child to start', () => cmdline(child.pid!).includes('setInterval'));
-    const stateFile = path.join(dir, 'reaper.json');
-    recordOnly(stateFile, [child.pid!]);
+    const { child, stateFile } = await recordedChild();
     const state = JSON.parse(readFileSync(stateFile, 'utf8'));
     state.processes[0].start = String(Number(state.processes[0].start) - 1);
     writeFileSync(stateFile, JSON.stringify(state));
