@@ -6,21 +6,20 @@
 // back), the release is cancelled there, and then the clouds' own APIs are asked what is left (test/rig/leaks.ts):
 // nothing, with the release CANCELLED and no error. A cancel while the activation hook runs is the exception by
 // design: the image map before the hook already names the chosen images, so they stay (docs/activation.md).
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Arch } from '../../config/schema';
 import { approveSignal, type ReleaseStage } from '../../workflows/messages';
-import { startFaultRig, TARGET_KINDS, type FaultRig, type Provider, type ReleaseSpec } from '../rig/fault-rig';
+import { buildStarts, FLEET, startFaultRig, TARGET_KINDS, type FaultRig, type Provider, type ReleaseSpec, type Started } from '../rig/fault-rig';
 import { parse as parseYaml } from 'yaml';
 import { backingIds, type ReleaseRef } from '../rig/leaks';
-import { waitForStage, waitUntil, type RigInfo } from '../rig/release-harness';
+import { waitForStage, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
 let fr: FaultRig;
 
-/** One architecture per provider; static builds in a release of its own beside it (four architectures exist). */
-const FLEET: Partial<Record<Arch, Provider>> = { x86_64: 'libvirt', aarch64: 'aws', ppc64le: 'ibmcloud', s390x: 'command' };
+/** Static builders: a release of its own beside FLEET's (four architectures exist, and static has one host). */
 const STATIC: Partial<Record<Arch, Provider>> = { x86_64: 'static' };
 const MiB = 2 ** 20;
 
@@ -33,39 +32,8 @@ afterAll(async () => {
   await fr?.stop();
 });
 
-interface Started extends ReleaseRef {
-  spec: ReleaseSpec;
-}
-
-async function start(name: string, spec: ReleaseSpec): Promise<Started> {
-  const id = await fr.conn.releases.startFromDefinition(fr.definition(name, spec));
-  return { id, definition: name, spec };
-}
-
 const status = (r: ReleaseRef) => fr.conn.releases.status(r.id).catch(() => undefined);
-const allAt = async (r: Started, stage: string) => {
-  const s = await status(r);
-  return Object.keys(r.spec.builders).every((a) => s?.arches[a as Arch]?.stage === stage);
-};
 const kinds = async (r: ReleaseRef) => (await fr.leaks.resources(r)).map((x) => x.kind);
-const workDir = (r: Started, arch: string) => path.join(fr.base, r.definition, arch, 'work');
-
-/** A bootc-image-builder stand-in started under the work dir (it records every start in its output directory). */
-function buildStarted(dir: string): boolean {
-  if (!existsSync(dir)) return false;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
-    if (e.name === 'bib-standin.starts') return true;
-  return false;
-}
-
-/** waitUntil, whose timeout says where each release and hold stood. */
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, releases: Started[], timeoutMs = 120_000) {
-  try {
-    await waitUntil(what, check, timeoutMs);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${await fr.describe(releases)}`);
-  }
-}
 
 /**
  * Cancels; once every in-flight step has taken the cancel (each architecture tearing down or cancelled), lifts the
@@ -75,7 +43,7 @@ async function waitFor(what: string, check: () => Promise<boolean> | boolean, re
 async function cancelAndCount(releases: Started[], lift: () => void = () => undefined): Promise<void> {
   await Promise.all(releases.map((r) => fr.conn.releases.cancel(r.id)));
   try {
-    await waitFor('every step to take the cancel', async () => {
+    await fr.waitFor('every step to take the cancel', async () => {
       for (const r of releases) {
         const s = await status(r);
         const done = ['cancelled', 'failed'].includes(s?.stage ?? '');
@@ -134,7 +102,7 @@ const BUILDER_STAGES: BuilderStage[] = [
       const made = await kinds(fleet);
       const acquire = await fr.pendingActivity(`${single.id}.build.x86_64`, 'acquireBuilder');
       return (
-        (await allAt(fleet, 'provisioning')) &&
+        (await fr.allAt(fleet, 'provisioning')) &&
         ['ec2-instance', 'ibm-instance', 'libvirt-domain', 'allocator-ticket'].every((k) => made.includes(k as never)) &&
         (acquire?.attempt ?? 0) >= 2
       );
@@ -154,8 +122,8 @@ const BUILDER_STAGES: BuilderStage[] = [
     // on a rig host, so its preparation keeps retrying with the volume attached.
     hold: () => fr.gates.hold('mkfs.ext4', '.'),
     inStage: async (fleet, single) =>
-      (await allAt(fleet, 'preparing-volume')) &&
-      (await allAt(single, 'preparing-volume')) &&
+      (await fr.allAt(fleet, 'preparing-volume')) &&
+      (await fr.allAt(single, 'preparing-volume')) &&
       fr.gates.held('mkfs.ext4') >= 4 &&
       (await kinds(fleet)).filter((k) => k === 'ebs-volume').length === 2,
     release: () => fr.gates.release('mkfs.ext4'),
@@ -164,7 +132,7 @@ const BUILDER_STAGES: BuilderStage[] = [
     stage: 'preparing-image',
     hold: () => fr.gates.hold('podman', '^pull '),
     inStage: async (fleet, single) =>
-      (await allAt(fleet, 'preparing-image')) && (await allAt(single, 'preparing-image')) && fr.gates.held('podman') >= 5,
+      (await fr.allAt(fleet, 'preparing-image')) && (await fr.allAt(single, 'preparing-image')) && fr.gates.held('podman') >= 5,
     release: () => fr.gates.release('podman'),
   },
   {
@@ -172,9 +140,9 @@ const BUILDER_STAGES: BuilderStage[] = [
     spec: { build: { seconds: 120 } },
     hold: () => undefined,
     inStage: async (fleet, single) =>
-      (await allAt(fleet, 'building-image')) &&
-      (await allAt(single, 'building-image')) &&
-      [fleet, single].every((r) => Object.keys(r.spec.builders).every((a) => buildStarted(workDir(r, a)))),
+      (await fr.allAt(fleet, 'building-image')) &&
+      (await fr.allAt(single, 'building-image')) &&
+      [fleet, single].every((r) => Object.keys(r.spec.builders).every((a) => buildStarts(fr.workDir(r, a)) > 0)),
     release: () => undefined,
   },
   {
@@ -183,7 +151,7 @@ const BUILDER_STAGES: BuilderStage[] = [
     // Every builder's link is slow; once all architectures fetch, the links stall with the fetches under way.
     hold: () => Object.values(fr.links).forEach((l) => l.set({ bytesPerSecond: 2 * MiB })),
     async inStage(fleet, single) {
-      const fetching = (await allAt(fleet, 'fetching')) && (await allAt(single, 'fetching'));
+      const fetching = (await fr.allAt(fleet, 'fetching')) && (await fr.allAt(single, 'fetching'));
       if (fetching) Object.values(fr.links).forEach((l) => l.set({ bytesPerSecond: 2 * MiB, stall: true }));
       return fetching;
     },
@@ -194,10 +162,10 @@ const BUILDER_STAGES: BuilderStage[] = [
 describe('a release cancelled at each builder stage, on every provider', () => {
   it.each(BUILDER_STAGES)('leaves nothing anywhere when cancelled while $stage', async (c) => {
     c.hold(`cancel-${c.stage}-static`);
-    const fleet = await start(`cancel-${c.stage}`, { builders: FLEET, targets: ['directory'], ...c.spec });
-    const single = await start(`cancel-${c.stage}-static`, { builders: STATIC, targets: ['directory'], ...c.spec });
+    const fleet = await fr.start(`cancel-${c.stage}`, { builders: FLEET, targets: ['directory'], ...c.spec });
+    const single = await fr.start(`cancel-${c.stage}-static`, { builders: STATIC, targets: ['directory'], ...c.spec });
     try {
-      await waitFor(`every architecture ${c.stage}`, () => c.inStage(fleet, single), [fleet, single]);
+      await fr.waitFor(`every architecture ${c.stage}`, () => c.inStage(fleet, single), [fleet, single]);
       await cancelAndCount([fleet, single], () => c.release(fleet, single));
     } finally {
       c.release(fleet, single);
@@ -210,20 +178,12 @@ describe('a release cancelled after its builds, at every target kind at once', (
   const spec: ReleaseSpec = { builders: FLEET, targets: TARGET_KINDS };
 
   it('leaves nothing when cancelled while it publishes: each target has made its image, none has answered', async () => {
-    // Held once the cloud has done the work: the AMI is registered, the VPC image created, the Glance upload
-    // stored, the libvirt volume written, the file copied; the answers wait.
-    const holds = [
-      fr.moto.add({ match: { body: /Action=RegisterImage/ }, action: { holdResponse: true } }),
-      fr.ibmApi.add({ match: { method: 'POST', path: /\/v1\/images\?/ }, action: { holdResponse: true } }),
-      fr.glance.add({ match: { method: 'PUT', path: /\/v2\/images\/[^/]+\/file/ }, action: { holdResponse: true } }),
-    ];
-    fr.gates.hold('virsh', ' vol-upload ');
-    fr.gates.hold('cp', '.');
-    const r = await start('cancel-publishing', spec);
+    const holds = fr.holdPublishes();
+    const r = await fr.start('cancel-publishing', spec);
     try {
-      await waitFor(
+      await fr.waitFor(
         'every target to hold an image of the release',
-        () => holds.every((h) => h.held > 0) && fr.gates.held('virsh') > 0 && fr.gates.held('cp') > 0,
+        holds.allHeld,
         [r],
         180_000,
       );
@@ -232,16 +192,13 @@ describe('a release cancelled after its builds, at every target kind at once', (
         expect(made, `a ${k} before the cancel`).toContain(k);
       await cancelAndCount([r]);
     } finally {
-      fr.moto.clear();
-      fr.ibmApi.clear();
-      fr.glance.clear();
-      fr.gates.releaseAll();
+      holds.release();
     }
     await stillNothingAfterRelease([r]);
   }, 420_000);
 
   it('leaves nothing when cancelled while it awaits approval', async () => {
-    const r = await start('cancel-awaiting', spec);
+    const r = await fr.start('cancel-awaiting', spec);
     const ready = await waitForStage(fr.conn.releases, r.id, ['awaiting-approval', 'failed'], 180_000);
     expect(ready.stage).toBe('awaiting-approval');
     expect(ready.candidates.map((c) => c.kind).sort()).toEqual(
@@ -253,13 +210,13 @@ describe('a release cancelled after its builds, at every target kind at once', (
   }, 420_000);
 
   it('keeps the chosen images, which the image map already names, when cancelled while its activation hook runs', async () => {
-    const r = await start('cancel-activating', { ...spec, hook: true });
+    const r = await fr.start('cancel-activating', { ...spec, hook: true });
     const ready = await waitForStage(fr.conn.releases, r.id, ['awaiting-approval'], 180_000);
     fr.hook.hold(true);
     try {
       const runsBefore = fr.hook.runs().length;
       await fr.conn.client.workflow.getHandle(r.id).signal(approveSignal, { by: 'copr-admin' });
-      await waitFor('the hook to run', () => fr.hook.runs().length > runsBefore, [r], 60_000);
+      await fr.waitFor('the hook to run', () => fr.hook.runs().length > runsBefore, [r], 60_000);
       await fr.conn.releases.cancel(r.id);
       const closed = await waitForStage(fr.conn.releases, r.id, ['cancelled', 'failed', 'activated'], 120_000);
       expect(closed.stage).toBe('cancelled');

@@ -7,21 +7,16 @@
 // completes (approved when it waits), every step ran once where running it twice would make a second resource (one VM,
 // one build per architecture), no target holds an image twice, and the clouds hold nothing beyond the candidates.
 import { type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { Arch } from '../../config/schema';
 import { channelWorkflowId } from '../../activities/channels';
 import { approveSignal } from '../../workflows/messages';
-import { startFaultRig, TARGET_KINDS, type FaultRig, type Provider, type ReleaseSpec } from '../rig/fault-rig';
-import type { ReleaseRef } from '../rig/leaks';
-import { alive, killWorker, releaseAwsResources, waitForStage, waitUntil, type RigInfo } from '../rig/release-harness';
+import { buildStarts, FLEET, startFaultRig, TARGET_KINDS, type FaultRig, type ReleaseSpec, type Started } from '../rig/fault-rig';
+import { alive, killWorker, releaseAwsResources, waitForStage, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
 let fr: FaultRig;
 let worker: ChildProcess;
-const FLEET: Partial<Record<Arch, Provider>> = { x86_64: 'libvirt', aarch64: 'aws', ppc64le: 'ibmcloud', s390x: 'command' };
 const MiB = 2 ** 20;
 
 beforeAll(async () => {
@@ -32,34 +27,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fr?.stop();
 });
-
-interface Started extends ReleaseRef {
-  spec: ReleaseSpec;
-}
-
-const status = (r: ReleaseRef) => fr.conn.releases.status(r.id).catch(() => undefined);
-const allAt = async (r: Started, stage: string) => {
-  const s = await status(r);
-  return Object.keys(r.spec.builders).every((a) => s?.arches[a as Arch]?.stage === stage);
-};
-const workDir = (r: Started, arch: string) => path.join(fr.base, r.definition, arch, 'work');
-
-/** Lines of every bootc-image-builder start the stand-in recorded under a work dir (one file per run directory). */
-function buildStarts(dir: string): number {
-  if (!existsSync(dir)) return 0;
-  let n = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
-    if (e.name === 'bib-standin.starts') n += readFileSync(path.join(e.parentPath, e.name), 'utf8').split('\n').filter(Boolean).length;
-  return n;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, r: Started, timeoutMs = 120_000) {
-  try {
-    await waitUntil(what, check, timeoutMs);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${await fr.describe([r])}`);
-  }
-}
 
 /** SIGKILL, as a crashed worker host dies, and a new worker with the same id (its queue and directories). */
 async function killAndRestart(): Promise<void> {
@@ -80,10 +47,10 @@ async function completes(r: Started): Promise<void> {
   expect(await fr.leftBehind(r, ready.candidates)).toEqual([]);
 }
 
+/** A release, on a worker that is alive (a test may have left it killed). */
 async function start(name: string, spec: ReleaseSpec): Promise<Started> {
   if (!alive(worker)) worker = fr.startWorker();
-  const id = await fr.conn.releases.startFromDefinition(fr.definition(name, spec));
-  return { id, definition: name, spec };
+  return fr.start(name, spec);
 }
 
 describe('a release whose worker is SIGKILLed at each stage', () => {
@@ -95,11 +62,11 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
     const ibmCreatesBefore = fr.ibm.requests.filter((q) => q.method === 'POST' && q.path === '/v1/instances').length;
     const r = await start('kill-provisioning', { builders: FLEET, targets: ['directory'] });
     try {
-      await waitFor(
+      await fr.waitFor(
         'every VM to be booting',
         async () => {
           const made = (await fr.leaks.resources(r)).map((x) => x.kind as string);
-          return (await allAt(r, 'provisioning')) && ['ec2-instance', 'ibm-instance', 'libvirt-domain', 'allocator-ticket'].every((k) => made.includes(k));
+          return (await fr.allAt(r, 'provisioning')) && ['ec2-instance', 'ibm-instance', 'libvirt-domain', 'allocator-ticket'].every((k) => made.includes(k));
         },
         r,
       );
@@ -122,7 +89,7 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
     fr.gates.hold('mkfs.ext4', '.');
     const r = await start('kill-volume', { builders: { x86_64: 'libvirt', aarch64: 'static', ppc64le: 'ibmcloud', s390x: 'command' }, targets: ['directory'], dataVolume: true });
     try {
-      await waitFor('mkfs on every builder', async () => (await allAt(r, 'preparing-volume')) && fr.gates.held('mkfs.ext4') >= 4, r);
+      await fr.waitFor('mkfs on every builder', async () => (await fr.allAt(r, 'preparing-volume')) && fr.gates.held('mkfs.ext4') >= 4, r);
       await killAndRestart();
     } finally {
       fr.gates.release('mkfs.ext4');
@@ -135,10 +102,10 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
     const pullsBefore = fr.gates.calls('podman').length;
     const r = await start('kill-pull', { builders: FLEET, targets: ['directory'] });
     try {
-      await waitFor('a pull on every builder', async () => (await allAt(r, 'preparing-image')) && fr.gates.held('podman') >= 4, r);
+      await fr.waitFor('a pull on every builder', async () => (await fr.allAt(r, 'preparing-image')) && fr.gates.held('podman') >= 4, r);
       await killAndRestart();
       // The retries find the detached pulls still running and wait for them instead of pulling again.
-      await waitFor('the retries', async () => (await fr.pendingActivity(`${r.id}.build.x86_64`, 'prepareContainerImage'))?.attempt === 2, r);
+      await fr.waitFor('the retries', async () => (await fr.pendingActivity(`${r.id}.build.x86_64`, 'prepareContainerImage'))?.attempt === 2, r);
     } finally {
       fr.gates.release('podman');
     }
@@ -148,21 +115,21 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
 
   it('while bootc-image-builder runs: the new worker re-attaches, one build per architecture', async () => {
     const r = await start('kill-build', { builders: FLEET, targets: ['directory'], build: { seconds: 10 } });
-    await waitFor(
+    await fr.waitFor(
       'every build to run',
-      async () => (await allAt(r, 'building-image')) && Object.keys(FLEET).every((a) => buildStarts(workDir(r, a)) === 1),
+      async () => (await fr.allAt(r, 'building-image')) && Object.keys(FLEET).every((a) => buildStarts(fr.workDir(r, a)) === 1),
       r,
     );
     await killAndRestart();
     await completes(r);
-    for (const arch of Object.keys(FLEET)) expect(buildStarts(workDir(r, arch)), arch).toBe(1);
+    for (const arch of Object.keys(FLEET)) expect(buildStarts(fr.workDir(r, arch)), arch).toBe(1);
   }, 420_000);
 
   it('while fetching: the new worker finishes every fetch and the artifacts are whole', async () => {
     Object.values(fr.links).forEach((l) => l.set({ bytesPerSecond: 4 * MiB }));
     const r = await start('kill-fetch', { builders: FLEET, targets: ['directory'], build: { dataMiB: 24 } });
     try {
-      await waitFor('every fetch under way', () => allAt(r, 'fetching'), r);
+      await fr.waitFor('every fetch under way', () => fr.allAt(r, 'fetching'), r);
       Object.values(fr.links).forEach((l) => l.set({ bytesPerSecond: 4 * MiB, stall: true }));
       await killAndRestart();
     } finally {
@@ -172,28 +139,18 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
   }, 420_000);
 
   it('while publishing to every target kind: each target has made its image, none answered; no image twice', async () => {
-    const holds = [
-      fr.moto.add({ match: { body: /Action=RegisterImage/ }, action: { holdResponse: true } }),
-      fr.ibmApi.add({ match: { method: 'POST', path: /\/v1\/images\?/ }, action: { holdResponse: true } }),
-      fr.glance.add({ match: { method: 'PUT', path: /\/v2\/images\/[^/]+\/file/ }, action: { holdResponse: true } }),
-    ];
-    fr.gates.hold('virsh', ' vol-upload ');
-    fr.gates.hold('cp', '.');
+    const holds = fr.holdPublishes();
     const r = await start('kill-publish', { builders: FLEET, targets: TARGET_KINDS });
     try {
-      await waitFor(
+      await fr.waitFor(
         'every target to hold an image of the release',
-        () => holds.every((h) => h.held > 0) && fr.gates.held('virsh') > 0 && fr.gates.held('cp') > 0,
+        holds.allHeld,
         r,
         180_000,
       );
       await killAndRestart();
     } finally {
-      fr.moto.clear();
-      fr.ibmApi.clear();
-      fr.glance.clear();
-      fr.gates.release('virsh');
-      fr.gates.release('cp');
+      holds.release();
     }
     await completes(r);
   }, 420_000);
@@ -206,11 +163,11 @@ describe('a release whose worker is SIGKILLed at each stage', () => {
     const runsBefore = fr.hook.runs().length;
     try {
       await fr.conn.client.workflow.getHandle(r.id).signal(approveSignal, { by: 'copr-admin' });
-      await waitFor('the hook to run', () => fr.hook.runs().length > runsBefore, r, 60_000);
+      await fr.waitFor('the hook to run', () => fr.hook.runs().length > runsBefore, r, 60_000);
       await killAndRestart();
       // The channel's activation retried on the new worker waits for the hook the dead one started.
       const channel = channelWorkflowId(r.definition, 'staging');
-      await waitFor('the retried activation', async () => ((await fr.pendingActivity(channel, 'activate'))?.attempt ?? 0) >= 2, r, 60_000);
+      await fr.waitFor('the retried activation', async () => ((await fr.pendingActivity(channel, 'activate'))?.attempt ?? 0) >= 2, r, 60_000);
     } finally {
       fr.hook.hold(false);
     }

@@ -3,17 +3,14 @@
 // AWS (moto: EC2, EBS direct), Glance and IBM COS (moto's S3) endpoints are slowed, reset in the middle of an upload,
 // and answer 503 for a while (test/rig/http-fault-proxy.ts). Each release completes: every artifact whole, every build
 // run once, no image twice at any target, nothing in any cloud beyond its candidates (test/rig/leaks.ts).
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Arch } from '../../config/schema';
-import { startFaultRig, type FaultRig, type Provider, type ReleaseSpec } from '../rig/fault-rig';
-import type { ReleaseRef } from '../rig/leaks';
-import { waitForStage, waitUntil, type RigInfo } from '../rig/release-harness';
+import { buildStarts, FLEET, startFaultRig, type FaultRig, type ReleaseSpec, type Started } from '../rig/fault-rig';
+import { waitForStage, type RigInfo } from '../rig/release-harness';
 
 const rig = inject('rig') as RigInfo;
 let fr: FaultRig;
-const FLEET: Partial<Record<Arch, Provider>> = { x86_64: 'libvirt', aarch64: 'aws', ppc64le: 'ibmcloud', s390x: 'command' };
 const MiB = 2 ** 20;
 
 beforeAll(async () => {
@@ -24,36 +21,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fr?.stop();
 });
-
-interface Started extends ReleaseRef {
-  spec: ReleaseSpec;
-}
-
-async function start(name: string, spec: ReleaseSpec): Promise<Started> {
-  const id = await fr.conn.releases.startFromDefinition(fr.definition(name, spec));
-  return { id, definition: name, spec };
-}
-
-const allAt = async (r: Started, stage: string) => {
-  const s = await fr.conn.releases.status(r.id).catch(() => undefined);
-  return Object.keys(r.spec.builders).every((a) => s?.arches[a as Arch]?.stage === stage);
-};
-
-function buildStarts(dir: string): number {
-  if (!existsSync(dir)) return 0;
-  let n = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
-    if (e.name === 'bib-standin.starts') n += readFileSync(path.join(e.parentPath, e.name), 'utf8').split('\n').filter(Boolean).length;
-  return n;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, r: Started, timeoutMs = 120_000) {
-  try {
-    await waitUntil(what, check, timeoutMs);
-  } catch (err) {
-    throw new Error(`${(err as Error).message}\n${await fr.describe([r])}`);
-  }
-}
 
 /** Awaits approval with no failed publish, and no image twice anywhere nor anything beyond the candidates. */
 async function publishedCleanly(r: Started) {
@@ -73,14 +40,14 @@ describe('SSH connections to the builders cut mid-command', () => {
     const links = Object.keys(FLEET).map((a) => fr.links[FLEET[a as Arch]!]);
     const resets = () => links.map((l) => l.resets);
     const atStart = resets();
-    const r = await start('cut-ssh', { builders: FLEET, targets: ['directory'], build: { seconds: 8, dataMiB: 24 } });
+    const r = await fr.start('cut-ssh', { builders: FLEET, targets: ['directory'], build: { seconds: 8, dataMiB: 24 } });
     const work = (arch: string) => path.join(fr.base, r.definition, arch, 'work');
-    await waitFor('every build to run', async () => (await allAt(r, 'building-image')) && Object.keys(FLEET).every((a) => buildStarts(work(a)) === 1), r);
+    await fr.waitFor('every build to run', async () => (await fr.allAt(r, 'building-image')) && Object.keys(FLEET).every((a) => buildStarts(work(a)) === 1), r);
     for (const l of links) l.cut();
     const afterBuildCut = resets();
     // The fetch goes slowly enough to be cut in the middle, twice.
     for (const l of links) l.set({ bytesPerSecond: 4 * MiB });
-    await waitFor('every fetch under way', () => allAt(r, 'fetching'), r, 180_000);
+    await fr.waitFor('every fetch under way', () => fr.allAt(r, 'fetching'), r, 180_000);
     for (let i = 0; i < 2; i++) {
       await new Promise((res) => setTimeout(res, 1_500));
       for (const l of links) l.cut();
@@ -150,7 +117,7 @@ describe('the AWS, Glance and COS endpoints misbehaving while a release publishe
   it.each(CLOUD_FAULTS)('$fault: the publish completes with one image per target and nothing else left', async ({ fault, arm }) => {
     const struck = arm();
     try {
-      const r = await start(`cloud-${fault.split(' ')[0]}`, CLOUDS);
+      const r = await fr.start(`cloud-${fault.split(' ')[0]}`, CLOUDS);
       const ready = await publishedCleanly(r);
       expect(struck()).toBe(true);
       expect(ready.candidates.map((c) => c.kind).sort()).toEqual(['aws', 'ibmcloud', 'openstack']);

@@ -29,13 +29,15 @@ import { startGlance } from '../../scripts/servers/glance';
 import { HttpFaultProxy } from './http-fault-proxy';
 import { LeakCounter, type CloudResource, type ReleaseRef } from './leaks';
 import { createPool, startLibvirtd, virsh } from '../../scripts/servers/libvirtd';
-import { alive, connectRig, killWorker, spawnWorkerProcess, workerDirs, type RigInfo } from './release-harness';
+import { alive, connectRig, killWorker, spawnWorkerProcess, waitUntil, workerDirs, type RigInfo } from './release-harness';
 import { SshServer } from '../../scripts/servers/sshd';
 
 export type Provider = 'aws' | 'libvirt' | 'ibmcloud' | 'command' | 'static';
 export type TargetKind = 'directory' | 'aws' | 'ibmcloud' | 'libvirt' | 'openstack';
 export const PROVIDERS: Provider[] = ['aws', 'libvirt', 'ibmcloud', 'command', 'static'];
 export const TARGET_KINDS: TargetKind[] = ['directory', 'aws', 'ibmcloud', 'libvirt', 'openstack'];
+/** One architecture per provider that provisions (static has one host, and runs beside it in a release of its own). */
+export const FLEET: Partial<Record<Arch, Provider>> = { x86_64: 'libvirt', aarch64: 'aws', ppc64le: 'ibmcloud', s390x: 'command' };
 
 const REGION = 'ca-central-1';
 const IBM_REGION = 'us-east';
@@ -56,6 +58,20 @@ export interface ReleaseSpec {
   hook?: boolean;
 }
 
+/** A release a fault test started, with the spec it was made from. */
+export interface Started extends ReleaseRef {
+  spec: ReleaseSpec;
+}
+
+/** Every start of the bootc-image-builder stand-in recorded under a work dir (it writes one line per start). */
+export function buildStarts(dir: string): number {
+  if (!existsSync(dir)) return 0;
+  let n = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true }))
+    if (e.name === 'bib-standin.starts') n += readFileSync(path.join(e.parentPath, e.name), 'utf8').split('\n').filter(Boolean).length;
+  return n;
+}
+
 export interface FaultRig {
   rig: RigInfo;
   base: string;
@@ -73,6 +89,19 @@ export interface FaultRig {
   hook: { hold(on: boolean): void; runs(): string[] };
   leaks: LeakCounter;
   definition(name: string, spec: ReleaseSpec): ReleaseDefinitionInput;
+  /** Starts a release of `definition(name, spec)`. */
+  start(name: string, spec: ReleaseSpec): Promise<Started>;
+  /** True when every architecture of the release is at `stage`. */
+  allAt(release: Started, stage: string): Promise<boolean>;
+  /** The builder's work dir of one architecture of the release. */
+  workDir(release: Started, arch: string): string;
+  /** waitUntil, whose timeout says where each release and hold stood (`describe`). */
+  waitFor(what: string, check: () => Promise<boolean> | boolean, releases: ReleaseRef | ReleaseRef[], timeoutMs?: number): Promise<void>;
+  /**
+   * Holds every target kind once its cloud has done the work (the AMI registered, the VPC image created, the Glance
+   * upload stored, the libvirt volume written, the file copied): the answers wait until `release()`.
+   */
+  holdPublishes(): { allHeld(): boolean; release(): void };
   /** Everything a release still has, beyond what backs `candidates`, in every cloud and on every builder host. */
   leftBehind(release: ReleaseRef, candidates?: Candidate[]): Promise<CloudResource[]>;
   startWorker(): ChildProcess;
@@ -270,6 +299,40 @@ export async function startFaultRig(rig: RigInfo, name: string): Promise<FaultRi
         channels: { staging: { activation } },
         timeouts: { heartbeat: '5s', retryInitial: '1s', retryMax: '3s', stagingWait: '5m' },
       } as ReleaseDefinitionInput;
+    },
+    async start(name, spec) {
+      return { id: await conn.releases.startFromDefinition(fr.definition(name, spec)), definition: name, spec };
+    },
+    async allAt(r, stage) {
+      const s = await conn.releases.status(r.id).catch(() => undefined);
+      return Object.keys(r.spec.builders).every((a) => s?.arches[a as Arch]?.stage === stage);
+    },
+    workDir: (r, arch) => path.join(base, r.definition, arch, 'work'),
+    async waitFor(what, check, releases, timeoutMs = 120_000) {
+      try {
+        await waitUntil(what, check, timeoutMs);
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${await fr.describe([releases].flat())}`);
+      }
+    },
+    holdPublishes() {
+      const holds = [
+        moto.add({ match: { body: /Action=RegisterImage/ }, action: { holdResponse: true } }),
+        ibmApi.add({ match: { method: 'POST', path: /\/v1\/images\?/ }, action: { holdResponse: true } }),
+        glance.add({ match: { method: 'PUT', path: /\/v2\/images\/[^/]+\/file/ }, action: { holdResponse: true } }),
+      ];
+      gates.hold('virsh', ' vol-upload ');
+      gates.hold('cp', '.');
+      return {
+        allHeld: () => holds.every((h) => h.held > 0) && gates.held('virsh') > 0 && gates.held('cp') > 0,
+        release() {
+          moto.clear();
+          ibmApi.clear();
+          glance.clear();
+          gates.release('virsh');
+          gates.release('cp');
+        },
+      };
     },
     leftBehind: (release, candidates = []) => leaks.leftBehind(release, candidates),
     startWorker() {
