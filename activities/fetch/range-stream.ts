@@ -41,9 +41,10 @@ export function windowFor(roundTripMs: number | undefined): number {
  * moving R bytes a second needs R × RTT asked for, and the window caps what can be in flight. More is not free: sshd
  * reads ahead from the sender's pipe as far as the window lets it, and over 50 ms keeping the window plus two batches
  * asked for (16–19 MiB in sshd's buffer) cost sshd and the sender 0.88–1.57 CPU s per GiB against 0.65–1.08 with
- * 12 MiB, at the same speed (4 runs each, interleaved, on a shared machine). So the lead follows the stream's rate once it is known: 1.25 × R × RTT plus a batch (room to speed
- * up by a batch per round trip), at least two batches, at most the window plus two batches (the start). What is asked
- * for is also what a stream still has to do once the queue runs dry: a smaller lead lets the streams end together.
+ * 12 MiB, at the same speed (4 runs each, interleaved, on a shared machine). So the lead follows the stream's rate
+ * once it is known: 1.25 × R × RTT plus a batch (room to speed up by a batch per round trip), at least two batches,
+ * at most the window plus two batches (the start). What is asked for is also what a stream still has to do once the
+ * queue runs dry: a smaller lead lets the streams end together.
  */
 export function leadFor(window: number, bytesPerSecond?: number, roundTripMs?: number): number {
   const most = window + 2 * BATCH_BYTES;
@@ -227,7 +228,10 @@ export async function receiveStream(
   // asking for more could wait forever, so it asks for all its batches at once (the caller deals them out).
   let lead = compression === 'none' ? leadFor(window) : Infinity;
   const rate = new StreamRate(roundTripMs);
+  /** The queue is empty: everything is asked for. */
   let asked = false;
+  /** The sender's input is closed. */
+  let ended = false;
 
   return await new Promise<StreamResult>((resolve, reject) => {
     let settled = false;
@@ -284,7 +288,6 @@ export async function receiveStream(
         channel.end();
       }
     };
-    let ended = false;
 
     // The channel closes after its last data; with compression, the decompressed output also has to end.
     let pending = compression === 'none' ? 1 : 2;
